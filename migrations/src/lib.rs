@@ -1,0 +1,22 @@
+//! Posthorn's schema, as sea-orm-migration migrations that run unchanged on
+//! SQLite and PostgreSQL.
+//!
+//! Conventions: every time is a `BIGINT` of UTC microseconds since the Unix
+//! epoch (the same ordering and index behaviour on both backends, which the
+//! delivery queue's claim relies on); public ids are prefixed text
+//! (`acc_…`, `msg_…`); structured values (address lists, tags, maps) are JSON
+//! text.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+/// Applies Posthorn's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,119 @@
+//! The gRPC door: thin tonic handlers and the tower layers every RPC passes
+//! through (gRPC-Web, tracing, authentication), plus health and reflection.
+
+pub mod auth;
+mod contacts;
+mod messages;
+mod send;
+pub mod status;
+mod suppressions;
+mod templates;
+mod trace;
+mod webhooks;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tower::{Layer, Service, ServiceBuilder};
+
+use crate::proto::v1::{
+    contacts_service_server::ContactsServiceServer, messages_service_server::MessagesServiceServer,
+    send_service_server::SendServiceServer, suppressions_service_server::SuppressionsServiceServer,
+    templates_service_server::TemplatesServiceServer,
+    webhooks_service_server::WebhooksServiceServer,
+};
+use crate::storage::Store;
+use auth::{AuthLayer, AuthState};
+
+/// Mounts `service` under its gRPC path prefix, wrapped for gRPC-Web and
+/// traced. `layer` is applied innermost (authentication for posthorn.v1).
+fn mount<S, L>(router: Router, service: S, layer: L) -> Router
+where
+    S: NamedService,
+    L: Layer<S>,
+    L::Service: Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    <L::Service as Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
+{
+    let wrapped = ServiceBuilder::new()
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(trace::rpc_trace_layer())
+        .layer(layer)
+        .service(service);
+    router.route_service(&format!("/{}/{{*method}}", S::NAME), wrapped)
+}
+
+/// Builds the router of every gRPC service: the six posthorn.v1 services
+/// behind authentication, and `grpc.health.v1` and reflection (v1 and
+/// v1alpha) open to all.
+pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
+    let auth = AuthLayer::new(Arc::new(AuthState::new(store)?));
+    let max = 32 * 1024 * 1024;
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for name in crate::proto::service_names() {
+        health_reporter
+            .set_service_status(&name, ServingStatus::Serving)
+            .await;
+    }
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let open = tower::layer::util::Identity::new;
+    let router = Router::new();
+    let router = mount(
+        router,
+        SendServiceServer::new(send::SendApi).max_decoding_message_size(max),
+        auth.clone(),
+    );
+    let router = mount(
+        router,
+        MessagesServiceServer::new(messages::MessagesApi),
+        auth.clone(),
+    );
+    let router = mount(
+        router,
+        ContactsServiceServer::new(contacts::ContactsApi),
+        auth.clone(),
+    );
+    let router = mount(
+        router,
+        SuppressionsServiceServer::new(suppressions::SuppressionsApi),
+        auth.clone(),
+    );
+    let router = mount(
+        router,
+        TemplatesServiceServer::new(templates::TemplatesApi),
+        auth.clone(),
+    );
+    let router = mount(
+        router,
+        WebhooksServiceServer::new(webhooks::WebhooksApi),
+        auth,
+    );
+    let router = mount(router, health, open());
+    let router = mount(router, reflection_v1, open());
+    let router = mount(router, reflection_v1alpha, open());
+    Ok(router)
+}

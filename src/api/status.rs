@@ -1,0 +1,118 @@
+//! The one conversion from the domain error to `tonic::Status`, with
+//! `google.rpc` details: `ErrorInfo` always, `BadRequest` for validation,
+//! `RetryInfo` for rate limits. Every handler and layer answers through it.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation as PbFieldViolation, StatusExt};
+
+use crate::domain::{Error, Reason};
+
+/// The `ErrorInfo.domain` of every Posthorn error.
+pub const ERROR_DOMAIN: &str = "posthorn.dev";
+
+/// Converts a domain error into the status a client sees. Internal errors
+/// are logged here, once, with their cause chain, and answered without it.
+pub fn to_status(error: Error) -> Status {
+    let code = match &error {
+        Error::Validation(_) => Code::InvalidArgument,
+        Error::ApiKeyMissing | Error::ApiKeyInvalid => Code::Unauthenticated,
+        Error::ScopeMissing(_) | Error::SenderNotVerified(_) => Code::PermissionDenied,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } | Error::IdempotencyKeyReused(_) => Code::AlreadyExists,
+        Error::IdempotencyKeyInUse(_) => Code::Aborted,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::RateLimited { .. } | Error::PayloadTooLarge(_) => Code::ResourceExhausted,
+        Error::StorageUnavailable(_) => Code::Unavailable,
+        Error::NotImplemented(_) => Code::Unimplemented,
+        Error::Internal(_) => Code::Internal,
+    };
+    let reason = error.reason();
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    match &error {
+        Error::Validation(violations) => {
+            details.set_bad_request(
+                violations
+                    .iter()
+                    .map(|v| PbFieldViolation::new(v.field.clone(), v.description.clone()))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        Error::ScopeMissing(scope) => {
+            metadata.insert("scope".to_owned(), scope.clone());
+        }
+        Error::RateLimited { retry_after, .. } => {
+            details.set_retry_info(Some(*retry_after));
+        }
+        Error::StorageUnavailable(cause) => {
+            tracing::warn!(error = format!("{cause:#}"), "storage unavailable");
+        }
+        Error::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+        }
+        _ => {}
+    }
+    details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+    let message = match reason {
+        Reason::Internal => "internal error".to_owned(),
+        _ => error.to_string(),
+    };
+    Status::with_error_details(code, message, details)
+}
+
+/// Returns the UNIMPLEMENTED status of an RPC that a later piece of work
+/// builds; the message says so.
+pub fn not_built(rpc: &str, capability: &str) -> Status {
+    to_status(Error::NotImplemented(format!(
+        "{rpc} is part of the posthorn.v1 contract but not implemented in this build yet ({capability})"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FieldViolation;
+
+    #[test]
+    fn validation_errors_carry_every_field_violation_and_the_reason() {
+        let status = to_status(Error::Validation(vec![
+            FieldViolation::new("to[0]", "must be a valid email address"),
+            FieldViolation::new("subject", "is required for inline sends"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "VALIDATION_FAILED");
+        assert_eq!(details.error_info().unwrap().domain, "posthorn.dev");
+        let fields: Vec<_> = details
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["to[0]", "subject"]);
+    }
+
+    #[test]
+    fn internal_errors_never_show_their_cause() {
+        let status = to_status(Error::Internal(anyhow::anyhow!(
+            "SELECT * FROM secrets failed at /var/lib/x"
+        )));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+
+    #[test]
+    fn rate_limits_carry_retry_info() {
+        let status = to_status(Error::RateLimited {
+            retry_after: std::time::Duration::from_secs(3),
+            daily: false,
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "RATE_LIMITED");
+        assert!(details.retry_info().unwrap().retry_delay.is_some());
+    }
+}

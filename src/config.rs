@@ -1,0 +1,397 @@
+//! Typed, layered configuration: built-in defaults, then an optional
+//! `posthorn.toml`, then `POSTHORN_*` environment variables. Every value is
+//! validated at start-up; an invalid or unknown setting is an error that
+//! names the setting and what it accepts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// One setting: its key, default and meaning. The README's configuration
+/// reference lists the same table.
+pub struct SettingInfo {
+    pub key: &'static str,
+    pub default: &'static str,
+    pub accepts: &'static str,
+}
+
+/// Every setting. A key `foo_bar` is `foo_bar` in `posthorn.toml` and
+/// `POSTHORN_FOO_BAR` in the environment.
+pub const SETTINGS: &[SettingInfo] = &[
+    SettingInfo {
+        key: "listen",
+        default: "127.0.0.1:7070",
+        accepts: "a socket address host:port; port 0 picks a free port",
+    },
+    SettingInfo {
+        key: "database_url",
+        default: "sqlite://posthorn.db",
+        accepts: "sqlite://PATH or postgres://USER@HOST:PORT/DB",
+    },
+    SettingInfo {
+        key: "database_max_connections",
+        default: "10",
+        accepts: "an integer from 1 to 1000",
+    },
+    SettingInfo {
+        key: "public_url",
+        default: "http://<listen>",
+        accepts: "an http:// or https:// URL where recipients reach tracking and unsubscribe links",
+    },
+    SettingInfo {
+        key: "hostname",
+        default: "localhost",
+        accepts: "a host name, used in HELO and Message-ID",
+    },
+    SettingInfo {
+        key: "transport",
+        default: "capture://",
+        accepts: "capture://, smtp://HOST:PORT, smtps://HOST:PORT or file:///DIR",
+    },
+    SettingInfo {
+        key: "log",
+        default: "info",
+        accepts: "a tracing filter such as info or posthorn=debug,tower=warn",
+    },
+    SettingInfo {
+        key: "log_format",
+        default: "human",
+        accepts: "human or json",
+    },
+    SettingInfo {
+        key: "bootstrap",
+        default: "true",
+        accepts: "true or false: on an empty database, create account default and print a key",
+    },
+    SettingInfo {
+        key: "cors_origins",
+        default: "*",
+        accepts: "* or a comma-separated list of origins allowed to call from browsers",
+    },
+    SettingInfo {
+        key: "shutdown_grace_seconds",
+        default: "30",
+        accepts: "an integer from 0 to 3600: how long shutdown waits for in-flight requests",
+    },
+];
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub public_url: String,
+    pub hostname: String,
+    pub transport: String,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub bootstrap: bool,
+    pub cors_origins: Vec<String>,
+    pub shutdown_grace: Duration,
+}
+
+/// A configuration error, naming the setting and its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads settings from defaults, the optional file and `env` (the process
+    /// environment in production; a map in tests).
+    pub fn load(
+        file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut values: BTreeMap<&'static str, (String, String)> = SETTINGS
+            .iter()
+            .map(|s| (s.key, (s.default.to_owned(), "default".to_owned())))
+            .collect();
+        if let Some(path) = file {
+            for (key, value) in read_file(path)? {
+                let info = lookup(&key).ok_or_else(|| {
+                    ConfigError(format!(
+                        "{}: unknown setting `{key}`; known settings: {}",
+                        path.display(),
+                        known()
+                    ))
+                })?;
+                values.insert(info.key, (value, format!("`{key}` in {}", path.display())));
+            }
+        }
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("POSTHORN_") else {
+                continue;
+            };
+            // POSTHORN_TEST_* belong to the test suite, not to the server.
+            if key.starts_with("TEST_") {
+                continue;
+            }
+            let info = lookup(&key.to_ascii_lowercase()).ok_or_else(|| {
+                ConfigError(format!(
+                    "unknown environment variable {name}; known settings: {}",
+                    SETTINGS
+                        .iter()
+                        .map(|s| format!("POSTHORN_{}", s.key.to_ascii_uppercase()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            values.insert(info.key, (value.clone(), name.clone()));
+        }
+        Settings::from_values(&values)
+    }
+
+    fn from_values(
+        values: &BTreeMap<&'static str, (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let get = |key: &'static str| -> (&str, &str) {
+            let (v, source) = &values[key];
+            (v.as_str(), source.as_str())
+        };
+        let bad = |key: &'static str| -> ConfigError {
+            let (value, source) = get(key);
+            let info = lookup(key).expect("every key read here is in SETTINGS");
+            ConfigError(format!(
+                "invalid value {value:?} for setting `{key}` (from {source}): expected {}",
+                info.accepts
+            ))
+        };
+
+        let listen: SocketAddr = get("listen").0.parse().map_err(|_| bad("listen"))?;
+        let database_url = get("database_url").0.to_owned();
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(bad("database_url"));
+        }
+        let database_max_connections: u32 = get("database_max_connections")
+            .0
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad("database_max_connections"))?;
+        let public_url = match get("public_url").0 {
+            "http://<listen>" => format!("http://{listen}"),
+            url if (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > "https://".len()
+                && !url.contains(char::is_whitespace) =>
+            {
+                url.trim_end_matches('/').to_owned()
+            }
+            _ => return Err(bad("public_url")),
+        };
+        let hostname = get("hostname").0.to_owned();
+        if hostname.is_empty()
+            || hostname.len() > 253
+            || !hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(bad("hostname"));
+        }
+        let transport = get("transport").0.to_owned();
+        if !["capture://", "smtp://", "smtps://", "file://"]
+            .iter()
+            .any(|p| transport.starts_with(p))
+        {
+            return Err(bad("transport"));
+        }
+        let log = get("log").0.to_owned();
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            return Err(bad("log"));
+        }
+        let log_format = match get("log_format").0 {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            _ => return Err(bad("log_format")),
+        };
+        let bootstrap = parse_bool(get("bootstrap").0).ok_or_else(|| bad("bootstrap"))?;
+        let cors_origins: Vec<String> = get("cors_origins")
+            .0
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let origins_ok = !cors_origins.is_empty()
+            && (cors_origins == ["*"]
+                || cors_origins.iter().all(|o| {
+                    (o.starts_with("http://") || o.starts_with("https://"))
+                        && http::HeaderValue::from_str(o).is_ok()
+                }));
+        if !origins_ok {
+            return Err(bad("cors_origins"));
+        }
+        let shutdown_grace = get("shutdown_grace_seconds")
+            .0
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 3600)
+            .map(Duration::from_secs)
+            .ok_or_else(|| bad("shutdown_grace_seconds"))?;
+
+        Ok(Settings {
+            listen,
+            database_url,
+            database_max_connections,
+            public_url,
+            hostname,
+            transport,
+            log,
+            log_format,
+            bootstrap,
+            cors_origins,
+            shutdown_grace,
+        })
+    }
+
+    /// Returns the settings with nothing but the defaults.
+    pub fn defaults() -> Settings {
+        Settings::load(None, &BTreeMap::new()).expect("the built-in defaults are valid")
+    }
+}
+
+fn lookup(key: &str) -> Option<&'static SettingInfo> {
+    SETTINGS.iter().find(|s| s.key == key)
+}
+
+fn known() -> String {
+    SETTINGS
+        .iter()
+        .map(|s| s.key)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads a TOML file into key → string value.
+fn read_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| ConfigError(format!("{} is not valid TOML: {e}", path.display())))?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .into_iter()
+                    .map(|item| match item {
+                        toml::Value::String(s) => Ok(s),
+                        other => Ok(other.to_string()),
+                    })
+                    .collect::<Result<Vec<_>, ConfigError>>()?
+                    .join(","),
+                _ => {
+                    return Err(ConfigError(format!(
+                        "{}: setting `{key}` must be a string, integer, boolean or list",
+                        path.display()
+                    )));
+                }
+            };
+            Ok((key, text))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback_7070_with_sqlite_and_capture() {
+        let s = Settings::defaults();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(s.database_url, "sqlite://posthorn.db");
+        assert_eq!(s.transport, "capture://");
+        assert_eq!(s.public_url, "http://127.0.0.1:7070");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("posthorn.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nhostname = \"mail.example.com\"\nshutdown_grace_seconds = 5\n").unwrap();
+        let s =
+            Settings::load(Some(&path), &env(&[("POSTHORN_LISTEN", "127.0.0.1:9001")])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9001");
+        assert_eq!(s.hostname, "mail.example.com");
+        assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_setting_its_source_and_what_it_accepts() {
+        let err = Settings::load(None, &env(&[("POSTHORN_LISTEN", "not-an-address")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`listen`")
+                && err.contains("POSTHORN_LISTEN")
+                && err.contains("host:port"),
+            "{err}"
+        );
+        let err = Settings::load(None, &env(&[("POSTHORN_LOG_FORMAT", "xml")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("human or json"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_setting_is_refused_in_the_environment_and_in_the_file() {
+        let err = Settings::load(None, &env(&[("POSTHORN_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("POSTHORN_LISTN") && err.contains("POSTHORN_LISTEN"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("posthorn.toml");
+        std::fs::write(&path, "databse_url = \"sqlite://x.db\"\n").unwrap();
+        let err = Settings::load(Some(&path), &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`databse_url`") && err.contains("database_url"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn test_suite_variables_are_not_settings() {
+        assert!(
+            Settings::load(
+                None,
+                &env(&[("POSTHORN_TEST_DATABASE_URL", "postgres://x")])
+            )
+            .is_ok()
+        );
+    }
+}

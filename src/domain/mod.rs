@@ -1,0 +1,13 @@
+//! The core: use cases, validated types and the traits they need from the
+//! outside (storage, clock). Nothing here knows about gRPC, HTTP or SQL.
+
+pub mod accounts;
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod scope;
+
+pub use error::{Error, FieldViolation, Reason, Result};
+pub use scope::{Scope, Scopes};

@@ -1,0 +1,14 @@
+//! Posthorn: a self-hosted transactional email service, gRPC-first.
+//!
+//! One core, many doors: `api` (gRPC and gRPC-Web) in front of `domain`
+//! (use cases) in front of `storage` (SeaORM over SQLite or PostgreSQL).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod proto;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

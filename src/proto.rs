@@ -1,0 +1,89 @@
+//! The generated protobuf and tonic code, and the contract's descriptor set
+//! with the facts derived from it at run time (HTTP rules, required scopes).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, Value};
+
+#[allow(clippy::all, missing_docs)]
+pub mod posthorn {
+    pub mod v1 {
+        tonic::include_proto!("posthorn.v1");
+    }
+}
+
+#[allow(clippy::all, missing_docs)]
+pub mod google {
+    pub mod api {
+        tonic::include_proto!("google.api");
+    }
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
+    }
+}
+
+pub use posthorn::v1;
+
+/// The encoded `FileDescriptorSet` of `proto/`, extension options included.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/posthorn_descriptor.bin"));
+
+/// The proto package every Posthorn service lives in.
+pub const PACKAGE: &str = "posthorn.v1";
+
+/// Returns the decoded descriptor pool of the contract.
+pub fn descriptor_pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set embedded at build time decodes")
+    })
+}
+
+/// Returns the full names of the services of the `posthorn.v1` package.
+pub fn service_names() -> Vec<String> {
+    descriptor_pool()
+        .services()
+        .filter(|s| s.package_name() == PACKAGE)
+        .map(|s| s.full_name().to_owned())
+        .collect()
+}
+
+/// Returns every `posthorn.v1` method's gRPC path ("/posthorn.v1.SendService/SendEmail")
+/// mapped to the value of its `posthorn.v1.required_scope` option (empty when unset).
+pub fn required_scopes() -> HashMap<String, String> {
+    let pool = descriptor_pool();
+    let extension = pool
+        .get_extension_by_name("posthorn.v1.required_scope")
+        .expect("options.proto defines posthorn.v1.required_scope");
+    pool.services()
+        .filter(|s| s.package_name() == PACKAGE)
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+        .map(|m| {
+            let options = m.options();
+            let scope = match options.get_extension(&extension).as_ref() {
+                Value::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            (
+                format!("/{}/{}", m.parent_service().full_name(), m.name()),
+                scope,
+            )
+        })
+        .collect()
+}
+
+/// Returns the names of the `posthorn.v1` methods that carry a `google.api.http` rule.
+pub fn methods_with_http_rule() -> Vec<String> {
+    let pool = descriptor_pool();
+    let extension = pool
+        .get_extension_by_name("google.api.http")
+        .expect("google/api/annotations.proto is part of the descriptor set");
+    pool.services()
+        .filter(|s| s.package_name() == PACKAGE)
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+        .filter(|m| m.options().has_extension(&extension))
+        .map(|m| m.full_name().to_owned())
+        .collect()
+}

@@ -1,0 +1,147 @@
+//! The application: binds its listener first, then serves every door on it
+//! until a shutdown future fires.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use http::{HeaderName, HeaderValue, Method};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::config::Settings;
+use crate::storage::Store;
+
+/// A bound, ready-to-run Posthorn server.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    store: Store,
+    grace: Duration,
+}
+
+impl Application {
+    /// Builds the router and binds the listener. The store must be migrated.
+    pub async fn build(settings: &Settings, store: Store) -> anyhow::Result<Application> {
+        let router = routes(settings, store.clone()).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
+        Ok(Application {
+            listener,
+            router,
+            store,
+            grace: settings.shutdown_grace,
+        })
+    }
+
+    /// Returns the address the listener is bound to (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// in-flight requests finish (up to the grace period) and closes the
+    /// database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        };
+        let serve = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(signal)
+            .into_future();
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result.context("server failed")?,
+            _ = stopping.wait_for(|s| *s) => {
+                match tokio::time::timeout(self.grace, &mut serve).await {
+                    Ok(result) => result.context("server failed")?,
+                    Err(_) => tracing::warn!(grace_seconds = self.grace.as_secs(), "grace period over; closing remaining connections"),
+                }
+            }
+        }
+        self.store.close().await.context("closing the database")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Builds the one router of the shared port.
+async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
+    let grpc = crate::api::grpc_router(store.clone()).await?;
+    let plain = Router::new()
+        .route("/healthz", get(crate::http::healthz))
+        .route("/readyz", get(crate::http::readyz))
+        .with_state(store);
+    Ok(grpc
+        .merge(plain)
+        .fallback(crate::http::not_found)
+        .layer(cors(settings)))
+}
+
+/// CORS for browsers: gRPC-Web and REST callers send their key in a header,
+/// never a cookie, so credentials are not allowed.
+fn cors(settings: &Settings) -> CorsLayer {
+    let origins = if settings.cors_origins == ["*"] {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            settings
+                .cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(Any)
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static("idempotent-replayed"),
+            HeaderName::from_static("retry-after"),
+        ])
+        .max_age(Duration::from_secs(86400))
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+}
