@@ -385,6 +385,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for setting in SETTINGS {
+            let env = format!("`POSTHORN_{}`", setting.key.to_ascii_uppercase());
+            assert!(
+                readme.contains(&format!("| `{}` | {env} |", setting.key)),
+                "README lacks {}",
+                setting.key
+            );
+        }
+    }
+
+    #[test]
     fn test_suite_variables_are_not_settings() {
         assert!(
             Settings::load(

@@ -87,3 +87,66 @@ pub fn methods_with_http_rule() -> Vec<String> {
         .map(|m| m.full_name().to_owned())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts `option (google.api.http)` in the proto sources, independently
+    /// of the descriptor set.
+    fn rules_in_sources() -> usize {
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/posthorn/v1"))
+            .expect("proto/posthorn/v1 exists")
+            .map(|entry| {
+                std::fs::read_to_string(entry.expect("readable entry").path())
+                    .expect("readable proto")
+            })
+            .map(|text| text.matches("option (google.api.http)").count())
+            .sum()
+    }
+
+    #[test]
+    fn the_embedded_descriptor_set_keeps_every_http_rule() {
+        let with_rule = methods_with_http_rule();
+        assert_eq!(with_rule.len(), rules_in_sources());
+        assert_eq!(
+            with_rule.len(),
+            37,
+            "every RPC but the bidi SendStream has a REST route"
+        );
+        assert!(
+            !with_rule
+                .iter()
+                .any(|m| m == "posthorn.v1.SendService.SendStream")
+        );
+    }
+
+    #[test]
+    fn every_method_names_a_known_scope() {
+        let scopes = required_scopes();
+        assert_eq!(scopes.len(), 38);
+        for (path, scope) in scopes {
+            assert!(
+                scope.parse::<crate::domain::Scope>().is_ok(),
+                "{path} has scope {scope:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_contract_has_six_services() {
+        let mut names = service_names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "posthorn.v1.ContactsService",
+                "posthorn.v1.MessagesService",
+                "posthorn.v1.SendService",
+                "posthorn.v1.SuppressionsService",
+                "posthorn.v1.TemplatesService",
+                "posthorn.v1.WebhooksService",
+            ]
+        );
+    }
+}

@@ -64,7 +64,7 @@ impl Application {
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result.context("server failed")?,
-            _ = stopping.wait_for(|s| *s) => {
+            _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
                 match tokio::time::timeout(self.grace, &mut serve).await {
                     Ok(result) => result.context("server failed")?,
                     Err(_) => tracing::warn!(grace_seconds = self.grace.as_secs(), "grace period over; closing remaining connections"),

@@ -1,0 +1,470 @@
+//! The `posthorn` binary as a new user runs it: first-run bootstrap,
+//! SIGTERM, configuration errors, and the administration commands.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use posthorn::proto::v1::GetBrandingRequest;
+use posthorn::proto::v1::templates_service_client::TemplatesServiceClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{KeyHeader, reason, with_key};
+
+/// A `posthorn` command in `dir`, with a clean environment and SQLite there.
+fn posthorn(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_posthorn"));
+    command.current_dir(dir).kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("POSTHORN_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env(
+            "POSTHORN_DATABASE_URL",
+            format!("sqlite://{}", dir.join("posthorn.db").display()),
+        )
+        .env("POSTHORN_LISTEN", "127.0.0.1:0");
+    command
+}
+
+async fn run(dir: &Path, args: &[&str]) -> Output {
+    posthorn(dir)
+        .args(args)
+        .output()
+        .await
+        .expect("run posthorn")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// What `serve` printed up to its ready banner.
+struct Started {
+    child: Child,
+    addr: String,
+    banner: Vec<String>,
+}
+
+/// Starts `posthorn serve` and reads its banner up to the transport line,
+/// plus the bootstrap block when one is printed.
+async fn serve(dir: &Path, args: &[&str]) -> Started {
+    let mut child = posthorn(dir)
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let mut addr = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().unwrap().to_owned();
+        }
+        let done = line.contains("SendService/SendEmail")
+            || (line.starts_with("transport:") && args.contains(&"--no-bootstrap"));
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Started {
+        child,
+        addr,
+        banner,
+    }
+}
+
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    child.wait().await.unwrap()
+}
+
+#[tokio::test]
+async fn first_run_prints_where_it_listens_the_transport_and_a_working_key_then_exits_cleanly_on_sigterm()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let started = serve(dir.path(), &[]).await;
+    let banner = started.banner.join("\n");
+    assert!(banner.contains("transport: capture://"), "{banner}");
+    assert!(
+        banner.contains("account \"default\"") && banner.contains("\"localhost\""),
+        "{banner}"
+    );
+    let key = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("ph_live_"))
+        .expect("a key is printed")
+        .to_owned();
+
+    // The printed key works: it passes authentication and reaches the handler.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = TemplatesServiceClient::new(channel)
+        .get_branding(with_key(
+            GetBrandingRequest::default(),
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (tonic::Code::Unimplemented, "NOT_IMPLEMENTED")
+    );
+
+    let exit = terminate(started.child).await;
+    assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
+
+    // The plaintext key is nowhere in the database files (A3).
+    for file in ["posthorn.db", "posthorn.db-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "{file} holds the plaintext key"
+            );
+        }
+    }
+
+    // A second start finds the account and prints no new key.
+    let again = serve(dir.path(), &["--no-bootstrap"]).await;
+    assert!(terminate(again.child).await.success());
+    let keys = run(dir.path(), &["keys", "list", "--account", "default"]).await;
+    assert_eq!(
+        stdout(&keys)
+            .lines()
+            .filter(|l| l.contains("ph_live_"))
+            .count(),
+        1,
+        "{}",
+        stdout(&keys)
+    );
+}
+
+#[tokio::test]
+async fn no_bootstrap_leaves_an_empty_database_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = serve(dir.path(), &["--no-bootstrap"]).await;
+    assert!(!started.banner.join("\n").contains("ph_live_"));
+    assert!(terminate(started.child).await.success());
+    let accounts = run(dir.path(), &["accounts", "list"]).await;
+    assert!(accounts.status.success());
+    assert_eq!(stdout(&accounts).trim(), "");
+}
+
+#[tokio::test]
+async fn an_invalid_setting_stops_start_up_naming_the_setting_and_what_it_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = posthorn(dir.path())
+        .arg("serve")
+        .env("POSTHORN_LISTEN", "nowhere")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("`listen`") && err.contains("POSTHORN_LISTEN") && err.contains("host:port"),
+        "{err}"
+    );
+
+    let output = posthorn(dir.path())
+        .arg("serve")
+        .env("POSTHORN_LOG_FORMAT", "xml")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("human or json"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_setting_stops_start_up_in_the_environment_and_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = posthorn(dir.path())
+        .arg("serve")
+        .env("POSTHORN_LISTN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("POSTHORN_LISTN"),
+        "{}",
+        stderr(&output)
+    );
+
+    let config = dir.path().join("posthorn.toml");
+    std::fs::write(&config, "transprt = \"capture://\"\n").unwrap();
+    let output = run(dir.path(), &["--config", config.to_str().unwrap(), "serve"]).await;
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("`transprt`") && err.contains("transport"),
+        "{err}"
+    );
+
+    let output = run(dir.path(), &["--config", "missing.toml", "serve"]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("missing.toml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = posthorn(dir.path())
+        .arg("serve")
+        .env(
+            "POSTHORN_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot open the database"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = run(dir.path(), &["migrate"]).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("m20261122_000001_initial"),
+            "{}",
+            stdout(&output)
+        );
+    }
+}
+
+#[tokio::test]
+async fn accounts_keys_and_identities_are_administered_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(
+        run(d, &["accounts", "create", "acme"])
+            .await
+            .status
+            .success()
+    );
+    let duplicate = run(d, &["accounts", "create", "acme"]).await;
+    assert!(
+        !duplicate.status.success() && stderr(&duplicate).contains("already exists"),
+        "{}",
+        stderr(&duplicate)
+    );
+    let bad = run(d, &["accounts", "create", "Not Valid"]).await;
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("lowercase"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(stdout(&run(d, &["accounts", "list"]).await).starts_with("acme\tacc_"));
+
+    let created = run(
+        d,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "acme",
+            "--scope",
+            "email:send,email:read",
+            "--test",
+        ],
+    )
+    .await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let key = stdout(&created).trim().to_owned();
+    assert!(key.starts_with("ph_test_"), "{key}");
+    assert!(stderr(&created).contains("shown only this once"));
+
+    let unknown_scope = run(
+        d,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "acme",
+            "--scope",
+            "email:sned",
+        ],
+    )
+    .await;
+    assert_eq!(unknown_scope.status.code(), Some(2));
+    assert!(
+        stderr(&unknown_scope).contains("email:send"),
+        "{}",
+        stderr(&unknown_scope)
+    );
+    let no_account = run(
+        d,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "nobody",
+            "--scope",
+            "email:send",
+        ],
+    )
+    .await;
+    assert!(!no_account.status.success() && stderr(&no_account).contains("not found"));
+
+    let listed = stdout(&run(d, &["keys", "list", "--account", "acme"]).await);
+    let prefix = &key[..16];
+    let row = listed
+        .lines()
+        .find(|l| l.contains(prefix))
+        .unwrap_or_else(|| panic!("{prefix} not in {listed}"));
+    assert!(
+        row.contains("test") && row.contains("email:send email:read")
+            || row.contains("email:read email:send"),
+        "{row}"
+    );
+    assert!(!listed.contains(&key), "keys are never shown again");
+
+    assert!(
+        run(d, &["keys", "revoke", "--account", "acme", prefix])
+            .await
+            .status
+            .success()
+    );
+    let revoked = stdout(&run(d, &["keys", "list", "--account", "acme"]).await);
+    assert!(
+        !revoked
+            .lines()
+            .find(|l| l.contains(prefix))
+            .unwrap()
+            .ends_with("\t-"),
+        "the key shows a revocation time: {revoked}"
+    );
+    assert!(
+        !run(d, &["keys", "revoke", "--account", "acme", prefix])
+            .await
+            .status
+            .success(),
+        "revoking twice fails"
+    );
+
+    assert!(
+        run(
+            d,
+            &[
+                "identities",
+                "add",
+                "--account",
+                "acme",
+                "Mail.Acme.example"
+            ]
+        )
+        .await
+        .status
+        .success()
+    );
+    assert!(
+        run(
+            d,
+            &[
+                "identities",
+                "add",
+                "--account",
+                "acme",
+                "billing@acme.example"
+            ]
+        )
+        .await
+        .status
+        .success()
+    );
+    let bad_identity = run(
+        d,
+        &["identities", "add", "--account", "acme", "not a domain"],
+    )
+    .await;
+    assert!(!bad_identity.status.success());
+    let identities = stdout(&run(d, &["identities", "list", "--account", "acme"]).await);
+    assert!(
+        identities.contains("mail.acme.example\tdomain\tverified"),
+        "{identities}"
+    );
+    assert!(
+        identities.contains("billing@acme.example\taddress\tverified"),
+        "{identities}"
+    );
+    assert!(
+        run(
+            d,
+            &[
+                "identities",
+                "remove",
+                "--account",
+                "acme",
+                "mail.acme.example"
+            ]
+        )
+        .await
+        .status
+        .success()
+    );
+    assert!(
+        !stdout(&run(d, &["identities", "list", "--account", "acme"]).await)
+            .contains("mail.acme.example")
+    );
+}
+
+#[tokio::test]
+async fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["migrate", "--help"],
+        &["accounts", "create", "--help"],
+        &["accounts", "list", "--help"],
+        &["keys", "create", "--help"],
+        &["keys", "list", "--help"],
+        &["keys", "revoke", "--help"],
+        &["identities", "add", "--help"],
+        &["identities", "list", "--help"],
+        &["identities", "remove", "--help"],
+    ] {
+        let output = run(dir.path(), args).await;
+        assert!(output.status.success(), "{args:?}");
+        assert!(stdout(&output).contains("Usage:"), "{args:?}");
+    }
+    let bad = run(dir.path(), &["frobnicate"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -1,0 +1,11 @@
+//! Posthorn's integration tests: one binary, the real server on port 0, a
+//! fresh database per test.
+
+mod auth;
+mod binary;
+mod contract;
+mod grpc_web;
+mod health;
+mod helpers;
+mod shutdown;
+mod storage;
