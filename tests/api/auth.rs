@@ -154,3 +154,39 @@ async fn api_keys_are_stored_only_as_hashes() {
     assert_eq!(stored.secret_hash, posthorn::domain::keys::hash(plaintext));
     assert!(!plaintext.starts_with(&stored.secret_hash[..16]));
 }
+
+#[tokio::test]
+async fn a_key_records_when_it_was_last_used() {
+    let app = crate::helpers::spawn_app().await;
+    let key = app.key_with_scopes(&[Scope::EmailRead]).await;
+    let accounts = posthorn::domain::accounts::Accounts::new(app.store.clone());
+    let prefix = posthorn::domain::keys::parse(&key).unwrap().prefix;
+    let last_used = || async {
+        let keys = accounts.list_keys("acme").await.unwrap();
+        keys.into_iter()
+            .find(|k| k.prefix == prefix)
+            .unwrap()
+            .last_used_at
+    };
+    assert_eq!(last_used().await, None, "a new key has never been used");
+
+    let _ = MessagesServiceClient::new(app.channel.clone())
+        .list_messages(with_key(
+            ListMessagesRequest::default(),
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await;
+    // The use is written in the background; await it, bounded.
+    let recorded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(at) = last_used().await {
+                return at;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("last_used_at is recorded");
+    assert!(chrono::Utc::now() - recorded < chrono::TimeDelta::seconds(60));
+}

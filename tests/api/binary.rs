@@ -170,89 +170,66 @@ async fn no_bootstrap_leaves_an_empty_database_empty() {
     assert_eq!(stdout(&accounts).trim(), "");
 }
 
-#[tokio::test]
-async fn an_invalid_setting_stops_start_up_naming_the_setting_and_what_it_accepts() {
-    let dir = tempfile::tempdir().unwrap();
-    let output = posthorn(dir.path())
+/// Runs `posthorn serve` with extra environment and arguments, expects
+/// start-up to fail, and returns what it printed on standard error.
+async fn serve_refused(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let output = posthorn(dir)
+        .args(args)
         .arg("serve")
-        .env("POSTHORN_LISTEN", "nowhere")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    assert!(
+        !output.status.success(),
+        "start-up should fail with {env:?} {args:?}"
+    );
+    stderr(&output)
+}
+
+#[tokio::test]
+async fn an_invalid_setting_stops_start_up_naming_the_setting_and_what_it_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = serve_refused(dir.path(), &[("POSTHORN_LISTEN", "nowhere")], &[]).await;
     assert!(
         err.contains("`listen`") && err.contains("POSTHORN_LISTEN") && err.contains("host:port"),
         "{err}"
     );
-
-    let output = posthorn(dir.path())
-        .arg("serve")
-        .env("POSTHORN_LOG_FORMAT", "xml")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("human or json"),
-        "{}",
-        stderr(&output)
-    );
+    let err = serve_refused(dir.path(), &[("POSTHORN_LOG_FORMAT", "xml")], &[]).await;
+    assert!(err.contains("human or json"), "{err}");
 }
 
 #[tokio::test]
 async fn an_unknown_setting_stops_start_up_in_the_environment_and_in_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let output = posthorn(dir.path())
-        .arg("serve")
-        .env("POSTHORN_LISTN", "127.0.0.1:0")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("POSTHORN_LISTN"),
-        "{}",
-        stderr(&output)
-    );
+    let err = serve_refused(dir.path(), &[("POSTHORN_LISTN", "127.0.0.1:0")], &[]).await;
+    assert!(err.contains("POSTHORN_LISTN"), "{err}");
 
     let config = dir.path().join("posthorn.toml");
     std::fs::write(&config, "transprt = \"capture://\"\n").unwrap();
-    let output = run(dir.path(), &["--config", config.to_str().unwrap(), "serve"]).await;
-    assert!(!output.status.success());
-    let err = stderr(&output);
+    let err = serve_refused(dir.path(), &[], &["--config", config.to_str().unwrap()]).await;
     assert!(
         err.contains("`transprt`") && err.contains("transport"),
         "{err}"
     );
 
-    let output = run(dir.path(), &["--config", "missing.toml", "serve"]).await;
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("missing.toml"),
-        "{}",
-        stderr(&output)
-    );
+    let err = serve_refused(dir.path(), &[], &["--config", "missing.toml"]).await;
+    assert!(err.contains("missing.toml"), "{err}");
 }
 
 #[tokio::test]
 async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let output = posthorn(dir.path())
-        .arg("serve")
-        .env(
+    let err = serve_refused(
+        dir.path(),
+        &[(
             "POSTHORN_DATABASE_URL",
             "postgres://nobody@127.0.0.1:1/none",
-        )
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("cannot open the database"),
-        "{}",
-        stderr(&output)
-    );
+        )],
+        &[],
+    )
+    .await;
+    assert!(err.contains("cannot open the database"), "{err}");
 }
 
 #[tokio::test]
