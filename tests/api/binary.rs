@@ -356,36 +356,10 @@ async fn accounts_keys_and_identities_are_administered_from_the_command_line() {
         "revoking twice fails"
     );
 
-    assert!(
-        run(
-            d,
-            &[
-                "identities",
-                "add",
-                "--account",
-                "acme",
-                "Mail.Acme.example"
-            ]
-        )
-        .await
-        .status
-        .success()
-    );
-    assert!(
-        run(
-            d,
-            &[
-                "identities",
-                "add",
-                "--account",
-                "acme",
-                "billing@acme.example"
-            ]
-        )
-        .await
-        .status
-        .success()
-    );
+    for identity in ["Mail.Acme.example", "billing@acme.example"] {
+        let added = run(d, &["identities", "add", "--account", "acme", identity]).await;
+        assert!(added.status.success(), "{identity}: {}", stderr(&added));
+    }
     let bad_identity = run(
         d,
         &["identities", "add", "--account", "acme", "not a domain"],
