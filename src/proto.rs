@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, Value};
+use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
 
 #[allow(clippy::all, missing_docs)]
 pub mod posthorn {
@@ -50,39 +50,45 @@ pub fn service_names() -> Vec<String> {
         .collect()
 }
 
-/// Returns every `posthorn.v1` method's gRPC path ("/posthorn.v1.SendService/SendEmail")
-/// mapped to the value of its `posthorn.v1.required_scope` option (empty when unset).
-pub fn required_scopes() -> HashMap<String, String> {
-    let pool = descriptor_pool();
-    let extension = pool
-        .get_extension_by_name("posthorn.v1.required_scope")
-        .expect("options.proto defines posthorn.v1.required_scope");
-    pool.services()
+/// Returns every method of the `posthorn.v1` services.
+pub fn methods() -> Vec<MethodDescriptor> {
+    descriptor_pool()
+        .services()
         .filter(|s| s.package_name() == PACKAGE)
         .flat_map(|s| s.methods().collect::<Vec<_>>())
+        .collect()
+}
+
+/// Returns a method's gRPC path, for example "/posthorn.v1.SendService/SendEmail".
+pub fn grpc_path(method: &MethodDescriptor) -> String {
+    format!("/{}/{}", method.parent_service().full_name(), method.name())
+}
+
+/// Returns every `posthorn.v1` method's gRPC path mapped to the value of its
+/// `posthorn.v1.required_scope` option (empty when unset).
+pub fn required_scopes() -> HashMap<String, String> {
+    let extension = descriptor_pool()
+        .get_extension_by_name("posthorn.v1.required_scope")
+        .expect("options.proto defines posthorn.v1.required_scope");
+    methods()
+        .iter()
         .map(|m| {
-            let options = m.options();
-            let scope = match options.get_extension(&extension).as_ref() {
+            let scope = match m.options().get_extension(&extension).as_ref() {
                 Value::String(s) => s.clone(),
                 _ => String::new(),
             };
-            (
-                format!("/{}/{}", m.parent_service().full_name(), m.name()),
-                scope,
-            )
+            (grpc_path(m), scope)
         })
         .collect()
 }
 
 /// Returns the names of the `posthorn.v1` methods that carry a `google.api.http` rule.
 pub fn methods_with_http_rule() -> Vec<String> {
-    let pool = descriptor_pool();
-    let extension = pool
+    let extension = descriptor_pool()
         .get_extension_by_name("google.api.http")
         .expect("google/api/annotations.proto is part of the descriptor set");
-    pool.services()
-        .filter(|s| s.package_name() == PACKAGE)
-        .flat_map(|s| s.methods().collect::<Vec<_>>())
+    methods()
+        .iter()
         .filter(|m| m.options().has_extension(&extension))
         .map(|m| m.full_name().to_owned())
         .collect()
