@@ -74,6 +74,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         default: "30",
         accepts: "an integer from 0 to 3600: how long shutdown waits for in-flight requests",
     },
+    SettingInfo {
+        key: "rest_max_body_bytes",
+        default: "37748736",
+        accepts: "an integer from 1024 to 1073741824: the largest REST request body in bytes, after gzip is inflated (36 MiB fits 25 MB of base64 attachments)",
+    },
 ];
 
 /// Log line format.
@@ -97,6 +102,7 @@ pub struct Settings {
     pub bootstrap: bool,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
+    pub rest_max_body_bytes: usize,
 }
 
 /// A configuration error, naming the setting and its source.
@@ -238,6 +244,12 @@ impl Settings {
             .filter(|n| *n <= 3600)
             .map(Duration::from_secs)
             .ok_or_else(|| bad("shutdown_grace_seconds"))?;
+        let rest_max_body_bytes = get("rest_max_body_bytes")
+            .0
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1024..=1 << 30).contains(n))
+            .ok_or_else(|| bad("rest_max_body_bytes"))?;
 
         Ok(Settings {
             listen,
@@ -251,6 +263,7 @@ impl Settings {
             bootstrap,
             cors_origins,
             shutdown_grace,
+            rest_max_body_bytes,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::Settings;
+use crate::gateway::{Gateway, GatewayOptions};
 use crate::storage::Store;
 
 /// A bound, ready-to-run Posthorn server.
@@ -80,13 +82,41 @@ impl Application {
 /// Builds the one router of the shared port.
 async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
     let grpc = crate::api::grpc_router(store.clone()).await?;
+    let gateway = Gateway::new(
+        crate::proto::descriptor_pool(),
+        &crate::proto::service_names(),
+        grpc.clone(),
+        GatewayOptions {
+            max_body_bytes: settings.rest_max_body_bytes,
+        },
+    )
+    .map_err(|problems| anyhow::anyhow!("the REST route table cannot be built: {problems}"))?;
+    let openapi = Arc::new(
+        gateway
+            .openapi("Posthorn", env!("CARGO_PKG_VERSION"))
+            .to_string(),
+    );
     let plain = Router::new()
         .route("/healthz", get(crate::http::healthz))
         .route("/readyz", get(crate::http::readyz))
-        .with_state(store);
+        .with_state(store)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = openapi.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "application/json")],
+                        document.as_str().to_owned(),
+                    )
+                }
+            }),
+        );
+    // The gateway answers every path no other door serves (its own 404
+    // included), so REST shares the port without a second fallback.
     Ok(grpc
         .merge(plain)
-        .fallback(crate::http::not_found)
+        .fallback_service(gateway)
         .layer(cors(settings)))
 }
 

@@ -4,6 +4,8 @@
 mod auth;
 mod binary;
 mod contract;
+mod echo;
+mod gateway;
 mod grpc_web;
 mod health;
 mod helpers;

@@ -1,0 +1,294 @@
+//! Turns a REST request (path variables, query string, JSON body) into the
+//! RPC's request message under the proto3 JSON mapping, with errors that
+//! name the field at fault.
+
+use std::collections::BTreeMap;
+
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
+    Value,
+};
+use serde_json::Value as Json;
+
+use super::routes::{BodyRule, Route, resolve_path};
+
+/// Why a request could not be mapped: the field (dotted path, empty for
+/// the body as a whole) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingError {
+    /// The field at fault, as a dotted path.
+    pub field: String,
+    /// What is wrong, for a person.
+    pub description: String,
+}
+
+impl MappingError {
+    fn new(field: impl Into<String>, description: impl Into<String>) -> MappingError {
+        MappingError {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+
+    /// The one-line message of the 400 answer.
+    pub fn message(&self) -> String {
+        if self.field.is_empty() {
+            self.description.clone()
+        } else {
+            format!("field `{}`: {}", self.field, self.description)
+        }
+    }
+}
+
+const WRAPPERS: &[&str] = &[
+    "google.protobuf.DoubleValue",
+    "google.protobuf.FloatValue",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.Int32Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.BoolValue",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+];
+
+const TEXT_MESSAGES: &[&str] = &[
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+];
+
+/// Whether a kind can be written as one piece of text (a path segment or
+/// a query value): scalars, enums, and the well-known types whose JSON form
+/// is a scalar.
+pub fn is_text_kind(kind: &Kind) -> bool {
+    match kind {
+        Kind::Message(message) => {
+            let name = message.full_name();
+            TEXT_MESSAGES.contains(&name) || WRAPPERS.contains(&name)
+        }
+        _ => true,
+    }
+}
+
+/// Whether a field holds one value that text can express.
+pub fn is_scalar_like(field: &FieldDescriptor) -> bool {
+    !field.is_list() && !field.is_map() && is_text_kind(&field.kind())
+}
+
+/// Writes `text` as the JSON value the proto3 JSON mapping expects for
+/// `kind`, so that the one JSON decoder applies the same rules (enums by
+/// name or number, 64-bit integers, timestamps, durations) to path and
+/// query values as to bodies.
+fn text_to_json(kind: &Kind, text: &str) -> Json {
+    match kind {
+        Kind::Bool => match text {
+            "true" => Json::Bool(true),
+            "false" => Json::Bool(false),
+            _ => Json::String(text.to_owned()),
+        },
+        Kind::String | Kind::Bytes => Json::String(text.to_owned()),
+        Kind::Message(message) if WRAPPERS.contains(&message.full_name()) => {
+            let inner = message
+                .get_field_by_name("value")
+                .expect("wrapper types have a value field");
+            text_to_json(&inner.kind(), text)
+        }
+        Kind::Message(_) => Json::String(text.to_owned()),
+        _ => {
+            if let Ok(n) = text.parse::<i64>() {
+                Json::from(n)
+            } else if let Ok(n) = text.parse::<u64>() {
+                Json::from(n)
+            } else if let Some(n) = text
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .and_then(serde_json::Number::from_f64)
+            {
+                Json::Number(n)
+            } else {
+                Json::String(text.to_owned())
+            }
+        }
+    }
+}
+
+fn options() -> DeserializeOptions {
+    DeserializeOptions::new().deny_unknown_fields(true)
+}
+
+/// Decodes JSON `bytes` as a `descriptor` message, naming the field at fault
+/// (prefixed with `prefix`) and the position of syntax errors.
+fn decode_json(
+    descriptor: MessageDescriptor,
+    bytes: &[u8],
+    prefix: &str,
+) -> Result<DynamicMessage, MappingError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let mut track = serde_path_to_error::Track::new();
+    let decoded = DynamicMessage::deserialize_with_options(
+        descriptor,
+        serde_path_to_error::Deserializer::new(&mut json, &mut track),
+        &options(),
+    )
+    .and_then(|message| json.end().map(|()| message));
+    decoded.map_err(|error| {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Syntax | Category::Eof | Category::Io => MappingError::new(
+                String::new(),
+                format!("the request body is not valid JSON: {error}"),
+            ),
+            Category::Data => {
+                let path = track.path().to_string();
+                let mut path = if path == "." { String::new() } else { path };
+                let mut description = error.to_string();
+                // An unknown key is not part of the tracked path: name it.
+                if let Some(rest) = description.strip_prefix("unrecognized field name '")
+                    && let Some((name, position)) = rest.split_once('\'')
+                {
+                    path = if path.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    description =
+                        format!("unknown field: the request has no field of this name{position}");
+                }
+                let field = match (prefix.is_empty(), path.is_empty()) {
+                    (true, _) => path,
+                    (false, true) => prefix.to_owned(),
+                    (false, false) => format!("{prefix}.{path}"),
+                };
+                MappingError::new(field, description)
+            }
+        }
+    })
+}
+
+/// Sets the field at `path` of `message` from text values (one, or several
+/// for a repeated field); `name` is how the request named it.
+fn set_from_text(
+    message: &mut DynamicMessage,
+    path: &[FieldDescriptor],
+    values: &[String],
+    name: &str,
+) -> Result<(), MappingError> {
+    let (leaf, parents) = path.split_last().expect("a field path has a field");
+    let mut target = message;
+    for field in parents {
+        target = match target.get_field_mut(field) {
+            Value::Message(inner) => inner,
+            _ => unreachable!("resolve_path only walks through singular messages"),
+        };
+    }
+    let kind = leaf.kind();
+    let json = if leaf.is_list() {
+        Json::Array(values.iter().map(|v| text_to_json(&kind, v)).collect())
+    } else {
+        match values {
+            [one] => text_to_json(&kind, one),
+            _ => {
+                return Err(MappingError::new(
+                    name,
+                    "given more than once, but the field is not repeated",
+                ));
+            }
+        }
+    };
+    let mut holder = serde_json::Map::new();
+    holder.insert(leaf.name().to_owned(), json);
+    let parsed = DynamicMessage::deserialize_with_options(
+        target.descriptor(),
+        Json::Object(holder),
+        &options(),
+    )
+    .map_err(|e| MappingError::new(name, e.to_string()))?;
+    target.set_field(leaf, parsed.get_field(leaf).into_owned());
+    Ok(())
+}
+
+/// Builds the request message of `route` from the captured (raw) path
+/// variable values, the query string and the (decoded) body.
+pub fn build(
+    route: &Route,
+    captured: &[String],
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<DynamicMessage, MappingError> {
+    let input = route.method.input();
+    let body_is_empty = body.iter().all(u8::is_ascii_whitespace);
+    let mut message = match &route.body {
+        BodyRule::None => DynamicMessage::new(input.clone()),
+        BodyRule::All if body_is_empty => DynamicMessage::new(input.clone()),
+        BodyRule::All => decode_json(input.clone(), body, "")?,
+        BodyRule::Field(_) if body_is_empty => DynamicMessage::new(input.clone()),
+        BodyRule::Field(field) => {
+            let mut message = DynamicMessage::new(input.clone());
+            match field.kind() {
+                Kind::Message(inner) if !field.is_list() && !field.is_map() => {
+                    let value = decode_json(inner, body, field.name())?;
+                    message.set_field(field, Value::Message(value));
+                }
+                _ => {
+                    // A repeated or scalar body: decode it as the one field
+                    // of the request.
+                    let mut wrapped = format!("{{\"{}\":", field.name()).into_bytes();
+                    wrapped.extend_from_slice(body);
+                    wrapped.push(b'}');
+                    let decoded = decode_json(input.clone(), &wrapped, "")?;
+                    message.set_field(field, decoded.get_field(field).into_owned());
+                }
+            }
+            message
+        }
+    };
+
+    for ((fields, variable), raw) in route.variables.iter().zip(captured) {
+        let name = variable.field_path.join(".");
+        let text = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| {
+                MappingError::new(
+                    &name,
+                    "the path segment is not valid UTF-8 once percent-decoded",
+                )
+            })?;
+        set_from_text(&mut message, fields, &[text.into_owned()], &name)?;
+    }
+
+    if let Some(query) = query.filter(|q| !q.is_empty()) {
+        let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            grouped
+                .entry(key.into_owned())
+                .or_default()
+                .push(value.into_owned());
+        }
+        for (key, values) in grouped {
+            let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+            let fields = resolve_path(&input, &path).map_err(|reason| {
+                MappingError::new(
+                    &key,
+                    format!("the query parameter names no request field ({reason})"),
+                )
+            })?;
+            if route.binds(&fields) {
+                return Err(MappingError::new(
+                    &key,
+                    "the query parameter sets a field that the path or the body already carries",
+                ));
+            }
+            let leaf = fields.last().expect("a field path has a field");
+            if leaf.is_map() || !is_text_kind(&leaf.kind()) {
+                return Err(MappingError::new(
+                    &key,
+                    "this field cannot be set from the query string (name its sub-fields, e.g. `filter.status=…`)",
+                ));
+            }
+            set_from_text(&mut message, &fields, &values, &key)?;
+        }
+    }
+    Ok(message)
+}
