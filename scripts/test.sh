@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Posthorn's test suite: unit tests and the integration tests against
-# the real server. Storage tests run on SQLite always, and on PostgreSQL too
+# the real server, then scripts/rest-check.sh (OpenAPI validation and
+# schemathesis against a running server). Storage tests run on SQLite always, and on PostgreSQL too
 # when POSTHORN_TEST_DATABASE_URL is set (postgres://USER@HOST:PORT/DB; each
 # test creates and drops its own database there).
 #
@@ -14,4 +15,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+
+# With no filter, also check the REST door from outside: the OpenAPI
+# document validates and schemathesis finds no server error.
+if [ "$#" -eq 0 ]; then
+  scripts/rest-check.sh
+fi

@@ -279,7 +279,7 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
     let app = Application::build(&settings, store.clone()).await?;
     let addr = app.local_addr();
     println!(
-        "posthorn {} listening on http://{addr} (gRPC, gRPC-Web; health at /healthz, readiness at /readyz)",
+        "posthorn {} listening on http://{addr} (gRPC, gRPC-Web, REST/JSON; OpenAPI at /openapi.json, health at /healthz, readiness at /readyz)",
         env!("CARGO_PKG_VERSION")
     );
     println!(
@@ -303,6 +303,10 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
         println!("    grpcurl -plaintext {addr} list");
         println!(
             "    grpcurl -plaintext -H 'authorization: Bearer {}' -d '{{\"from_email\":\"hello@localhost\",\"to\":[\"you@example.com\"],\"subject\":\"Hello\",\"text\":\"My first Posthorn mail\"}}' {addr} posthorn.v1.SendService/SendEmail",
+            key.plaintext
+        );
+        println!(
+            "    curl -H 'x-api-key: {}' 'http://{addr}/v1/suppressions?page_size=10'",
             key.plaintext
         );
         println!();

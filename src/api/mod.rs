@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod contacts;
+mod convert;
 mod messages;
 mod send;
 pub mod status;
@@ -19,6 +20,9 @@ use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tower::{Layer, Service, ServiceBuilder};
 
+use crate::domain::auth::AuthContext;
+use crate::domain::clock::SystemClock;
+use crate::domain::suppressions::Suppressions;
 use crate::proto::v1::{
     contacts_service_server::ContactsServiceServer, messages_service_server::MessagesServiceServer,
     send_service_server::SendServiceServer, suppressions_service_server::SuppressionsServiceServer,
@@ -27,6 +31,16 @@ use crate::proto::v1::{
 };
 use crate::storage::Store;
 use auth::{AuthLayer, AuthState};
+
+/// The authenticated caller of a request; the auth layer puts it there
+/// before any posthorn.v1 handler runs.
+pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Result<&AuthContext, tonic::Status> {
+    request.extensions().get::<AuthContext>().ok_or_else(|| {
+        status::to_status(crate::domain::Error::Internal(anyhow::anyhow!(
+            "a handler ran without the authentication layer"
+        )))
+    })
+}
 
 /// Mounts `service` under its gRPC path prefix, wrapped for gRPC-Web and
 /// traced. `layer` is applied innermost (authentication for posthorn.v1).
@@ -56,6 +70,8 @@ where
 /// behind authentication, and `grpc.health.v1` and reflection (v1 and
 /// v1alpha) open to all.
 pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
+    let clock = Arc::new(SystemClock);
+    let suppressions = Arc::new(Suppressions::new(store.clone(), clock));
     let auth = AuthLayer::new(Arc::new(AuthState::new(store)?));
     let max = 32 * 1024 * 1024;
 
@@ -94,7 +110,7 @@ pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
     );
     let router = mount(
         router,
-        SuppressionsServiceServer::new(suppressions::SuppressionsApi),
+        SuppressionsServiceServer::new(suppressions::SuppressionsApi::new(suppressions)),
         auth.clone(),
     );
     let router = mount(

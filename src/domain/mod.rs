@@ -4,10 +4,12 @@
 pub mod accounts;
 pub mod auth;
 pub mod clock;
+pub mod email;
 pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod scope;
+pub mod suppressions;
 
 pub use error::{Error, FieldViolation, Reason, Result};
 pub use scope::{Scope, Scopes};

@@ -195,13 +195,21 @@ fn error_from(pool: &DescriptorPool, map: &HeaderMap) -> ErrorBody {
 
     let mut http = http_status(code);
     let mut headers = HeaderMap::new();
-    if status.code() == tonic::Code::ResourceExhausted {
-        if status
+    // Too large for the service: Posthorn's own PAYLOAD_TOO_LARGE, or tonic
+    // refusing a request over the service's decoding limit (OUT_OF_RANGE).
+    let too_large = match status.code() {
+        tonic::Code::ResourceExhausted => status
             .get_details_error_info()
-            .is_some_and(|info| info.reason == "PAYLOAD_TOO_LARGE")
-        {
-            http = StatusCode::PAYLOAD_TOO_LARGE;
-        }
+            .is_some_and(|info| info.reason == "PAYLOAD_TOO_LARGE"),
+        tonic::Code::OutOfRange => status
+            .message()
+            .starts_with("Error, decoded message length too large"),
+        _ => false,
+    };
+    if too_large {
+        http = StatusCode::PAYLOAD_TOO_LARGE;
+    }
+    if status.code() == tonic::Code::ResourceExhausted {
         if let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay) {
             let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod entities;
+mod suppressions;
 
 use std::time::Duration;
 

@@ -105,6 +105,9 @@ async fn reflection_v1alpha_serves_descriptors_with_their_http_rules_and_scopes(
     }
 }
 
+/// The services whose behaviour is built; every other RPC must say it is not.
+const BUILT: &[&str] = &["/posthorn.v1.SuppressionsService/"];
+
 #[tokio::test]
 async fn every_method_of_the_contract_is_routed_authenticated_and_says_when_it_is_not_built() {
     let app = spawn_app().await;
@@ -126,6 +129,10 @@ async fn every_method_of_the_contract_is_routed_authenticated_and_says_when_it_i
             &[KeyHeader::Bearer.pair(&app.account_a.key)],
         )
         .await;
+        if BUILT.iter().any(|service| path.starts_with(service)) {
+            assert_ne!(reply.grpc_status, 12, "{path} is built: {reply:?}");
+            continue;
+        }
         assert_eq!(reply.grpc_status, 12, "{path}: {reply:?}");
         assert_eq!(reply.reason(), "NOT_IMPLEMENTED", "{path}");
         let rpc = path.trim_start_matches("/posthorn.v1.").replace('/', ".");

@@ -499,6 +499,7 @@ async fn bodies_over_the_limit_get_413_before_decoding_and_gzip_is_limited_infla
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // A gzip body within the limit is inflated and decoded.
+
     let response = client
         .post(&url)
         .header("content-encoding", "gzip")
@@ -508,6 +509,18 @@ async fn bodies_over_the_limit_get_413_before_decoding_and_gzip_is_limited_infla
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap()["name"], "zipped");
+
+    // Within the gateway's limit but over the service's own decoding limit
+    // (tonic's default 4 MB, answered OUT_OF_RANGE): still 413, not 400.
+    let roomy = echo::spawn(GatewayOptions::default()).await;
+    let response = client
+        .post(format!("http://{roomy}/v1/things"))
+        .body(format!(r#"{{"name":"{}"}}"#, "y".repeat(5 * 1024 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], 11);
 
     // Broken gzip and unknown encodings are refused clearly.
     let response = client

@@ -9,5 +9,6 @@ mod gateway;
 mod grpc_web;
 mod health;
 mod helpers;
+mod rest;
 mod shutdown;
 mod storage;
