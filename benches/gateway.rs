@@ -159,12 +159,46 @@ async fn channels(url: &str, n: usize) -> Vec<Channel> {
     out
 }
 
-fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .expect("client")
+type Http1 = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+/// One HTTP/1.1 keep-alive connection per client, driven by hyper directly:
+/// as lean a client as tonic's, so the legs differ by the server's work.
+async fn http1_connections(
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(connection);
+        out.push(tokio::sync::Mutex::new(sender));
+    }
+    Arc::new(out)
+}
+
+/// Sends one request on the client's connection; true on a 2xx with its
+/// whole body read.
+async fn http1_call(
+    connections: &[tokio::sync::Mutex<Http1>],
+    client: usize,
+    request: http::Request<http_body_util::Full<Bytes>>,
+) -> bool {
+    use http_body_util::BodyExt as _;
+    let mut sender = connections[client].lock().await;
+    if sender.ready().await.is_err() {
+        return false;
+    }
+    match sender.send_request(request).await {
+        Ok(response) => {
+            response.status().is_success() && response.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 async fn compare<G, GF, R, RF>(name: &str, o: &Options, grpc: G, rest: R)
@@ -224,19 +258,17 @@ async fn bench_echo(o: &Options) {
                 .is_ok()
         }
     };
-    let http = http_client();
-    let url = Arc::new(format!("http://{addr}/v1/things"));
-    let rest = move |_client: usize| {
-        let request = http
-            .post(url.as_str())
+    let connections = http1_connections(addr, o.clients).await;
+    let rest = move |client: usize| {
+        let connections = connections.clone();
+        let request = http::Request::post("/v1/things")
+            .header("host", "bench")
             .header("content-type", "application/json")
-            .body(json);
-        async move {
-            match request.send().await {
-                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                Err(_) => false,
-            }
-        }
+            .body(http_body_util::Full::new(Bytes::from_static(
+                json.as_bytes(),
+            )))
+            .expect("request");
+        async move { http1_call(&connections, client, request).await }
     };
     compare("echo   (Create, body \"*\")", o, grpc, rest).await;
 }
@@ -289,19 +321,16 @@ async fn bench_server(o: &Options) {
         request.metadata_mut().insert("x-api-key", grpc_key.clone());
         async move { grpc.get_suppression(request).await.is_ok() }
     };
-    let http = http_client();
-    let url = Arc::new(format!("http://{addr}/v1/suppressions/bench%40example.com"));
+    let connections = http1_connections(addr, o.clients).await;
     let rest_key = Arc::new(key);
-    let rest = move |_client: usize| {
-        let request = http
-            .get(url.as_str())
-            .header("x-api-key", rest_key.as_str());
-        async move {
-            match request.send().await {
-                Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
-                Err(_) => false,
-            }
-        }
+    let rest = move |client: usize| {
+        let connections = connections.clone();
+        let request = http::Request::get("/v1/suppressions/bench%40example.com")
+            .header("host", "bench")
+            .header("x-api-key", rest_key.as_str())
+            .body(http_body_util::Full::new(Bytes::new()))
+            .expect("request");
+        async move { http1_call(&connections, client, request).await }
     };
     compare("server (GetSuppression)", o, grpc, rest).await;
 }
@@ -314,8 +343,11 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         println!(
-            "B2 REST vs gRPC: {} clients, {} rounds of {} s per leg, legs alternated, release build, one process on loopback",
-            o.clients, o.rounds, o.seconds
+            "B2 REST vs gRPC: {} clients, {} rounds of {} s per leg, legs alternated, {} build, one process on loopback",
+            o.clients,
+            o.rounds,
+            o.seconds,
+            if cfg!(debug_assertions) { "debug (smoke run only)" } else { "release" }
         );
         bench_echo(&o).await;
         bench_server(&o).await;

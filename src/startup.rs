@@ -150,6 +150,10 @@ fn cors(settings: &Settings) -> CorsLayer {
             HeaderName::from_static("grpc-status-details-bin"),
             HeaderName::from_static("idempotent-replayed"),
             HeaderName::from_static("retry-after"),
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("allow"),
         ])
         .max_age(Duration::from_secs(86400))
 }

@@ -118,12 +118,12 @@ impl Gateway {
             Err(error) => return ErrorBody::invalid(&error).into_response(),
         };
 
-        let mut frame = BytesMut::with_capacity(5 + message.encoded_len());
+        // The length once: it walks every field of a dynamic message.
+        let length = message.encoded_len();
+        let mut frame = BytesMut::with_capacity(5 + length);
         frame.put_u8(0);
-        frame.put_u32(message.encoded_len() as u32);
-        message
-            .encode(&mut frame)
-            .expect("a BytesMut with the encoded length reserved has room");
+        frame.put_u32(length as u32);
+        message.encode_raw(&mut frame);
 
         let mut grpc = Request::builder()
             .method(Method::POST)

@@ -386,10 +386,14 @@ impl Builder<'_> {
         } else {
             self.kind_schema(&field.kind())
         };
-        if description.is_empty() {
-            schema
-        } else {
-            with(schema, "description", json!(description))
+        match schema.get("description").and_then(Json::as_str) {
+            _ if description.is_empty() => schema,
+            // An enum's own description lists its values: keep it after the field's.
+            Some(own) => {
+                let merged = format!("{description} {own}");
+                with(schema, "description", json!(merged))
+            }
+            None => with(schema, "description", json!(description)),
         }
     }
 

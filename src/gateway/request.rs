@@ -125,6 +125,15 @@ fn decode_json(
     bytes: &[u8],
     prefix: &str,
 ) -> Result<DynamicMessage, MappingError> {
+    // The fast path decodes without tracking where it is; only a request
+    // that fails is decoded again, to name the field at fault.
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(message) =
+        DynamicMessage::deserialize_with_options(descriptor.clone(), &mut json, &options())
+            .and_then(|message| json.end().map(|()| message))
+    {
+        return Ok(message);
+    }
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let mut track = serde_path_to_error::Track::new();
     let decoded = DynamicMessage::deserialize_with_options(

@@ -209,11 +209,11 @@ fn error_from(pool: &DescriptorPool, map: &HeaderMap) -> ErrorBody {
     if too_large {
         http = StatusCode::PAYLOAD_TOO_LARGE;
     }
-    if status.code() == tonic::Code::ResourceExhausted {
-        if let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay) {
-            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        }
+    if status.code() == tonic::Code::ResourceExhausted
+        && let Some(delay) = status.get_details_retry_info().and_then(|r| r.retry_delay)
+    {
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
     copy_response_metadata(map, &mut headers, "grpc-metadata-");
     ErrorBody {

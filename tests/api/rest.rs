@@ -322,3 +322,36 @@ async fn the_openapi_document_lists_every_route_with_both_security_schemes() {
         watch.get("application/x-ndjson").is_some() && watch.get("text/event-stream").is_some()
     );
 }
+
+/// The REST surface is an inventory, reviewed like code (OWASP API9): a new
+/// route changes this snapshot, so exposing an RPC over REST is a conscious
+/// act. Regenerate with `POSTHORN_TEST_UPDATE_SNAPSHOTS=1`.
+#[test]
+fn the_rest_route_inventory_matches_its_snapshot() {
+    let routes = routes();
+    let inventory: String = routes
+        .routes()
+        .iter()
+        .map(|r| {
+            format!(
+                "{:<7} {:<50} {:<52} {}\n",
+                r.http_method.as_str(),
+                r.template.source,
+                r.method.full_name(),
+                proto::required_scopes()[&r.grpc_path]
+            )
+        })
+        .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/api/snapshots/rest_routes.txt"
+    );
+    if std::env::var_os("POSTHORN_TEST_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &inventory).unwrap();
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        inventory == expected,
+        "the REST routes changed; review and update {path}:\n{inventory}"
+    );
+}
