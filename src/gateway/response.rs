@@ -71,20 +71,24 @@ impl StreamFormat {
 }
 
 /// The HTTP status grpc-gateway gives a gRPC code.
-pub fn http_status(code: i32) -> StatusCode {
+pub fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
     match code {
-        0 => StatusCode::OK,
-        1 => StatusCode::from_u16(499).expect("499 is a valid status"),
-        3 | 9 | 11 => StatusCode::BAD_REQUEST,
-        4 => StatusCode::GATEWAY_TIMEOUT,
-        5 => StatusCode::NOT_FOUND,
-        6 | 10 => StatusCode::CONFLICT,
-        7 => StatusCode::FORBIDDEN,
-        8 => StatusCode::TOO_MANY_REQUESTS,
-        12 => StatusCode::NOT_IMPLEMENTED,
-        14 => StatusCode::SERVICE_UNAVAILABLE,
-        16 => StatusCode::UNAUTHORIZED,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Ok => StatusCode::OK,
+        // 499 "Client Closed Request", as grpc-gateway answers.
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
     }
 }
 
@@ -193,7 +197,7 @@ fn error_from(pool: &DescriptorPool, map: &HeaderMap) -> ErrorBody {
     let json = decoded
         .unwrap_or_else(|| json!({"code": code, "message": status.message(), "details": []}));
 
-    let mut http = http_status(code);
+    let mut http = http_status(status.code());
     let mut headers = HeaderMap::new();
     // Too large for the service: Posthorn's own PAYLOAD_TOO_LARGE, or tonic
     // refusing a request over the service's decoding limit (OUT_OF_RANGE).
