@@ -23,6 +23,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use crate::domain::auth::AuthContext;
 use crate::domain::clock::SystemClock;
 use crate::domain::suppressions::Suppressions;
+use crate::domain::templates::Templates;
 use crate::proto::v1::{
     contacts_service_server::ContactsServiceServer, messages_service_server::MessagesServiceServer,
     send_service_server::SendServiceServer, suppressions_service_server::SuppressionsServiceServer,
@@ -71,7 +72,8 @@ where
 /// v1alpha) open to all.
 pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
     let clock = Arc::new(SystemClock);
-    let suppressions = Arc::new(Suppressions::new(store.clone(), clock));
+    let suppressions = Arc::new(Suppressions::new(store.clone(), clock.clone()));
+    let templates = Arc::new(Templates::new(store.clone(), clock));
     let auth = AuthLayer::new(Arc::new(AuthState::new(store)?));
     let max = 32 * 1024 * 1024;
 
@@ -115,7 +117,7 @@ pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
     );
     let router = mount(
         router,
-        TemplatesServiceServer::new(templates::TemplatesApi),
+        TemplatesServiceServer::new(templates::TemplatesApi::new(templates)),
         auth.clone(),
     );
     let router = mount(

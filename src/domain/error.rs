@@ -31,6 +31,7 @@ pub enum Reason {
     ScopeMissing,
     SenderNotVerified,
     NotFound,
+    TemplateNotFound,
     AlreadyExists,
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
@@ -53,6 +54,7 @@ impl Reason {
             Reason::ScopeMissing => "SCOPE_MISSING",
             Reason::SenderNotVerified => "SENDER_NOT_VERIFIED",
             Reason::NotFound => "NOT_FOUND",
+            Reason::TemplateNotFound => "TEMPLATE_NOT_FOUND",
             Reason::AlreadyExists => "ALREADY_EXISTS",
             Reason::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Reason::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
@@ -139,6 +141,9 @@ impl Error {
             Error::ApiKeyInvalid => Reason::ApiKeyInvalid,
             Error::ScopeMissing(_) => Reason::ScopeMissing,
             Error::SenderNotVerified(_) => Reason::SenderNotVerified,
+            Error::NotFound {
+                kind: "template", ..
+            } => Reason::TemplateNotFound,
             Error::NotFound { .. } => Reason::NotFound,
             Error::AlreadyExists { .. } => Reason::AlreadyExists,
             Error::IdempotencyKeyReused(_) => Reason::IdempotencyKeyReused,

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod keys;
 pub mod scope;
 pub mod suppressions;
+pub mod templates;
 
 pub use error::{Error, FieldViolation, Reason, Result};
 pub use scope::{Scope, Scopes};

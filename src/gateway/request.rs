@@ -94,6 +94,21 @@ fn text_to_json(kind: &Kind, text: &str) -> Json {
                 .expect("wrapper types have a value field");
             text_to_json(&inner.kind(), text)
         }
+        // The JSON form of a FieldMask is lowerCamelCase; in a URL people
+        // write the proto names, so accept both.
+        Kind::Message(message) if message.full_name() == "google.protobuf.FieldMask" => {
+            Json::String(
+                text.split(',')
+                    .map(|path| {
+                        path.split('.')
+                            .map(lower_camel)
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        }
         Kind::Message(_) => Json::String(text.to_owned()),
         _ => {
             if let Ok(n) = text.parse::<i64>() {
@@ -112,6 +127,22 @@ fn text_to_json(kind: &Kind, text: &str) -> Json {
             }
         }
     }
+}
+
+fn lower_camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn options() -> DeserializeOptions {

@@ -5,6 +5,7 @@
 mod accounts;
 pub mod entities;
 mod suppressions;
+mod templates;
 
 use std::time::Duration;
 

@@ -106,7 +106,10 @@ async fn reflection_v1alpha_serves_descriptors_with_their_http_rules_and_scopes(
 }
 
 /// The services whose behaviour is built; every other RPC must say it is not.
-const BUILT: &[&str] = &["/posthorn.v1.SuppressionsService/"];
+const BUILT: &[&str] = &[
+    "/posthorn.v1.SuppressionsService/",
+    "/posthorn.v1.TemplatesService/",
+];
 
 #[tokio::test]
 async fn every_method_of_the_contract_is_routed_authenticated_and_says_when_it_is_not_built() {

@@ -12,3 +12,4 @@ mod helpers;
 mod rest;
 mod shutdown;
 mod storage;
+mod templates;
