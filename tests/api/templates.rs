@@ -162,11 +162,10 @@ async fn the_catalog_lists_over_grpc_and_rest_with_variables_schemas() {
             .iter()
             .all(|t| t["category"] == "auth" && t["owner"] == "TEMPLATE_OWNER_SYSTEM")
     );
-    assert_eq!(
+    assert!(
         json["templates"][0]["variables"][0]["name"]
             .as_str()
-            .is_some(),
-        true
+            .is_some()
     );
 }
 
