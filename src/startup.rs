@@ -82,6 +82,7 @@ impl Application {
 /// Builds the one router of the shared port.
 async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
     let grpc = crate::api::grpc_router(store.clone()).await?;
+    let store_for_pages = store.clone();
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),
@@ -116,6 +117,7 @@ async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
     // included), so REST shares the port without a second fallback.
     Ok(grpc
         .merge(plain)
+        .merge(crate::api::pages_router(store_for_pages)?)
         .fallback_service(gateway)
         .layer(cors(settings)))
 }

@@ -5,6 +5,7 @@ pub mod auth;
 mod contacts;
 mod convert;
 mod messages;
+mod preview;
 mod send;
 pub mod status;
 mod suppressions;
@@ -129,6 +130,14 @@ pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
     let router = mount(router, reflection_v1, open());
     let router = mount(router, reflection_v1alpha, open());
     Ok(router)
+}
+
+/// Builds the router of Posthorn's own authenticated pages (template
+/// preview), which sit beside the gRPC services on the same port.
+pub fn pages_router(store: Store) -> anyhow::Result<Router> {
+    let templates = Arc::new(Templates::new(store.clone(), Arc::new(SystemClock)));
+    let auth = Arc::new(AuthState::new(store)?);
+    Ok(preview::router(auth, templates))
 }
 
 /// Returns a reflection builder serving the contract, health, and `other`.

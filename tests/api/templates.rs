@@ -733,3 +733,73 @@ async fn clones_and_shadows_system_templates_and_keeps_accounts_apart() {
         "a system template cannot be deleted"
     );
 }
+
+#[tokio::test]
+async fn the_preview_page_shows_a_template_rendered_with_its_examples() {
+    let app = spawn_app().await;
+    let url = format!("{}/v1/templates/password-reset/preview", app.base_url);
+    let response = app
+        .http
+        .get(&url)
+        .header("x-api-key", &app.account_a.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<h1>Password reset</h1>"));
+    assert!(
+        page.contains("Reset your acme password"),
+        "the rendered subject"
+    );
+    // The email sits escaped in a sandboxed frame's srcdoc.
+    assert!(
+        page.contains("<iframe sandbox title=\"Rendered HTML\" srcdoc=\"&#60;!DOCTYPE html&#62;")
+    );
+    assert!(
+        !page.contains("<!DOCTYPE html>\n<html lang=\"en\" xmlns"),
+        "the email is not inlined unescaped"
+    );
+    assert!(
+        page.contains("Reset password (https://app.example.com/reset?token=abc123)"),
+        "the text part with the example URL"
+    );
+
+    let response = app.http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        info_reason(&response.json().await.unwrap()),
+        "API_KEY_MISSING"
+    );
+    let unscoped = app.key_with_scopes(&["email:send".parse().unwrap()]).await;
+    let response = app
+        .http
+        .get(&url)
+        .header("x-api-key", &unscoped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = app
+        .http
+        .get(format!("{}/v1/templates/nope/preview", app.base_url))
+        .header("x-api-key", &app.account_a.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        info_reason(&response.json().await.unwrap()),
+        "TEMPLATE_NOT_FOUND"
+    );
+}
