@@ -238,9 +238,8 @@ async fn password_reset_renders_branded_html_and_text_and_reports_missing_variab
     assert_eq!(info_reason(&json), "TEMPLATE_NOT_FOUND");
 }
 
-#[tokio::test]
-async fn branding_appears_in_every_system_template_and_is_validated() {
-    let app = spawn_app().await;
+crate::on_both_databases! {
+    async fn branding_appears_in_every_system_template_and_is_validated(app: TestApp) {
     let key = &app.account_a.key;
     let (status, json) = rest(&app, reqwest::Method::GET, "/v1/branding", key, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -341,6 +340,7 @@ async fn branding_appears_in_every_system_template_and_is_validated() {
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["branding"]["privacy_policy_url"], "");
     assert_eq!(json["branding"]["terms_url"], "https://acme.example/terms");
+    }
 }
 
 #[tokio::test]
@@ -418,9 +418,8 @@ async fn variables_are_escaped_in_html_and_hostile_templates_fail_cleanly() {
     );
 }
 
-#[tokio::test]
-async fn account_templates_have_versions_that_publish_and_pin() {
-    let app = spawn_app().await;
+crate::on_both_databases! {
+    async fn account_templates_have_versions_that_publish_and_pin(app: TestApp) {
     let key = &app.account_a.key;
     let (status, json) = post_json(&app, key, "/v1/templates", json!({
         "slug": "order-shipped", "name": "Order shipped", "category": "orders",
@@ -585,11 +584,11 @@ async fn account_templates_have_versions_that_publish_and_pin() {
         (status, info_reason(&json).as_str()),
         (StatusCode::CONFLICT, "ALREADY_EXISTS")
     );
+    }
 }
 
-#[tokio::test]
-async fn clones_and_shadows_system_templates_and_keeps_accounts_apart() {
-    let app = spawn_app().await;
+crate::on_both_databases! {
+    async fn clones_and_shadows_system_templates_and_keeps_accounts_apart(app: TestApp) {
     let key = &app.account_a.key;
     let (status, json) = rest(
         &app,
@@ -732,6 +731,7 @@ async fn clones_and_shadows_system_templates_and_keeps_accounts_apart() {
         StatusCode::BAD_REQUEST,
         "a system template cannot be deleted"
     );
+    }
 }
 
 #[tokio::test]

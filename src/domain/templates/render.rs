@@ -85,7 +85,7 @@ fn environment(source: &TemplateSource) -> Result<Environment<'static>, Vec<Fiel
 fn describe(error: &minijinja::Error) -> String {
     let what = match error.kind() {
         ErrorKind::OutOfFuel => {
-            "the template needs too much work to render (an endless or very long loop?)".to_owned()
+            "the template needs too much work or memory to render (an endless loop or a huge value?)".to_owned()
         }
         ErrorKind::InvalidOperation if error.to_string().contains("recursion") => {
             "the template nests too deeply (recursion limit reached)".to_owned()
