@@ -21,6 +21,12 @@ fn routes() -> RouteTable {
 /// path and the same request as a message for the gRPC door.
 fn request_for(route: &posthorn::gateway::routes::Route, value: &str) -> (String, DynamicMessage) {
     let mut message = DynamicMessage::new(route.method.input());
+    // A `{}` body for `body: "field"` sets that field to an empty message.
+    if let BodyRule::Field(field) = &route.body
+        && let prost_reflect::Kind::Message(inner) = field.kind()
+    {
+        message.set_field(field, Field::Message(DynamicMessage::new(inner)));
+    }
     let mut path = route.template.source.clone();
     for (fields, variable) in &route.variables {
         let name = variable.field_path.join(".");
@@ -106,7 +112,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
         .await
         .unwrap();
     assert_eq!(created.status(), StatusCode::OK);
-    let mut successes = 0;
+    let mut successes = Vec::new();
     for route in table.routes() {
         let method = reqwest::Method::from_bytes(route.http_method.as_str().as_bytes()).unwrap();
         let (path, message) = request_for(route, "x@example.com");
@@ -151,8 +157,11 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
             let expected = decoded
                 .serialize_with_options(serde_json::value::Serializer, &options)
                 .unwrap();
-            assert_eq!(json, expected, "{label}");
-            successes += 1;
+            // Reads answer alike; writes ran twice, so only their status is compared.
+            if route.http_method == http::Method::GET {
+                assert_eq!(json, expected, "{label}");
+            }
+            successes.push(label);
             continue;
         }
         assert_eq!(json["code"], grpc.grpc_status, "{label}: {json}");
@@ -166,7 +175,17 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
         };
         assert_eq!(status.as_u16(), expected_http, "{label}");
     }
-    assert_eq!(successes, 1, "ListSuppressions succeeds on both doors");
+    successes.sort();
+    assert_eq!(
+        successes,
+        [
+            "GET /v1/branding",
+            "GET /v1/suppressions",
+            "GET /v1/templates",
+            "PATCH /v1/branding",
+        ],
+        "the routes whose RPC succeeds with an empty request"
+    );
 }
 
 #[tokio::test]
