@@ -33,6 +33,7 @@ struct Entry {
     subject: String,
     preheader: String,
     body: String,
+    text: String,
     variables: Vec<Variable>,
 }
 
@@ -43,6 +44,14 @@ struct Variable {
     required: bool,
     description: String,
     example: Json,
+}
+
+/// A catalog text body wrapped into a template that extends the text layout.
+fn compose_text(text: &str) -> String {
+    format!(
+        "{{% extends \"layout.txt\" %}}\n{{% block content %}}{}{{% endblock %}}\n",
+        text.trim()
+    )
 }
 
 /// A catalog body wrapped into a template that extends the layout.
@@ -70,7 +79,7 @@ static CATALOG: LazyLock<Vec<TemplateDef>> = LazyLock::new(|| {
             source: TemplateSource {
                 subject: entry.subject,
                 html: compose(&entry.preheader, &entry.body),
-                text: String::new(),
+                text: compose_text(&entry.text),
             },
             variables: entry
                 .variables
@@ -227,7 +236,16 @@ mod tests {
                     "{slug}: button colour"
                 );
                 assert!(out.text.len() > 80, "{slug}: text part {:?}", out.text);
-                assert!(!out.text.contains('<'), "{slug}: {}", out.text);
+                assert!(
+                    !out.text.contains("{{") && !out.text.contains("{%"),
+                    "{slug}: {}",
+                    out.text
+                );
+                assert!(
+                    out.text.trim_end().ends_with(&branding.brand_name)
+                        || out.text.contains("Terms & Conditions: "),
+                    "{slug}: the text footer"
+                );
                 // Every required example value shows up in the email.
                 for v in template.variables.iter().filter(|v| v.required) {
                     if let Json::String(example) = &v.example {
@@ -273,9 +291,11 @@ mod tests {
                     }
                     assert!(
                         out.text
-                            .contains("Privacy Policy (https://example.com/privacy)"),
-                        "{slug}"
+                            .contains("Privacy Policy: https://example.com/privacy\n"),
+                        "{slug}: {}",
+                        out.text
                     );
+                    assert!(out.text.contains("Support: help@example.com"), "{slug}");
                 }
             }
         }

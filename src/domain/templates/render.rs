@@ -16,6 +16,8 @@ use crate::domain::{Error, FieldViolation};
 
 /// The shared layout every catalog template extends.
 pub const LAYOUT: &str = include_str!("catalog/layout.html");
+/// The shared plain-text layout (`{% extends "layout.txt" %}`).
+pub const TEXT_LAYOUT: &str = include_str!("catalog/layout.txt");
 /// The shared components (`{% import "components.html" as ui %}`).
 pub const COMPONENTS: &str = include_str!("catalog/components.html");
 
@@ -65,6 +67,8 @@ fn environment(source: &TemplateSource) -> Result<Environment<'static>, Vec<Fiel
         .expect("the embedded layout compiles");
     env.add_template("components.html", COMPONENTS)
         .expect("the embedded components compile");
+    env.add_template("layout.txt", TEXT_LAYOUT)
+        .expect("the embedded text layout compiles");
     let mut violations = Vec::new();
     for ((field, name), text) in PARTS
         .iter()
@@ -91,7 +95,7 @@ fn describe(error: &minijinja::Error) -> String {
             "the template nests too deeply (recursion limit reached)".to_owned()
         }
         ErrorKind::TemplateNotFound => format!(
-            "{} (only \"layout.html\" and \"components.html\" can be extended, included or imported)",
+            "{} (only \"layout.html\", \"layout.txt\" and \"components.html\" can be extended, included or imported)",
             error.detail().unwrap_or("template not found")
         ),
         _ => error
