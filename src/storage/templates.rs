@@ -222,7 +222,14 @@ impl TemplateStore for Store {
         }
         .insert(&tx)
         .await
-        .map_err(db_error)?;
+        .map_err(|e| match e.sql_err() {
+            // Two creates of one slug raced past the use case's check.
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists {
+                kind: "template",
+                id: t.slug.clone(),
+            },
+            _ => db_error(e),
+        })?;
         for version in &t.versions {
             version_row(inserted.id, version)
                 .insert(&tx)

@@ -807,3 +807,24 @@ async fn the_preview_page_shows_a_template_rendered_with_its_examples() {
         "TEMPLATE_NOT_FOUND"
     );
 }
+
+crate::on_both_databases! {
+    async fn concurrent_creates_of_one_slug_make_one_template_and_conflicts(app: TestApp) {
+        let key = app.account_a.key.clone();
+        let attempts = (0..6).map(|i| {
+            let (http, url, key) = (app.http.clone(), format!("{}/v1/templates", app.base_url), key.clone());
+            async move {
+                http.post(url)
+                    .header("x-api-key", key)
+                    .json(&json!({"slug": "race", "name": format!("Race {i}"), "subject": "s", "html": "<p>h</p>"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }
+        });
+        let mut statuses: Vec<u16> = futures::future::join_all(attempts).await.into_iter().map(|s| s.as_u16()).collect();
+        statuses.sort();
+        assert_eq!(statuses, [200, 409, 409, 409, 409, 409]);
+    }
+}
