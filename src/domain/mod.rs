@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod scope;
+pub mod send;
 pub mod suppressions;
 pub mod templates;
 

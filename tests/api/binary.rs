@@ -9,7 +9,7 @@ use posthorn::proto::v1::templates_service_client::TemplatesServiceClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{KeyHeader, reason, with_key};
+use crate::helpers::{KeyHeader, with_key};
 
 /// A `posthorn` command in `dir`, with a clean environment and SQLite there.
 fn posthorn(dir: &Path) -> Command {
@@ -112,24 +112,24 @@ async fn first_run_prints_where_it_listens_the_transport_and_a_working_key_then_
         .expect("a key is printed")
         .to_owned();
 
-    // The printed key works: it passes authentication and reaches the handler.
+    // The printed key works: the branding of the bootstrap account comes back.
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let status = TemplatesServiceClient::new(channel)
+    let branding = TemplatesServiceClient::new(channel)
         .get_branding(with_key(
             GetBrandingRequest::default(),
             KeyHeader::Bearer,
             &key,
         ))
         .await
-        .unwrap_err();
-    assert_eq!(
-        (status.code(), reason(&status).as_str()),
-        (tonic::Code::Unimplemented, "NOT_IMPLEMENTED")
-    );
+        .expect("the printed key is accepted")
+        .into_inner()
+        .branding
+        .expect("a branding");
+    assert_eq!(branding.brand_name, "default");
 
     let exit = terminate(started.child).await;
     assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
