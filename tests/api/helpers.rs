@@ -293,3 +293,33 @@ macro_rules! on_both_databases {
         )*
     };
 }
+
+/// The `ErrorInfo.reason` of a `google.rpc.Status` in its JSON form (REST).
+pub fn json_reason(status: &serde_json::Value) -> String {
+    status["details"]
+        .as_array()
+        .and_then(|d| {
+            d.iter()
+                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        })
+        .and_then(|d| d["reason"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The fields of the `BadRequest` violations of a JSON `google.rpc.Status`.
+pub fn json_violations(status: &serde_json::Value) -> Vec<String> {
+    status["details"]
+        .as_array()
+        .and_then(|d| {
+            d.iter()
+                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        })
+        .and_then(|d| d["field_violations"].as_array())
+        .map(|v| {
+            v.iter()
+                .filter_map(|v| v["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

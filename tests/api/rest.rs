@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::grpc_web;
-use crate::helpers::{KeyHeader, TestApp, spawn_app, with_key};
+use crate::helpers::{KeyHeader, TestApp, json_reason, spawn_app, with_key};
 
 fn routes() -> RouteTable {
     RouteTable::build(proto::descriptor_pool(), &proto::service_names())
@@ -78,18 +78,6 @@ async fn rest(
     (status, json)
 }
 
-fn reason_of(json: &Value) -> String {
-    json["details"]
-        .as_array()
-        .and_then(|d| {
-            d.iter()
-                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
-        })
-        .and_then(|d| d["reason"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn every_route_answers_like_its_rpc_over_grpc() {
     let app = spawn_app().await;
@@ -121,7 +109,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
 
         let (status, json) = rest(&app, &method, &path, has_body, None).await;
         assert_eq!(
-            (status.as_u16(), reason_of(&json).as_str()),
+            (status.as_u16(), json_reason(&json).as_str()),
             (401, "API_KEY_MISSING"),
             "{label}: {json}"
         );
@@ -130,7 +118,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
         if scope != "webhooks:read" {
             let (status, json) = rest(&app, &method, &path, has_body, Some(&unscoped)).await;
             assert_eq!(
-                (status.as_u16(), reason_of(&json).as_str()),
+                (status.as_u16(), json_reason(&json).as_str()),
                 (403, "SCOPE_MISSING"),
                 "{label}: {json}"
             );
@@ -166,7 +154,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
         }
         assert_eq!(json["code"], grpc.grpc_status, "{label}: {json}");
         assert_eq!(json["message"], grpc.grpc_message, "{label}");
-        assert_eq!(reason_of(&json), grpc.reason(), "{label}");
+        assert_eq!(json_reason(&json), grpc.reason(), "{label}");
         let expected_http = match grpc.grpc_status {
             3 => 400,
             5 => 404,
@@ -202,13 +190,13 @@ async fn a_suppression_lookup_by_percent_encoded_address_is_404_not_found_or_401
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let json: Value = response.json().await.unwrap();
     assert_eq!(json["code"], 5);
-    assert_eq!(reason_of(&json), "NOT_FOUND");
+    assert_eq!(json_reason(&json), "NOT_FOUND");
     assert_eq!(json["message"], "suppression `a@b.com` not found");
 
     let response = app.http.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        reason_of(&response.json().await.unwrap()),
+        json_reason(&response.json().await.unwrap()),
         "API_KEY_MISSING"
     );
 }

@@ -13,7 +13,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::helpers::{KeyHeader, TestApp, reason, spawn_app, with_key};
+use crate::helpers::{
+    KeyHeader, TestApp, json_reason, json_violations, reason, spawn_app, with_key,
+};
 
 fn client(app: &TestApp) -> TemplatesServiceClient<Channel> {
     TemplatesServiceClient::new(app.channel.clone())
@@ -46,35 +48,6 @@ async fn render_welcome(app: &TestApp, key: &str) -> (StatusCode, Value) {
     let variables =
         json!({"variables": {"user": {"first_name": "Kim"}, "dashboard_url": "https://x.example"}});
     post_json(app, key, "/v1/templates/welcome:render", variables).await
-}
-
-fn info_reason(json: &Value) -> String {
-    json["details"]
-        .as_array()
-        .and_then(|d| {
-            d.iter()
-                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
-        })
-        .map(|d| d["reason"].as_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-fn violations(json: &Value) -> Vec<String> {
-    json["details"]
-        .as_array()
-        .and_then(|d| {
-            d.iter()
-                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.BadRequest")
-        })
-        .map(|d| {
-            d["field_violations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The examples of a template's variables, nested by their dotted names.
@@ -239,7 +212,7 @@ async fn password_reset_renders_branded_html_and_text_and_reports_missing_variab
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(info_reason(&json), "TEMPLATE_NOT_FOUND");
+    assert_eq!(json_reason(&json), "TEMPLATE_NOT_FOUND");
 }
 
 crate::on_both_databases! {
@@ -263,7 +236,7 @@ crate::on_both_databases! {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        violations(&json),
+        json_violations(&json),
         [
             "branding.primary_color",
             "branding.logo_url",
@@ -409,13 +382,13 @@ async fn variables_are_escaped_in_html_and_hostile_templates_fail_cleanly() {
             json["message"].as_str().unwrap().contains(words),
             "{slug}: {json}"
         );
-        assert_eq!(violations(&json), ["html"], "{slug}");
+        assert_eq!(json_violations(&json), ["html"], "{slug}");
     }
 
     // Syntax errors are refused at creation, naming the part and line.
     let (status, json) = rest(&app, reqwest::Method::POST, "/v1/templates", key, Some(json!({"slug": "broken", "name": "Broken", "subject": "{{ oops", "html": "<p>\n{% if %}</p>"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(violations(&json), ["subject", "html"]);
+    assert_eq!(json_violations(&json), ["subject", "html"]);
     assert!(
         json["message"].as_str().unwrap().contains("line 2"),
         "{json}"
@@ -574,7 +547,7 @@ crate::on_both_databases! {
     )
     .await;
     assert_eq!(
-        (status, violations(&json)),
+        (status, json_violations(&json)),
         (StatusCode::BAD_REQUEST, vec!["slug".to_owned()])
     );
     let (status, json) = post_json(
@@ -585,7 +558,7 @@ crate::on_both_databases! {
     )
     .await;
     assert_eq!(
-        (status, info_reason(&json).as_str()),
+        (status, json_reason(&json).as_str()),
         (StatusCode::CONFLICT, "ALREADY_EXISTS")
     );
     }
@@ -706,7 +679,7 @@ crate::on_both_databases! {
     )
     .await;
     assert_eq!(
-        (status, info_reason(&json).as_str()),
+        (status, json_reason(&json).as_str()),
         (StatusCode::BAD_REQUEST, "FAILED_PRECONDITION")
     );
     let (status, _) = rest(
@@ -782,7 +755,7 @@ async fn the_preview_page_shows_a_template_rendered_with_its_examples() {
     let response = app.http.get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        info_reason(&response.json().await.unwrap()),
+        json_reason(&response.json().await.unwrap()),
         "API_KEY_MISSING"
     );
     let unscoped = app.key_with_scopes(&["email:send".parse().unwrap()]).await;
@@ -803,7 +776,7 @@ async fn the_preview_page_shows_a_template_rendered_with_its_examples() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(
-        info_reason(&response.json().await.unwrap()),
+        json_reason(&response.json().await.unwrap()),
         "TEMPLATE_NOT_FOUND"
     );
 }
