@@ -106,16 +106,25 @@ impl Gateway {
         let (route, captured) = match self.inner.table.find(&parts.method, parts.uri.path()) {
             Match::Found(route, captured) => (route, captured),
             Match::NotFound => return crate::http::not_found(parts.uri).await,
-            Match::MethodNotAllowed(allowed) => return method_not_allowed(&parts.method, allowed),
+            Match::MethodNotAllowed(allowed) => {
+                return refused(
+                    &parts,
+                    method_not_allowed(&parts.method, allowed),
+                    "method not allowed",
+                );
+            }
         };
 
         let body = match read_body(&parts.headers, body, self.inner.options.max_body_bytes).await {
             Ok(body) => body,
-            Err(response) => return response,
+            Err(response) => return refused(&parts, response, "body refused"),
         };
         let message = match request::build(route, &captured, parts.uri.query(), &body) {
             Ok(message) => message,
-            Err(error) => return ErrorBody::invalid(&error).into_response(),
+            Err(error) => {
+                let response = ErrorBody::invalid(&error).into_response();
+                return refused(&parts, response, &error.message());
+            }
         };
 
         // The length once: it walks every field of a dynamic message.
@@ -159,6 +168,19 @@ impl Service<Request<Body>> for Gateway {
         let gateway = self.clone();
         Box::pin(async move { Ok(gateway.handle(request).await) })
     }
+}
+
+/// Logs a request the gateway answered itself, before any RPC ran (the
+/// RPC's own span covers everything after).
+fn refused(parts: &http::request::Parts, response: Response<Body>, reason: &str) -> Response<Body> {
+    tracing::info!(
+        http.method = %parts.method,
+        http.path = parts.uri.path(),
+        http.status = response.status().as_u16(),
+        reason,
+        "REST request refused by the gateway"
+    );
+    response
 }
 
 /// Forwards the headers grpc-gateway forwards: the named ones as they
