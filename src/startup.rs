@@ -81,8 +81,7 @@ impl Application {
 
 /// Builds the one router of the shared port.
 async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
-    let grpc = crate::api::grpc_router(store.clone()).await?;
-    let store_for_pages = store.clone();
+    let crate::api::Routers { grpc, pages } = crate::api::routers(store.clone()).await?;
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),
@@ -117,7 +116,7 @@ async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
     // included), so REST shares the port without a second fallback.
     Ok(grpc
         .merge(plain)
-        .merge(crate::api::pages_router(store_for_pages)?)
+        .merge(pages)
         .fallback_service(gateway)
         .layer(cors(settings)))
 }

@@ -68,14 +68,24 @@ where
     router.route_service(&format!("/{}/{{*method}}", S::NAME), wrapped)
 }
 
-/// Builds the router of every gRPC service: the six posthorn.v1 services
-/// behind authentication, and `grpc.health.v1` and reflection (v1 and
-/// v1alpha) open to all.
-pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
+/// The routers this door serves, sharing one authenticator and one set of
+/// use cases.
+pub struct Routers {
+    /// Every gRPC service: the six posthorn.v1 services behind
+    /// authentication, `grpc.health.v1` and reflection (v1 and v1alpha).
+    pub grpc: Router,
+    /// Posthorn's own authenticated pages (template preview).
+    pub pages: Router,
+}
+
+/// Builds the gRPC router and the pages beside it.
+pub async fn routers(store: Store) -> anyhow::Result<Routers> {
     let clock = Arc::new(SystemClock);
     let suppressions = Arc::new(Suppressions::new(store.clone(), clock.clone()));
     let templates = Arc::new(Templates::new(store.clone(), clock));
-    let auth = AuthLayer::new(Arc::new(AuthState::new(store)?));
+    let auth_state = Arc::new(AuthState::new(store)?);
+    let pages = preview::router(auth_state.clone(), templates.clone());
+    let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -129,15 +139,10 @@ pub async fn grpc_router(store: Store) -> anyhow::Result<Router> {
     let router = mount(router, health, open());
     let router = mount(router, reflection_v1, open());
     let router = mount(router, reflection_v1alpha, open());
-    Ok(router)
-}
-
-/// Builds the router of Posthorn's own authenticated pages (template
-/// preview), which sit beside the gRPC services on the same port.
-pub fn pages_router(store: Store) -> anyhow::Result<Router> {
-    let templates = Arc::new(Templates::new(store.clone(), Arc::new(SystemClock)));
-    let auth = Arc::new(AuthState::new(store)?);
-    Ok(preview::router(auth, templates))
+    Ok(Routers {
+        grpc: router,
+        pages,
+    })
 }
 
 /// Returns a reflection builder serving the contract, health, and `other`.

@@ -14,6 +14,7 @@ use axum::routing::get;
 use super::auth::AuthState;
 use super::status::to_status;
 use crate::domain::templates::{TemplateOwner, Templates, catalog};
+use crate::gateway::{ErrorBody, http_status};
 use crate::storage::Store;
 
 /// The page (`src/pages/preview.html`).
@@ -52,36 +53,20 @@ pub fn router(auth: Arc<AuthState>, templates: Arc<Templates<Store>>) -> Router 
         .with_state(PreviewState { auth, templates })
 }
 
-/// Answers an error as the REST door does: `google.rpc.Status` JSON.
+/// Answers an error as the REST door does: the status's HTTP code and a
+/// `google.rpc.Status` JSON body.
 fn error(error: crate::domain::Error) -> Response {
     let status = to_status(error);
-    let code = match status.code() {
-        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-        tonic::Code::NotFound => StatusCode::NOT_FOUND,
-        tonic::Code::InvalidArgument => StatusCode::BAD_REQUEST,
-        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
     let reason = tonic_types::StatusExt::get_details_error_info(&status)
         .map(|info| info.reason)
         .unwrap_or_default();
-    let body = serde_json::json!({
-        "code": status.code() as i32,
-        "message": status.message(),
-        "details": [{
-            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-            "reason": reason,
-            "domain": super::status::ERROR_DOMAIN,
-            "metadata": {},
-        }],
-    });
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+    ErrorBody::new(
+        http_status(status.code()),
+        status.code() as i32,
+        status.message(),
+        &reason,
     )
-        .into_response()
+    .into_response()
 }
 
 async fn preview(

@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod paging;
 pub mod scope;
 pub mod send;
 pub mod suppressions;

@@ -142,14 +142,8 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// A validated page size: 0 means the default.
 pub fn page_size(requested: i32) -> Result<u64> {
-    match requested {
-        0 => Ok(u64::from(DEFAULT_PAGE_SIZE)),
-        n if n > 0 && n as u32 <= MAX_PAGE_SIZE => Ok(n as u64),
-        _ => Err(Error::invalid(
-            "page_size",
-            format!("must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
-        )),
-    }
+    super::paging::page_size(requested, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        .map_err(|violation| Error::Validation(vec![violation]))
 }
 
 impl SuppressionCursor {

@@ -27,7 +27,8 @@ use prost_reflect::DescriptorPool;
 use tower::{Service, ServiceExt};
 
 pub use request::MappingError;
-use response::{ErrorBody, StreamFormat};
+use response::StreamFormat;
+pub use response::{ErrorBody, http_status};
 use routes::{Match, RouteTable};
 
 /// Settings of the gateway.

@@ -286,8 +286,8 @@ pub struct Templates<S> {
 }
 
 /// The page size when none is asked for, and the largest allowed.
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
-pub const MAX_PAGE_SIZE: i32 = 200;
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 200;
 
 fn not_found(slug: &str) -> Error {
     Error::NotFound {
@@ -344,17 +344,9 @@ impl<S: TemplateStore> Templates<S> {
         page_token: &str,
     ) -> Result<TemplatePage> {
         let mut violations = Vec::new();
-        let limit = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                violations.push(FieldViolation::new(
-                    "page_size",
-                    format!("must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
-                ));
-                0
-            }
-        } as usize;
+        let limit = crate::domain::paging::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+            .map_err(|violation| violations.push(violation))
+            .unwrap_or_default() as usize;
         let after = match page_token {
             "" => None,
             token => match hex::decode(token)
@@ -466,8 +458,9 @@ impl<S: TemplateStore> Templates<S> {
     ) -> Result<RenderReport> {
         let template = self.get(account_id, slug, version).await?;
         let branding = self.branding(account_id).await?;
-        let rendered = render::render(&template.source, variables, &branding)?;
-        let used = render::used_variables(&template.source).map_err(Error::Validation)?;
+        let compiled = render::compile(&template.source).map_err(Error::Validation)?;
+        let used = compiled.used_variables();
+        let rendered = compiled.render(variables, &branding)?;
         let declared: BTreeSet<String> =
             template.variables.iter().map(|v| v.name.clone()).collect();
         Ok(RenderReport {

@@ -109,26 +109,39 @@ fn describe(error: &minijinja::Error) -> String {
     }
 }
 
-/// Checks that every part compiles; the violations name the part.
-pub fn check(source: &TemplateSource) -> Result<(), Vec<FieldViolation>> {
-    environment(source).map(|_| ())
+/// A template's parts compiled once, to analyse and to render.
+pub struct Compiled {
+    env: Environment<'static>,
+    derive_text: bool,
 }
 
-/// The variables the parts use (dotted for attribute lookups such as
-/// `user.first_name`), except `branding`, which every render provides.
+/// Compiles every part; the violations name the part at fault.
+pub fn compile(source: &TemplateSource) -> Result<Compiled, Vec<FieldViolation>> {
+    Ok(Compiled {
+        env: environment(source)?,
+        derive_text: source.text.trim().is_empty(),
+    })
+}
+
+/// Checks that every part compiles; the violations name the part.
+pub fn check(source: &TemplateSource) -> Result<(), Vec<FieldViolation>> {
+    compile(source).map(|_| ())
+}
+
+/// The variables the parts of `source` use; see [`Compiled::used_variables`].
 pub fn used_variables(source: &TemplateSource) -> Result<BTreeSet<String>, Vec<FieldViolation>> {
-    let env = environment(source)?;
-    let mut used = BTreeSet::new();
-    for (_, name) in PARTS {
-        let template = env.get_template(name).expect("added above");
-        used.extend(
-            template
-                .undeclared_variables(true)
-                .into_iter()
-                .filter(|v| v != "branding" && !v.starts_with("branding.")),
-        );
-    }
-    Ok(used)
+    compile(source).map(|compiled| compiled.used_variables())
+}
+
+/// Renders `source`; see [`Compiled::render`].
+pub fn render(
+    source: &TemplateSource,
+    variables: &Map<String, Json>,
+    branding: &Branding,
+) -> Result<Rendered, Error> {
+    compile(source)
+        .map_err(Error::Validation)?
+        .render(variables, branding)
 }
 
 /// Fails the write once the output passes the cap.
@@ -150,51 +163,70 @@ impl io::Write for Capped {
     }
 }
 
-/// Renders every part with `variables` and `branding` (the latter always
-/// wins over a variable of the same name).
-pub fn render(
-    source: &TemplateSource,
-    variables: &Map<String, Json>,
-    branding: &Branding,
-) -> Result<Rendered, Error> {
-    let mut env = environment(source).map_err(Error::Validation)?;
-    let branding = serde_json::to_value(branding).expect("branding serialises");
-    // A global too, so the imported components see it.
-    env.add_global("branding", Value::from(minijinja::value::Serde(&branding)));
-    let mut context = variables.clone();
-    context.insert("branding".into(), branding);
-    let context = Value::from(minijinja::value::Serde(&context));
-    let mut parts = Vec::with_capacity(3);
-    for (field, name) in PARTS {
-        let template = env.get_template(name).expect("added above");
-        let mut capped = Capped { out: Vec::new() };
-        match template.render_captured_to(context.clone(), &mut capped) {
-            Ok(_) => parts.push(String::from_utf8_lossy(&capped.out).into_owned()),
-            Err(error)
-                if capped.out.len() + 1 > MAX_OUTPUT || error.kind() == ErrorKind::WriteFailure =>
-            {
-                return Err(Error::invalid(
-                    field,
-                    format!("the rendered {field} is larger than {MAX_OUTPUT} bytes"),
-                ));
-            }
-            Err(error) => return Err(Error::invalid(field, describe(&error))),
+impl Compiled {
+    /// The variables the parts use (dotted for attribute lookups such as
+    /// `user.first_name`), except `branding`, which every render provides.
+    pub fn used_variables(&self) -> BTreeSet<String> {
+        let mut used = BTreeSet::new();
+        for (_, name) in PARTS {
+            let template = self.env.get_template(name).expect("added at compile");
+            used.extend(
+                template
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .filter(|v| v != "branding" && !v.starts_with("branding.")),
+            );
         }
+        used
     }
-    let text = parts.pop().expect("three parts");
-    let html = parts.pop().expect("three parts");
-    let subject = parts.pop().expect("three parts");
-    let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
-    let text = if source.text.trim().is_empty() {
-        html_to_text(&html)
-    } else {
-        text
-    };
-    Ok(Rendered {
-        subject,
-        html,
-        text,
-    })
+
+    /// Renders every part with `variables` and `branding` (the latter always
+    /// wins over a variable of the same name).
+    pub fn render(
+        mut self,
+        variables: &Map<String, Json>,
+        branding: &Branding,
+    ) -> Result<Rendered, Error> {
+        let branding = serde_json::to_value(branding).expect("branding serialises");
+        // A global too, so the imported components see it.
+        self.env
+            .add_global("branding", Value::from(minijinja::value::Serde(&branding)));
+        let mut context = variables.clone();
+        context.insert("branding".into(), branding);
+        let context = Value::from(minijinja::value::Serde(&context));
+        let mut parts = Vec::with_capacity(3);
+        for (field, name) in PARTS {
+            let template = self.env.get_template(name).expect("added at compile");
+            let mut capped = Capped { out: Vec::new() };
+            match template.render_captured_to(context.clone(), &mut capped) {
+                Ok(_) => parts.push(String::from_utf8_lossy(&capped.out).into_owned()),
+                Err(error)
+                    if capped.out.len() + 1 > MAX_OUTPUT
+                        || error.kind() == ErrorKind::WriteFailure =>
+                {
+                    return Err(Error::invalid(
+                        field,
+                        format!("the rendered {field} is larger than {MAX_OUTPUT} bytes"),
+                    ));
+                }
+                Err(error) => return Err(Error::invalid(field, describe(&error))),
+            }
+        }
+        let text = parts.pop().expect("three parts");
+        let html = parts.pop().expect("three parts");
+        let subject = parts.pop().expect("three parts");
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = if self.derive_text {
+            html_to_text(&html)
+        } else {
+            text
+        };
+        Ok(Rendered {
+            subject,
+            html,
+            text,
+        })
+    }
 }
 
 /// Whether `path` (dotted) is present and not null in `variables`.
