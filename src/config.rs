@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::domain::limits::Policy;
+
 /// One setting: its key, default and meaning. The README's configuration
 /// reference lists the same table.
 pub struct SettingInfo {
@@ -79,6 +81,26 @@ pub const SETTINGS: &[SettingInfo] = &[
         default: "37748736",
         accepts: "an integer from 1024 to 1073741824: the largest REST request body in bytes, after gzip is inflated (36 MiB fits 25 MB of base64 attachments)",
     },
+    SettingInfo {
+        key: "rate_limit_per_second",
+        default: "100",
+        accepts: "a number from 0.01 to 1000000: requests per second each API key may make, sustained (accounts may override)",
+    },
+    SettingInfo {
+        key: "rate_limit_burst",
+        default: "200",
+        accepts: "an integer from 1 to 1000000: requests a key may make at once after being idle (accounts may override)",
+    },
+    SettingInfo {
+        key: "daily_quota",
+        default: "100000",
+        accepts: "an integer from 0 to 1000000000: recipients each account may send to per UTC day; 0 is unlimited (accounts may override)",
+    },
+    SettingInfo {
+        key: "max_attachments",
+        default: "10",
+        accepts: "an integer from 0 to 100: attachments per message",
+    },
 ];
 
 /// Log line format.
@@ -103,6 +125,9 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub rest_max_body_bytes: usize,
+    /// Default limits of every account.
+    pub policy: Policy,
+    pub max_attachments: usize,
 }
 
 /// A configuration error, naming the setting and its source.
@@ -250,6 +275,30 @@ impl Settings {
             .ok()
             .filter(|n| (1024..=1 << 30).contains(n))
             .ok_or_else(|| bad("rest_max_body_bytes"))?;
+        let rate_per_second = get("rate_limit_per_second")
+            .0
+            .parse::<f64>()
+            .ok()
+            .filter(|n| (0.01..=1_000_000.0).contains(n))
+            .ok_or_else(|| bad("rate_limit_per_second"))?;
+        let burst = get("rate_limit_burst")
+            .0
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| bad("rate_limit_burst"))?;
+        let daily_quota = get("daily_quota")
+            .0
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= 1_000_000_000)
+            .ok_or_else(|| bad("daily_quota"))?;
+        let max_attachments = get("max_attachments")
+            .0
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= 100)
+            .ok_or_else(|| bad("max_attachments"))?;
 
         Ok(Settings {
             listen,
@@ -264,6 +313,12 @@ impl Settings {
             cors_origins,
             shutdown_grace,
             rest_max_body_bytes,
+            policy: Policy {
+                rate_per_second,
+                burst,
+                daily_quota: (daily_quota > 0).then_some(daily_quota),
+            },
+            max_attachments,
         })
     }
 

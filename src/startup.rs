@@ -81,7 +81,7 @@ impl Application {
 
 /// Builds the one router of the shared port.
 async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
-    let crate::api::Routers { grpc, pages } = crate::api::routers(store.clone()).await?;
+    let crate::api::Routers { grpc, pages } = crate::api::routers(store.clone(), settings).await?;
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),

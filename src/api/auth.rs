@@ -15,12 +15,15 @@ use tower::{Layer, Service};
 
 use super::status::to_status;
 use crate::domain::auth::{AuthContext, Authenticator};
+use crate::domain::limits::{Policy, RateLimiter, RateState};
+use std::time::Instant;
 use crate::domain::{Error, Scope};
 use crate::storage::Store;
 
 /// Shared state of the layer.
 pub struct AuthState {
     authenticator: Authenticator<Store>,
+    limiter: RateLimiter,
     /// gRPC path → scope required, from the descriptor set.
     scopes: HashMap<String, Scope>,
 }
@@ -28,7 +31,7 @@ pub struct AuthState {
 impl AuthState {
     /// Builds the state, reading each method's scope from the contract.
     /// Fails when a posthorn.v1 method names no scope or an unknown one.
-    pub fn new(store: Store) -> anyhow::Result<Self> {
+    pub fn new(store: Store, policy: Policy) -> anyhow::Result<Self> {
         let mut scopes = HashMap::new();
         for (path, scope) in crate::proto::required_scopes() {
             let scope: Scope = scope.parse().map_err(|e| {
@@ -37,7 +40,8 @@ impl AuthState {
             scopes.insert(path, scope);
         }
         Ok(AuthState {
-            authenticator: Authenticator::new(store),
+            authenticator: Authenticator::new(store, policy),
+            limiter: RateLimiter::default(),
             scopes,
         })
     }
@@ -53,6 +57,12 @@ impl AuthState {
             context.require(*scope)?;
         }
         Ok(context)
+    }
+
+    /// Takes one request from the key's rate limit.
+    pub fn admit(&self, context: &AuthContext) -> Result<RateState, Error> {
+        self.limiter
+            .take(&context.key_id, &context.policy, Instant::now())
     }
 }
 
@@ -135,18 +145,54 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
         Box::pin(async move {
-            match state
+            let context = match state
                 .authorize(request.uri().path(), request.headers())
                 .await
             {
-                Ok(context) => {
-                    tracing::Span::current().record("account", context.account_id.as_str());
+                Ok(context) => context,
+                Err(error) => return Ok(to_status(error).into_http()),
+            };
+            tracing::Span::current().record("account", context.account_id.as_str());
+            let limit = context.policy.burst.max(1);
+            match state.admit(&context) {
+                Ok(rate) => {
                     request.extensions_mut().insert(context);
-                    inner.call(request).await
+                    let mut response = inner.call(request).await?;
+                    rate_headers(response.headers_mut(), rate);
+                    Ok(response)
                 }
-                Err(error) => Ok(to_status(error).into_http()),
+                Err(error) => {
+                    let reset = match &error {
+                        Error::RateLimited { retry_after, .. } => {
+                            retry_after.as_secs_f64().ceil().max(1.0) as u64
+                        }
+                        _ => 1,
+                    };
+                    let mut response = to_status(error).into_http();
+                    rate_headers(
+                        response.headers_mut(),
+                        RateState {
+                            limit,
+                            remaining: 0,
+                            reset_seconds: reset,
+                        },
+                    );
+                    Ok(response)
+                }
             }
         })
+    }
+}
+
+/// The `RateLimit-*` fields (IETF draft) as response metadata; the REST
+/// gateway passes them on as plain headers.
+fn rate_headers(headers: &mut HeaderMap, rate: RateState) {
+    for (name, value) in [
+        ("ratelimit-limit", rate.limit as u64),
+        ("ratelimit-remaining", rate.remaining as u64),
+        ("ratelimit-reset", rate.reset_seconds),
+    ] {
+        headers.insert(name, http::HeaderValue::from(value));
     }
 }
 

@@ -5,6 +5,8 @@ use tonic::Status;
 
 use super::status::to_status;
 use crate::domain::Error;
+use crate::domain::messages::{Event, EventType, Message, RecipientKind, Status as MessageStatus};
+use crate::proto::v1 as pb;
 
 /// A UTC time as a protobuf Timestamp.
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -17,10 +19,142 @@ pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
 /// A protobuf Timestamp as a UTC time; INVALID_ARGUMENT naming `field` when
 /// it is out of range.
 pub fn from_timestamp(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, Status> {
+    read_timestamp(t, field).map_err(to_status)
+}
+
+/// A protobuf Timestamp as a UTC time, or the domain's validation error.
+pub fn read_timestamp(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, Error> {
     u32::try_from(t.nanos)
         .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)
         .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
-        .ok_or_else(|| to_status(Error::invalid(field, "not a valid timestamp")))
+        .ok_or_else(|| Error::invalid(field, "not a valid timestamp"))
+}
+
+/// A message status as the contract's enum.
+pub fn status_to_proto(status: MessageStatus) -> i32 {
+    use pb::MessageStatus as P;
+    (match status {
+        MessageStatus::Queued => P::Queued,
+        MessageStatus::Scheduled => P::Scheduled,
+        MessageStatus::Sent => P::Sent,
+        MessageStatus::Delivered => P::Delivered,
+        MessageStatus::Deferred => P::Deferred,
+        MessageStatus::Bounced => P::Bounced,
+        MessageStatus::Failed => P::Failed,
+        MessageStatus::Cancelled => P::Cancelled,
+        MessageStatus::Suppressed => P::Suppressed,
+        MessageStatus::Opened => P::Opened,
+        MessageStatus::Clicked => P::Clicked,
+        MessageStatus::Complained => P::Complained,
+    }) as i32
+}
+
+/// The contract's status enum as a domain status; `None` for unspecified.
+pub fn status_from_proto(value: i32) -> Option<MessageStatus> {
+    MessageStatus::ALL
+        .into_iter()
+        .find(|s| status_to_proto(*s) == value)
+}
+
+/// An event type as the contract's enum.
+pub fn event_type_to_proto(t: EventType) -> i32 {
+    use pb::EventType as P;
+    (match t {
+        EventType::Queued => P::Queued,
+        EventType::Scheduled => P::Scheduled,
+        EventType::Sent => P::Sent,
+        EventType::Delivered => P::Delivered,
+        EventType::Deferred => P::Deferred,
+        EventType::Bounced => P::Bounced,
+        EventType::Complained => P::Complained,
+        EventType::Opened => P::Opened,
+        EventType::Clicked => P::Clicked,
+        EventType::Failed => P::Failed,
+        EventType::Suppressed => P::Suppressed,
+        EventType::Unsubscribed => P::Unsubscribed,
+        EventType::Cancelled => P::Cancelled,
+        EventType::Rescheduled => P::Rescheduled,
+    }) as i32
+}
+
+/// One timeline event as the contract's message.
+pub fn event_to_proto(e: &Event) -> pb::MessageEvent {
+    let d = &e.details;
+    pb::MessageEvent {
+        cursor: e.cursor,
+        message_id: e.message_id.clone(),
+        recipient: e.recipient.clone(),
+        r#type: event_type_to_proto(e.event_type),
+        status: status_to_proto(e.status),
+        occurred_at: Some(timestamp(e.occurred_at)),
+        details: Some(pb::EventDetails {
+            smtp_code: d.smtp_code,
+            enhanced_code: d.enhanced_code.clone(),
+            smtp_reply: d.smtp_reply.clone(),
+            remote_mta: d.remote_mta.clone(),
+            user_agent: d.user_agent.clone(),
+            ip: d.ip.clone(),
+            url: d.url.clone(),
+            reason: d.reason.clone(),
+        }),
+    }
+}
+
+/// A stored message as the contract's message.
+pub fn message_to_proto(m: Message) -> pb::Message {
+    pb::Message {
+        status: status_to_proto(m.status),
+        from_email: m.from_email,
+        from_name: m.from_name,
+        to: m.to,
+        cc: m.cc,
+        bcc: m.bcc,
+        reply_to: m.reply_to,
+        subject: m.subject,
+        template: m.template.as_ref().map(|t| t.slug.clone()).unwrap_or_default(),
+        template_version: m.template.as_ref().map_or(0, |t| t.version),
+        variables: m.template.map(|t| json_to_struct(&t.variables)),
+        tags: m.tags,
+        metadata: m.metadata.into_iter().collect(),
+        message_id_header: m.message_id_header,
+        track_opens: m.track_opens,
+        track_clicks: m.track_clicks,
+        attachments: m
+            .attachments
+            .into_iter()
+            .map(|a| pb::AttachmentInfo {
+                filename: a.filename,
+                content_type: a.content_type,
+                size_bytes: a.size_bytes,
+                content_id: a.content_id.unwrap_or_default(),
+            })
+            .collect(),
+        recipients: m
+            .recipients
+            .into_iter()
+            .map(|r| pb::Recipient {
+                kind: (match r.kind {
+                    RecipientKind::To => pb::RecipientKind::To,
+                    RecipientKind::Cc => pb::RecipientKind::Cc,
+                    RecipientKind::Bcc => pb::RecipientKind::Bcc,
+                }) as i32,
+                status: status_to_proto(r.status),
+                email: r.email,
+                name: r.name,
+                attempts: r.attempts,
+                last_response: r.last_response,
+                next_attempt_at: r.next_attempt_at.map(timestamp),
+                updated_at: Some(timestamp(r.updated_at)),
+            })
+            .collect(),
+        events: m.events.iter().map(event_to_proto).collect(),
+        created_at: Some(timestamp(m.created_at)),
+        scheduled_at: m.scheduled_at.map(timestamp),
+        resent_from: m.resent_from.unwrap_or_default(),
+        test_mode: m.test_mode,
+        id: m.id,
+    }
 }
 
 /// A protobuf Value as JSON.
@@ -75,4 +209,14 @@ pub fn json_to_value(json: &serde_json::Value) -> prost_types::Value {
         }),
     };
     prost_types::Value { kind: Some(kind) }
+}
+
+/// A JSON object as a protobuf Struct.
+pub fn json_to_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    }
 }

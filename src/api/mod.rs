@@ -22,7 +22,11 @@ use tonic_health::ServingStatus;
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::domain::auth::AuthContext;
-use crate::domain::clock::SystemClock;
+use crate::config::Settings;
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::messages::Messages;
+use crate::domain::send::accept::{SendSettings, Sender};
+use crate::domain::send::validate::Limits;
 use crate::domain::suppressions::Suppressions;
 use crate::domain::templates::Templates;
 use crate::proto::v1::{
@@ -79,11 +83,32 @@ pub struct Routers {
 }
 
 /// Builds the gRPC router and the pages beside it.
-pub async fn routers(store: Store) -> anyhow::Result<Routers> {
-    let clock = Arc::new(SystemClock);
+pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Routers> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let suppressions = Arc::new(Suppressions::new(store.clone(), clock.clone()));
-    let templates = Arc::new(Templates::new(store.clone(), clock));
-    let auth_state = Arc::new(AuthState::new(store)?);
+    let templates = Arc::new(Templates::new(store.clone(), clock.clone()));
+    let limits = Limits {
+        max_attachments: settings.max_attachments,
+        ..Limits::default()
+    };
+    let messages = Arc::new(Messages::new(
+        store.clone(),
+        clock.clone(),
+        limits.max_schedule_ahead,
+    ));
+    let sender = Arc::new(Sender::new(
+        store.clone(),
+        templates.clone(),
+        clock,
+        SendSettings {
+            hostname: settings.hostname.clone(),
+            limits,
+        },
+    ));
+    tokio::spawn(purge_idempotency(Arc::downgrade(&sender)));
+    let hang_after_commit = std::env::var("POSTHORN_TEST_FAILPOINT")
+        .is_ok_and(|f| f == "after_commit_before_reply");
+    let auth_state = Arc::new(AuthState::new(store, settings.policy)?);
     let pages = preview::router(auth_state.clone(), templates.clone());
     let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;
@@ -108,12 +133,13 @@ pub async fn routers(store: Store) -> anyhow::Result<Routers> {
     let router = Router::new();
     let router = mount(
         router,
-        SendServiceServer::new(send::SendApi).max_decoding_message_size(max),
+        SendServiceServer::new(send::SendApi::new(sender.clone(), hang_after_commit))
+            .max_decoding_message_size(max),
         auth.clone(),
     );
     let router = mount(
         router,
-        MessagesServiceServer::new(messages::MessagesApi),
+        MessagesServiceServer::new(messages::MessagesApi::new(messages, sender)),
         auth.clone(),
     );
     let router = mount(
@@ -143,6 +169,23 @@ pub async fn routers(store: Store) -> anyhow::Result<Routers> {
         grpc: router,
         pages,
     })
+}
+
+/// Deletes expired idempotency records every ten minutes while the
+/// accept path is alive.
+async fn purge_idempotency(sender: std::sync::Weak<Sender<Store>>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        let Some(sender) = sender.upgrade() else {
+            return;
+        };
+        match sender.purge_idempotency().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "purged expired idempotency records"),
+            Err(error) => tracing::warn!(%error, "could not purge idempotency records"),
+        }
+    }
 }
 
 /// Returns a reflection builder serving the contract, health, and `other`.

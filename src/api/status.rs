@@ -23,7 +23,9 @@ pub fn to_status(error: Error) -> Status {
         Error::AlreadyExists { .. } | Error::IdempotencyKeyReused(_) => Code::AlreadyExists,
         Error::IdempotencyKeyInUse(_) => Code::Aborted,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        Error::RateLimited { .. } | Error::PayloadTooLarge(_) => Code::ResourceExhausted,
+        Error::RateLimited { .. } | Error::QuotaExceeded { .. } | Error::PayloadTooLarge(_) => {
+            Code::ResourceExhausted
+        }
         Error::StorageUnavailable(_) => Code::Unavailable,
         Error::NotImplemented(_) => Code::Unimplemented,
         Error::Internal(_) => Code::Internal,
@@ -43,7 +45,7 @@ pub fn to_status(error: Error) -> Status {
         Error::ScopeMissing(scope) => {
             metadata.insert("scope".to_owned(), scope.clone());
         }
-        Error::RateLimited { retry_after, .. } => {
+        Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
             details.set_retry_info(Some(*retry_after));
         }
         Error::StorageUnavailable(cause) => {
@@ -59,7 +61,19 @@ pub fn to_status(error: Error) -> Status {
         Reason::Internal => "internal error".to_owned(),
         _ => error.to_string(),
     };
-    Status::with_error_details(code, message, details)
+    let retry_after = match &error {
+        Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
+            Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+        }
+        _ => None,
+    };
+    let mut status = Status::with_error_details(code, message, details);
+    if let Some(seconds) = retry_after {
+        status
+            .metadata_mut()
+            .insert("retry-after", seconds.to_string().parse().expect("digits"));
+    }
+    status
 }
 
 /// Returns the UNIMPLEMENTED status of an RPC that a later piece of work

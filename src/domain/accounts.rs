@@ -77,6 +77,17 @@ pub trait AccountStore: Send + Sync + 'static {
         id_or_prefix: &str,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// The account's own limits (all `None` when it has none).
+    fn account_overrides(
+        &self,
+        account_id: &str,
+    ) -> impl Future<Output = Result<super::limits::Overrides>> + Send;
+    /// Replaces the account's own limits.
+    fn set_account_overrides(
+        &self,
+        account_id: &str,
+        overrides: super::limits::Overrides,
+    ) -> impl Future<Output = Result<()>> + Send;
     fn touch_key(&self, key_id: &str, at: DateTime<Utc>)
     -> impl Future<Output = Result<()>> + Send;
     fn insert_identity(&self, identity: &Identity) -> impl Future<Output = Result<()>> + Send;

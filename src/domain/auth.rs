@@ -9,16 +9,19 @@ use chrono::Utc;
 use super::accounts::AccountStore;
 use super::error::{Error, Result};
 use super::keys;
+use super::limits::{Overrides, Policy};
 use super::scope::{Scope, Scopes};
 
 /// Who is calling: attached to every authenticated request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AuthContext {
     pub account_id: String,
     pub key_id: String,
     pub scopes: Scopes,
     /// Test-mode keys always capture instead of delivering.
     pub test_mode: bool,
+    /// The account's rate limit and daily quota.
+    pub policy: Policy,
 }
 
 impl AuthContext {
@@ -36,19 +39,48 @@ impl AuthContext {
 /// authentication read-only on the hot path.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How long an account's limit overrides are reused before being read
+/// again: a changed limit applies within this time.
+const POLICY_TTL: Duration = Duration::from_secs(10);
+
 /// Checks presented keys against the store.
 pub struct Authenticator<S> {
     store: S,
     touched: Mutex<HashMap<String, Instant>>,
+    defaults: Policy,
+    policies: Mutex<HashMap<String, (Policy, Instant)>>,
 }
 
 impl<S: AccountStore + Clone> Authenticator<S> {
     /// Wraps a store.
-    pub fn new(store: S) -> Self {
+    pub fn new(store: S, defaults: Policy) -> Self {
         Authenticator {
             store,
             touched: Mutex::new(HashMap::new()),
+            defaults,
+            policies: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The account's policy: its overrides over the defaults, cached briefly.
+    async fn policy(&self, account_id: &str) -> Result<Policy> {
+        let now = Instant::now();
+        if let Some((policy, at)) = self
+            .policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account_id)
+            && now.duration_since(*at) < POLICY_TTL
+        {
+            return Ok(*policy);
+        }
+        let overrides: Overrides = self.store.account_overrides(account_id).await?;
+        let policy = overrides.apply(self.defaults);
+        self.policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(account_id.to_owned(), (policy, now));
+        Ok(policy)
     }
 
     /// Authenticates a presented key. A malformed, unknown or revoked key all
@@ -68,7 +100,9 @@ impl<S: AccountStore + Clone> Authenticator<S> {
             return Err(Error::ApiKeyInvalid);
         }
         self.touch(&key.id);
+        let policy = self.policy(&key.account_id).await?;
         Ok(AuthContext {
+            policy,
             account_id: key.account_id,
             key_id: key.id,
             scopes: key.scopes,

@@ -105,6 +105,9 @@ pub enum Error {
     /// Too many requests; retry after the given time.
     #[error("rate limit exceeded; retry in {} s", .retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration, daily: bool },
+    /// The account's daily recipient quota is used up until the next UTC day.
+    #[error("the daily quota of {quota} recipients is used up; it resets at 00:00 UTC, in {} s", .retry_after.as_secs().max(1))]
+    QuotaExceeded { retry_after: Duration, quota: u64 },
     /// The request is larger than allowed.
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
@@ -150,7 +153,9 @@ impl Error {
             Error::IdempotencyKeyInUse(_) => Reason::IdempotencyKeyInUse,
             Error::FailedPrecondition(_) => Reason::FailedPrecondition,
             Error::RateLimited { daily: false, .. } => Reason::RateLimited,
-            Error::RateLimited { daily: true, .. } => Reason::DailyQuotaExceeded,
+            Error::RateLimited { daily: true, .. } | Error::QuotaExceeded { .. } => {
+                Reason::DailyQuotaExceeded
+            }
             Error::PayloadTooLarge(_) => Reason::PayloadTooLarge,
             Error::StorageUnavailable(_) => Reason::StorageUnavailable,
             Error::NotImplemented(_) => Reason::NotImplemented,

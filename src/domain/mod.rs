@@ -8,6 +8,8 @@ pub mod email;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod limits;
+pub mod messages;
 pub mod paging;
 pub mod scope;
 pub mod send;

@@ -9,6 +9,7 @@ use super::entities::{accounts, api_keys, identities};
 use super::{Store, db_error};
 use crate::domain::accounts::{Account, AccountStore, ApiKey, Identity, IdentityKind};
 use crate::domain::clock::{from_micros, to_micros};
+use crate::domain::limits::Overrides;
 use crate::domain::{Error, Result, Scopes};
 
 fn account_from(m: accounts::Model) -> Account {
@@ -55,6 +56,7 @@ impl AccountStore for Store {
             id: Set(account.id.clone()),
             name: Set(account.name.clone()),
             created_at: Set(to_micros(account.created_at)),
+            ..Default::default()
         })
         .exec(self.db())
         .await
@@ -103,6 +105,39 @@ impl AccountStore for Store {
         .exec(self.db())
         .await
         .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn account_overrides(&self, account_id: &str) -> Result<Overrides> {
+        let row = accounts::Entity::find_by_id(account_id)
+            .one(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(row.map_or_else(Overrides::default, |m| Overrides {
+            rate_per_second: m.rate_limit_per_second,
+            burst: m.rate_limit_burst.map(|b| b.max(1) as u32),
+            daily_quota: m.daily_quota.map(|q| q.max(0) as u64),
+        }))
+    }
+
+    async fn set_account_overrides(&self, account_id: &str, o: Overrides) -> Result<()> {
+        accounts::Entity::update_many()
+            .col_expr(
+                accounts::Column::RateLimitPerSecond,
+                o.rate_per_second.into(),
+            )
+            .col_expr(
+                accounts::Column::RateLimitBurst,
+                o.burst.map(|b| b.min(i32::MAX as u32) as i32).into(),
+            )
+            .col_expr(
+                accounts::Column::DailyQuota,
+                o.daily_quota.map(|q| q.min(i64::MAX as u64) as i64).into(),
+            )
+            .filter(accounts::Column::Id.eq(account_id))
+            .exec(self.db())
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 

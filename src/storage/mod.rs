@@ -4,6 +4,7 @@
 
 mod accounts;
 pub mod entities;
+mod messages;
 mod suppressions;
 mod templates;
 
@@ -115,6 +116,12 @@ impl Store {
     /// Closes every connection; pending writes are complete when it returns.
     pub async fn close(self) -> Result<(), Error> {
         self.db.close().await.map_err(db_error)
+    }
+
+    /// The connection itself, for tests that inspect or sabotage the schema.
+    #[doc(hidden)]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {

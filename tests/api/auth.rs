@@ -116,7 +116,7 @@ on_both_databases! {
     }
 
     async fn each_key_authenticates_as_its_own_account_and_handlers_receive_it(app: TestApp) {
-        let state = posthorn::api::auth::AuthState::new(app.store.clone()).unwrap();
+        let state = posthorn::api::auth::AuthState::new(app.store.clone(), Default::default()).unwrap();
         for (account, header) in [(&app.account_a, KeyHeader::Bearer), (&app.account_b, KeyHeader::XApiKey)] {
             let (name, value) = header.pair(&account.key);
             let mut headers = http::HeaderMap::new();

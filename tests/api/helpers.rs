@@ -110,12 +110,24 @@ pub struct TestApp {
 
 /// Starts the server on `backend`; `None` when that backend is not configured.
 pub async fn try_spawn_app(backend: Backend) -> Option<TestApp> {
+    try_spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the server on `backend` with settings changed by `configure`.
+pub async fn try_spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
     let (database, url) = TestDatabase::create(backend).await?;
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().expect("loopback address");
     settings.database_url = url;
     settings.database_max_connections = 5;
     settings.shutdown_grace = std::time::Duration::from_secs(10);
+    // Tests send in bursts; the limits have tests of their own.
+    settings.policy.rate_per_second = 100_000.0;
+    settings.policy.burst = 100_000;
+    configure(&mut settings);
 
     let store = Store::connect(&settings.database_url, settings.database_max_connections)
         .await
@@ -194,6 +206,11 @@ impl TestApp {
             .await
             .expect("create key")
             .plaintext
+    }
+
+    /// The server's database connection.
+    pub fn store_connection(&self) -> &sea_orm::DatabaseConnection {
+        self.store.connection()
     }
 
     /// Revokes one of account A's keys.

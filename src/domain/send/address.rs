@@ -116,6 +116,81 @@ impl Address {
     }
 }
 
+/// A mailbox: an address with an optional display name, as in
+/// `Jane Doe <jane@example.com>` or `"Doe, Jane" <jane@example.com>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: String,
+    pub address: Address,
+}
+
+impl Mailbox {
+    /// Parses a bare address or `Name <address>`. The name may be quoted;
+    /// it must not contain controls, `<`, `>` or `@` (a name that looks like
+    /// an address is a spoofing device), and the brackets need a name before
+    /// them (a bare address needs none).
+    pub fn parse(raw: &str) -> Result<Mailbox, String> {
+        let trimmed = raw.trim_matches(' ');
+        let Some(inner) = trimmed.strip_suffix('>') else {
+            return Address::parse(raw).map(|address| Mailbox {
+                name: String::new(),
+                address,
+            });
+        };
+        let Some((name, address)) = inner.rsplit_once('<') else {
+            return Err("must be a bare address or `Name <address>`".into());
+        };
+        let mut name = name.trim_matches(' ');
+        if let Some(unquoted) = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            name = unquoted;
+        }
+        if name.is_empty() {
+            return Err(
+                "`<address>` needs a display name before it; give the bare address otherwise"
+                    .into(),
+            );
+        }
+        if let Some(c) = name.chars().find(|c| {
+            c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '<' | '>' | '@' | '"' | '\\')
+        }) {
+            return Err(format!(
+                "the display name must not contain {}",
+                if c.is_control() {
+                    format!("control characters (found U+{:04X})", c as u32)
+                } else {
+                    format!("`{c}`")
+                }
+            ));
+        }
+        if name.chars().count() > 256 {
+            return Err("the display name must be at most 256 characters".into());
+        }
+        Ok(Mailbox {
+            name: name.to_owned(),
+            address: Address::parse(address)?,
+        })
+    }
+}
+
+impl fmt::Display for Mailbox {
+    /// The header form: the address alone, or the name (quoted when it
+    /// holds specials) and the address in brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.is_empty() {
+            return write!(f, "{}", self.address);
+        }
+        let plain = self
+            .name
+            .chars()
+            .all(|c| c.is_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c));
+        if plain {
+            write!(f, "{} <{}>", self.name, self.address)
+        } else {
+            write!(f, "\"{}\" <{}>", self.name, self.address)
+        }
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)
@@ -139,6 +214,28 @@ mod tests {
             Address::parse("hello@localhost").unwrap().domain(),
             "localhost"
         );
+    }
+
+    #[test]
+    fn mailboxes_carry_an_optional_display_name() {
+        let m = Mailbox::parse("Jane Doe <Jane@Example.com>").unwrap();
+        assert_eq!((m.name.as_str(), m.address.to_string().as_str()), ("Jane Doe", "Jane@example.com"));
+        assert_eq!(m.to_string(), "Jane Doe <Jane@example.com>");
+        let quoted = Mailbox::parse("\"Doe, Jane\" <jane@example.com>").unwrap();
+        assert_eq!(quoted.name, "Doe, Jane");
+        assert_eq!(quoted.to_string(), "\"Doe, Jane\" <jane@example.com>");
+        assert_eq!(Mailbox::parse("jane@example.com").unwrap().name, "");
+        for (raw, rule) in [
+            ("<a@x.test>", "needs a display name"),
+            ("Bank <support@bank.example> <a@x.test>", "`<`"),
+            ("support@bank.example <a@x.test>", "`@`"),
+            ("Jane\r\nBcc: x@y.test <a@x.test>", "control characters"),
+            ("Jane <a@x.test>\r\n", "control characters"),
+            ("Jane <a@[127.0.0.1]>", "IP-address"),
+        ] {
+            let error = Mailbox::parse(raw).unwrap_err();
+            assert!(error.contains(rule), "{raw:?}: {error}");
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The accept path's rules: strict addresses, request validation and the
 //! sender-identity check. The use case that stores a send builds on these.
 
+pub mod accept;
 pub mod address;
+pub mod commit;
 pub mod validate;
 
 use address::Address;

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 
-use super::address::Address;
+use super::address::{Address, Mailbox};
+pub use crate::domain::messages::RecipientKind;
 use crate::domain::FieldViolation;
 
 /// Limits of a send; configuration with safe defaults.
@@ -33,16 +34,16 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_recipients: 50,
-            max_reply_to: 5,
+            max_reply_to: 10,
             max_attachments: 10,
             max_payload_bytes: 25 * 1000 * 1000,
             max_subject_chars: 998,
             max_headers: 20,
             max_tags: 10,
             max_tag_chars: 64,
-            max_metadata: 20,
-            max_metadata_key_chars: 40,
-            max_metadata_value_chars: 500,
+            max_metadata: 50,
+            max_metadata_key_chars: 64,
+            max_metadata_value_chars: 1024,
             max_schedule_ahead: Duration::days(30),
         }
     }
@@ -93,14 +94,6 @@ pub enum Content {
     },
 }
 
-/// A recipient with its kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RecipientKind {
-    To,
-    Cc,
-    Bcc,
-}
-
 /// A validated attachment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
@@ -116,8 +109,8 @@ pub struct ValidSend {
     pub from: Address,
     pub from_name: String,
     /// Every recipient once (first occurrence wins), in request order.
-    pub recipients: Vec<(Address, RecipientKind)>,
-    pub reply_to: Vec<Address>,
+    pub recipients: Vec<(Mailbox, RecipientKind)>,
+    pub reply_to: Vec<Mailbox>,
     pub content: Content,
     pub headers: Vec<(String, String)>,
     pub tags: Vec<String>,
@@ -318,8 +311,8 @@ pub fn validate(
     };
     if let Some(reason) = header_unsafe(&input.from_name) {
         bad("from_name".into(), reason);
-    } else if input.from_name.chars().count() > 200 {
-        bad("from_name".into(), "at most 200 characters".into());
+    } else if input.from_name.chars().count() > 256 {
+        bad("from_name".into(), "at most 256 characters".into());
     } else if input.from_name.contains('@') {
         bad(
             "from_name".into(),
@@ -330,6 +323,7 @@ pub fn validate(
     let mut seen = HashSet::new();
     let mut recipients = Vec::new();
     let mut total = 0;
+    let mut valid_entries = 0;
     for (field, list, kind) in [
         ("to", &input.to, RecipientKind::To),
         ("cc", &input.cc, RecipientKind::Cc),
@@ -337,10 +331,18 @@ pub fn validate(
     ] {
         for (i, raw) in list.iter().enumerate() {
             total += 1;
-            match Address::parse(raw) {
-                Ok(address) => {
-                    if seen.insert(address.key()) {
-                        recipients.push((address, kind));
+            match Mailbox::parse(raw) {
+                Ok(mailbox) if header_unsafe(&mailbox.name).is_some() => bad(
+                    format!("{field}[{i}]"),
+                    format!(
+                        "the display name {}",
+                        header_unsafe(&mailbox.name).unwrap_or_default()
+                    ),
+                ),
+                Ok(mailbox) => {
+                    valid_entries += 1;
+                    if seen.insert(mailbox.address.key()) {
+                        recipients.push((mailbox, kind));
                     }
                 }
                 Err(e) => bad(format!("{field}[{i}]"), e),
@@ -350,19 +352,29 @@ pub fn validate(
     if input.to.is_empty() {
         bad("to".into(), "required: at least one recipient".into());
     }
-    if total > limits.max_recipients {
+    // Counted after duplicates are removed; entries that failed to parse
+    // are reported on their own and counted too.
+    let distinct = recipients.len() + (total - valid_entries);
+    if distinct > limits.max_recipients {
         bad(
             "to".into(),
             format!(
-                "{total} recipients over to, cc and bcc; at most {} per message",
+                "{distinct} recipients over to, cc and bcc; at most {} per message",
                 limits.max_recipients
             ),
         );
     }
     let mut reply_to = Vec::new();
     for (i, raw) in input.reply_to.iter().enumerate() {
-        match Address::parse(raw) {
-            Ok(address) => reply_to.push(address),
+        match Mailbox::parse(raw) {
+            Ok(mailbox) if header_unsafe(&mailbox.name).is_some() => bad(
+                format!("reply_to[{i}]"),
+                format!(
+                    "the display name {}",
+                    header_unsafe(&mailbox.name).unwrap_or_default()
+                ),
+            ),
+            Ok(mailbox) => reply_to.push(mailbox),
             Err(e) => bad(format!("reply_to[{i}]"), e),
         }
     }

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod attachments;
 pub mod branding;
 pub mod contacts;
+pub mod daily_usage;
 pub mod delivery_attempts;
 pub mod events;
 pub mod idempotency_keys;

@@ -1,0 +1,162 @@
+//! Group commit: one writer task gathers the accepts waiting to be stored,
+//! writes them in one transaction and only then answers each caller. Under
+//! load many accepts share one fsync; alone, an accept waits for nobody.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::error::{Error, Result};
+use crate::domain::messages::Message;
+
+/// The most messages one transaction carries; a job is never split.
+pub const MAX_BATCH_MESSAGES: usize = 512;
+
+/// How many accepts may wait for the writer before callers wait to enqueue.
+const QUEUE: usize = 4096;
+
+/// An idempotency record as stored: the key, what it was used for and the
+/// response to replay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub account_id: String,
+    pub key: String,
+    /// The RPC, for example "SendEmail".
+    pub method: String,
+    /// Digest of the canonical request.
+    pub fingerprint: String,
+    /// The response to replay, in the use case's own encoding.
+    pub response: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One caller's accept: stored entirely or not at all.
+#[derive(Clone, Debug)]
+pub struct CommitJob {
+    pub account_id: String,
+    /// Claimed in the same transaction; the job is skipped when another
+    /// live record holds the key.
+    pub idempotency: Option<IdempotencyRecord>,
+    /// Messages with their recipients, attachments and first events.
+    pub messages: Vec<Message>,
+    /// The account's daily recipient quota; `None` is unlimited.
+    pub daily_quota: Option<u64>,
+    /// The UTC day (days since the epoch) the recipients count against.
+    pub day: i64,
+}
+
+impl CommitJob {
+    /// Recipients the job counts against the quota.
+    pub fn recipients(&self) -> u64 {
+        self.messages.iter().map(|m| m.recipients.len() as u64).sum()
+    }
+}
+
+/// What became of a job in its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Stored and durable.
+    Committed,
+    /// Another live idempotency record holds the key; nothing was stored.
+    KeyTaken,
+    /// The account's daily quota has no room for the job; nothing was stored.
+    OverQuota,
+}
+
+/// What the accept path needs from storage.
+pub trait AcceptStore: Send + Sync + 'static {
+    /// Stores `jobs` in one transaction and says what became of each, in
+    /// order. An error means nothing of any job was stored.
+    fn commit_jobs(&self, jobs: &[CommitJob]) -> impl Future<Output = Result<Vec<JobOutcome>>> + Send;
+    /// The live (unexpired at `now`) record of `key` in the account.
+    fn idempotency_record(
+        &self,
+        account_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>>> + Send;
+    /// Deletes records that expired before `now`; returns how many.
+    fn purge_idempotency(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
+}
+
+type Pending = (CommitJob, oneshot::Sender<Result<JobOutcome>>);
+
+/// The handle callers use; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Committer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Committer {
+    /// Starts the writer task over `store`. It ends when every handle is gone.
+    pub fn start<S: AcceptStore>(store: S) -> Committer {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(store, rx));
+        Committer { queue }
+    }
+
+    /// Stores `job`; returns once its transaction committed (or failed).
+    pub async fn commit(&self, job: CommitJob) -> Result<JobOutcome> {
+        let (tx, rx) = oneshot::channel();
+        let stopped = || Error::StorageUnavailable(anyhow::anyhow!("the writer has stopped"));
+        self.queue.send((job, tx)).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
+    let mut held: Option<Pending> = None;
+    loop {
+        let first = match held.take() {
+            Some(pending) => pending,
+            None => match rx.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut size = first.0.messages.len();
+        let mut batch = vec![first];
+        // Everything already waiting joins, up to the batch bound; no timer:
+        // the wait is the previous commit.
+        while size < MAX_BATCH_MESSAGES {
+            match rx.try_recv() {
+                Ok(pending) if size + pending.0.messages.len() > MAX_BATCH_MESSAGES => {
+                    held = Some(pending);
+                    break;
+                }
+                Ok(pending) => {
+                    size += pending.0.messages.len();
+                    batch.push(pending);
+                }
+                Err(_) => break,
+            }
+        }
+        let (jobs, replies): (Vec<CommitJob>, Vec<_>) = batch.into_iter().unzip();
+        match store.commit_jobs(&jobs).await {
+            Ok(outcomes) if outcomes.len() == jobs.len() => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            result => {
+                let cause = match result {
+                    Err(e) => format!("{e:#}"),
+                    Ok(_) => "the store answered a different number of jobs".to_owned(),
+                };
+                tracing::warn!(
+                    jobs = jobs.len(),
+                    messages = size,
+                    error = %cause,
+                    "group commit failed; every caller in the batch is told to retry"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
+                        "the accept transaction failed: {cause}"
+                    ))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! Messages, their recipients (the delivery queue), attachments, events and
+//! idempotency records: the group-commit transaction of the accept path and
+//! the read and control side.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use serde_json::{Map, Value as Json};
+
+use super::entities::{
+    attachments, daily_usage, events, idempotency_keys, message_tags, messages, recipients,
+};
+use super::{Store, db_error};
+use crate::domain::clock::{from_micros, to_micros};
+use crate::domain::messages::{
+    ChangeOutcome, Event, EventDetails, EventType, Message, MessageCursor, MessageFilter,
+    MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
+};
+use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
+use crate::domain::{Error, Result};
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's
+/// 65,535 bind parameters for the widest table.
+const ROWS_PER_INSERT: usize = 400;
+
+fn corrupt(what: &str, id: &str) -> Error {
+    Error::Internal(anyhow::anyhow!("stored {what} of {id} is unreadable"))
+}
+
+fn json_list(list: &[String]) -> String {
+    serde_json::to_string(list).expect("strings serialise")
+}
+
+fn json_pairs(pairs: &[(String, String)]) -> String {
+    serde_json::to_string(pairs).expect("strings serialise")
+}
+
+fn message_row(m: &Message) -> messages::ActiveModel {
+    messages::ActiveModel {
+        id: Set(m.id.clone()),
+        account_id: Set(m.account_id.clone()),
+        status: Set(m.status.as_str().to_owned()),
+        from_email: Set(m.from_email.clone()),
+        from_name: Set(m.from_name.clone()),
+        to_addrs: Set(json_list(&m.to)),
+        cc_addrs: Set(json_list(&m.cc)),
+        bcc_addrs: Set(json_list(&m.bcc)),
+        reply_to: Set(json_list(&m.reply_to)),
+        subject: Set(m.subject.clone()),
+        html: Set(Some(m.html.clone())),
+        text_body: Set(Some(m.text.clone())),
+        template_slug: Set(m.template.as_ref().map(|t| t.slug.clone())),
+        template_version: Set(m.template.as_ref().map(|t| t.version)),
+        variables: Set(m
+            .template
+            .as_ref()
+            .map(|t| Json::Object(t.variables.clone()).to_string())),
+        headers: Set(json_pairs(&m.headers)),
+        tags: Set(json_list(&m.tags)),
+        metadata: Set(json_pairs(&m.metadata)),
+        message_id_header: Set(m.message_id_header.clone()),
+        track_opens: Set(m.track_opens),
+        track_clicks: Set(m.track_clicks),
+        unsubscribe: Set(m.unsubscribe),
+        test_mode: Set(m.test_mode),
+        size_bytes: Set(m.size_bytes),
+        raw_mime: Set(None),
+        resent_from: Set(m.resent_from.clone()),
+        idempotency_key: Set(m.idempotency_key.clone()),
+        scheduled_at: Set(m.scheduled_at.map(to_micros)),
+        created_at: Set(to_micros(m.created_at)),
+        updated_at: Set(to_micros(m.updated_at)),
+    }
+}
+
+fn event_row(account_id: &str, e: &Event) -> events::ActiveModel {
+    events::ActiveModel {
+        account_id: Set(account_id.to_owned()),
+        message_id: Set(e.message_id.clone()),
+        recipient: Set(e.recipient.clone()),
+        event_type: Set(e.event_type.as_str().to_owned()),
+        status: Set(e.status.as_str().to_owned()),
+        details: Set(serde_json::to_string(&e.details).expect("details serialise")),
+        occurred_at: Set(to_micros(e.occurred_at)),
+        ..Default::default()
+    }
+}
+
+fn message_from(m: messages::Model) -> Result<Message> {
+    let list = |text: &str, what: &str| -> Result<Vec<String>> {
+        serde_json::from_str(text).map_err(|_| corrupt(what, &m.id))
+    };
+    let pairs = |text: &str, what: &str| -> Result<Vec<(String, String)>> {
+        serde_json::from_str(text).map_err(|_| corrupt(what, &m.id))
+    };
+    let template = match (&m.template_slug, m.template_version) {
+        (Some(slug), Some(version)) => Some(TemplateRef {
+            slug: slug.clone(),
+            version,
+            variables: match &m.variables {
+                Some(text) => serde_json::from_str::<Map<String, Json>>(text)
+                    .map_err(|_| corrupt("variables", &m.id))?,
+                None => Map::new(),
+            },
+        }),
+        _ => None,
+    };
+    Ok(Message {
+        status: Status::parse(&m.status).ok_or_else(|| corrupt("status", &m.id))?,
+        to: list(&m.to_addrs, "to")?,
+        cc: list(&m.cc_addrs, "cc")?,
+        bcc: list(&m.bcc_addrs, "bcc")?,
+        reply_to: list(&m.reply_to, "reply_to")?,
+        tags: list(&m.tags, "tags")?,
+        headers: pairs(&m.headers, "headers")?,
+        metadata: pairs(&m.metadata, "metadata")?,
+        template,
+        id: m.id,
+        account_id: m.account_id,
+        from_email: m.from_email,
+        from_name: m.from_name,
+        subject: m.subject,
+        html: m.html.unwrap_or_default(),
+        text: m.text_body.unwrap_or_default(),
+        message_id_header: m.message_id_header,
+        track_opens: m.track_opens,
+        track_clicks: m.track_clicks,
+        unsubscribe: m.unsubscribe,
+        test_mode: m.test_mode,
+        size_bytes: m.size_bytes,
+        resent_from: m.resent_from,
+        idempotency_key: m.idempotency_key,
+        scheduled_at: m.scheduled_at.map(from_micros),
+        created_at: from_micros(m.created_at),
+        updated_at: from_micros(m.updated_at),
+        recipients: Vec::new(),
+        attachments: Vec::new(),
+        events: Vec::new(),
+    })
+}
+
+fn recipient_from(r: recipients::Model) -> Result<Recipient> {
+    let id = r.message_id.clone();
+    Ok(Recipient {
+        kind: RecipientKind::parse(&r.kind).ok_or_else(|| corrupt("recipient kind", &id))?,
+        status: Status::parse(&r.state).ok_or_else(|| corrupt("recipient state", &id))?,
+        email: r.email,
+        name: r.name,
+        attempts: r.attempts,
+        last_response: r.last_response.unwrap_or_default(),
+        next_attempt_at: r.next_attempt_at.map(from_micros),
+        updated_at: from_micros(r.updated_at),
+    })
+}
+
+fn event_from(e: events::Model) -> Result<Event> {
+    let id = e.message_id.clone();
+    Ok(Event {
+        event_type: EventType::parse(&e.event_type).ok_or_else(|| corrupt("event type", &id))?,
+        status: Status::parse(&e.status).ok_or_else(|| corrupt("event status", &id))?,
+        details: serde_json::from_str::<EventDetails>(&e.details)
+            .map_err(|_| corrupt("event details", &id))?,
+        cursor: e.id,
+        message_id: e.message_id,
+        recipient: e.recipient,
+        occurred_at: from_micros(e.occurred_at),
+    })
+}
+
+fn record_from(m: idempotency_keys::Model) -> IdempotencyRecord {
+    IdempotencyRecord {
+        account_id: m.account_id,
+        key: m.idempotency_key,
+        method: m.method,
+        fingerprint: m.fingerprint,
+        response: m.response.unwrap_or_default(),
+        created_at: from_micros(m.created_at),
+        expires_at: from_micros(m.expires_at),
+    }
+}
+
+/// Inserts `rows` in multi-row statements.
+async fn insert_chunked<A, C>(db: &C, rows: Vec<A>) -> Result<()>
+where
+    A: sea_orm::ActiveModelTrait + Send,
+    C: ConnectionTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        <A::Entity as EntityTrait>::insert_many(chunk)
+            .exec_without_returning(db)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Claims the jobs' idempotency keys: inserts each, or takes over a record
+/// that expired. Returns the jobs whose key another live record holds.
+async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<HashSet<usize>> {
+    let claims: Vec<(usize, &IdempotencyRecord)> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, j)| j.idempotency.as_ref().map(|r| (i, r)))
+        .collect();
+    if claims.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut claimed: HashSet<(String, String)> = HashSet::new();
+    for chunk in claims.chunks(ROWS_PER_INSERT) {
+        let rows = chunk.iter().map(|(_, r)| idempotency_keys::ActiveModel {
+            account_id: Set(r.account_id.clone()),
+            idempotency_key: Set(r.key.clone()),
+            method: Set(r.method.clone()),
+            fingerprint: Set(r.fingerprint.clone()),
+            state: Set("complete".into()),
+            response: Set(Some(r.response.clone())),
+            created_at: Set(to_micros(r.created_at)),
+            expires_at: Set(to_micros(r.expires_at)),
+        });
+        let on_conflict = OnConflict::columns([
+            idempotency_keys::Column::AccountId,
+            idempotency_keys::Column::IdempotencyKey,
+        ])
+        .update_columns([
+            idempotency_keys::Column::Method,
+            idempotency_keys::Column::Fingerprint,
+            idempotency_keys::Column::State,
+            idempotency_keys::Column::Response,
+            idempotency_keys::Column::CreatedAt,
+            idempotency_keys::Column::ExpiresAt,
+        ])
+        .action_and_where(
+            Expr::col((
+                idempotency_keys::Entity,
+                idempotency_keys::Column::ExpiresAt,
+            ))
+            .lte(Expr::cust("excluded.created_at")),
+        )
+        .to_owned();
+        let inserted = idempotency_keys::Entity::insert_many(rows)
+            .on_conflict(on_conflict)
+            .try_insert()
+            .exec_with_returning_many(tx)
+            .await
+            .map_err(db_error)?;
+        if let sea_orm::TryInsertResult::Inserted(models) = inserted {
+            claimed.extend(
+                models
+                    .into_iter()
+                    .map(|m| (m.account_id, m.idempotency_key)),
+            );
+        }
+    }
+    Ok(claims
+        .into_iter()
+        .filter(|(_, r)| !claimed.contains(&(r.account_id.clone(), r.key.clone())))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Counts the jobs' recipients against each account's quota for the day,
+/// under the usage row's lock. Returns the jobs that do not fit.
+async fn count_quota(
+    tx: &DatabaseTransaction,
+    jobs: &[CommitJob],
+    skip: &HashSet<usize>,
+) -> Result<HashSet<usize>> {
+    let mut accounts: Vec<(&str, i64)> = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if !skip.contains(&i) && !accounts.contains(&(job.account_id.as_str(), job.day)) {
+            accounts.push((job.account_id.as_str(), job.day));
+        }
+    }
+    let mut over = HashSet::new();
+    for (account_id, day) in accounts {
+        daily_usage::Entity::insert(daily_usage::ActiveModel {
+            account_id: Set(account_id.to_owned()),
+            day: Set(day),
+            recipients: Set(0),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(tx)
+        .await
+        .map_err(db_error)?;
+        let mut query = daily_usage::Entity::find()
+            .filter(daily_usage::Column::AccountId.eq(account_id))
+            .filter(daily_usage::Column::Day.eq(day));
+        if tx.get_database_backend() == DatabaseBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let mut used = query
+            .one(tx)
+            .await
+            .map_err(db_error)?
+            .map_or(0, |row| Ord::max(row.recipients, 0) as u64);
+        let before = used;
+        for (i, job) in jobs.iter().enumerate() {
+            if skip.contains(&i) || job.account_id != account_id || job.day != day {
+                continue;
+            }
+            let wanted = job.recipients();
+            match job.daily_quota {
+                Some(quota) if used + wanted > quota => {
+                    over.insert(i);
+                }
+                _ => used += wanted,
+            }
+        }
+        if used != before {
+            daily_usage::Entity::update_many()
+                .col_expr(daily_usage::Column::Recipients, Expr::value(used as i64))
+                .filter(daily_usage::Column::AccountId.eq(account_id))
+                .filter(daily_usage::Column::Day.eq(day))
+                .exec(tx)
+                .await
+                .map_err(db_error)?;
+        }
+    }
+    Ok(over)
+}
+
+impl AcceptStore for Store {
+    async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
+        let tx = self.db().begin().await.map_err(db_error)?;
+        let taken = claim_keys(&tx, jobs).await?;
+        let over = count_quota(&tx, jobs, &taken).await?;
+        // Jobs over quota give their fresh key claims back.
+        for i in &over {
+            if let Some(record) = &jobs[*i].idempotency {
+                idempotency_keys::Entity::delete_many()
+                    .filter(idempotency_keys::Column::AccountId.eq(record.account_id.as_str()))
+                    .filter(idempotency_keys::Column::IdempotencyKey.eq(record.key.as_str()))
+                    .exec(&tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+        }
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let (mut message_rows, mut recipient_rows, mut attachment_rows) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut event_rows, mut tag_rows) = (Vec::new(), Vec::new());
+        for (i, job) in jobs.iter().enumerate() {
+            if taken.contains(&i) {
+                outcomes.push(JobOutcome::KeyTaken);
+                continue;
+            }
+            if over.contains(&i) {
+                outcomes.push(JobOutcome::OverQuota);
+                continue;
+            }
+            outcomes.push(JobOutcome::Committed);
+            for m in &job.messages {
+                message_rows.push(message_row(m));
+                for r in &m.recipients {
+                    recipient_rows.push(recipients::ActiveModel {
+                        message_id: Set(m.id.clone()),
+                        account_id: Set(m.account_id.clone()),
+                        email: Set(r.email.clone()),
+                        name: Set(r.name.clone()),
+                        kind: Set(r.kind.as_str().to_owned()),
+                        state: Set(r.status.as_str().to_owned()),
+                        next_attempt_at: Set(r.next_attempt_at.map(to_micros)),
+                        lease_owner: Set(None),
+                        lease_until: Set(None),
+                        attempts: Set(r.attempts),
+                        last_response: Set(None),
+                        created_at: Set(to_micros(m.created_at)),
+                        updated_at: Set(to_micros(r.updated_at)),
+                        ..Default::default()
+                    });
+                }
+                for a in &m.attachments {
+                    attachment_rows.push(attachments::ActiveModel {
+                        message_id: Set(m.id.clone()),
+                        filename: Set(a.filename.clone()),
+                        content_type: Set(a.content_type.clone()),
+                        content_id: Set(a.content_id.clone()),
+                        size_bytes: Set(a.size_bytes),
+                        content: Set(a.content.clone()),
+                        ..Default::default()
+                    });
+                }
+                for e in &m.events {
+                    event_rows.push(event_row(&m.account_id, e));
+                }
+                let mut seen = HashSet::new();
+                for tag in m.tags.iter().filter(|t| seen.insert(t.as_str())) {
+                    tag_rows.push(message_tags::ActiveModel {
+                        message_id: Set(m.id.clone()),
+                        tag: Set(tag.clone()),
+                        account_id: Set(m.account_id.clone()),
+                        created_at: Set(to_micros(m.created_at)),
+                    });
+                }
+            }
+        }
+        insert_chunked(&tx, message_rows).await?;
+        insert_chunked(&tx, recipient_rows).await?;
+        // Attachments can be megabytes each: one per statement.
+        for row in attachment_rows {
+            attachments::Entity::insert(row)
+                .exec_without_returning(&tx)
+                .await
+                .map_err(db_error)?;
+        }
+        insert_chunked(&tx, event_rows).await?;
+        insert_chunked(&tx, tag_rows).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
+    }
+
+    async fn idempotency_record(
+        &self,
+        account_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        Ok(idempotency_keys::Entity::find()
+            .filter(idempotency_keys::Column::AccountId.eq(account_id))
+            .filter(idempotency_keys::Column::IdempotencyKey.eq(key))
+            .filter(idempotency_keys::Column::ExpiresAt.gt(to_micros(now)))
+            .one(self.db())
+            .await
+            .map_err(db_error)?
+            .map(record_from))
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64> {
+        let result = idempotency_keys::Entity::delete_many()
+            .filter(idempotency_keys::Column::ExpiresAt.lte(to_micros(now)))
+            .exec(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(result.rows_affected)
+    }
+}
+
+impl Store {
+    /// Fills in the recipients and attachment descriptions of `messages`.
+    async fn attach_parts<C: ConnectionTrait>(
+        db: &C,
+        messages: &mut [Message],
+        with_content: bool,
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        let index: HashMap<String, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
+        let rows = recipients::Entity::find()
+            .filter(recipients::Column::MessageId.is_in(ids.clone()))
+            .order_by_asc(recipients::Column::Id)
+            .all(db)
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            if let Some(&i) = index.get(&row.message_id) {
+                messages[i].recipients.push(recipient_from(row)?);
+            }
+        }
+        let mut query = attachments::Entity::find()
+            .filter(attachments::Column::MessageId.is_in(ids))
+            .order_by_asc(attachments::Column::Id);
+        if !with_content {
+            query = query.select_only().columns([
+                attachments::Column::Id,
+                attachments::Column::MessageId,
+                attachments::Column::Filename,
+                attachments::Column::ContentType,
+                attachments::Column::ContentId,
+                attachments::Column::SizeBytes,
+            ]);
+            let rows: Vec<(i64, String, String, String, Option<String>, i64)> =
+                query.into_tuple().all(db).await.map_err(db_error)?;
+            for (_, message_id, filename, content_type, content_id, size_bytes) in rows {
+                if let Some(&i) = index.get(&message_id) {
+                    messages[i].attachments.push(StoredAttachment {
+                        filename,
+                        content_type,
+                        content_id,
+                        size_bytes,
+                        content: Vec::new(),
+                    });
+                }
+            }
+        } else {
+            for row in query.all(db).await.map_err(db_error)? {
+                if let Some(&i) = index.get(&row.message_id) {
+                    messages[i].attachments.push(StoredAttachment {
+                        filename: row.filename,
+                        content_type: row.content_type,
+                        content_id: row.content_id,
+                        size_bytes: row.size_bytes,
+                        content: row.content,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_message<C: ConnectionTrait>(
+        db: &C,
+        account_id: &str,
+        id: &str,
+        with_content: bool,
+    ) -> Result<Option<Message>> {
+        let Some(row) = messages::Entity::find_by_id(id)
+            .filter(messages::Column::AccountId.eq(account_id))
+            .one(db)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let mut list = [message_from(row)?];
+        Self::attach_parts(db, &mut list, with_content).await?;
+        let [mut message] = list;
+        message.events = events::Entity::find()
+            .filter(events::Column::MessageId.eq(id))
+            .filter(events::Column::AccountId.eq(account_id))
+            .order_by_asc(events::Column::Id)
+            .all(db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(event_from)
+            .collect::<Result<_>>()?;
+        Ok(Some(message))
+    }
+
+    /// Ends a cancel or reschedule: `changed` recipients were updated by the
+    /// conditional UPDATE; none means the message is missing or too far along.
+    async fn finish_change(
+        tx: DatabaseTransaction,
+        account_id: &str,
+        id: &str,
+        changed: u64,
+        status: Option<Status>,
+        scheduled_at: Option<DateTime<Utc>>,
+        event: &Event,
+    ) -> Result<ChangeOutcome> {
+        if changed == 0 {
+            let current = messages::Entity::find_by_id(id)
+                .filter(messages::Column::AccountId.eq(account_id))
+                .one(&tx)
+                .await
+                .map_err(db_error)?;
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(match current {
+                None => ChangeOutcome::NotFound,
+                Some(row) => ChangeOutcome::TooLate(
+                    Status::parse(&row.status).ok_or_else(|| corrupt("status", id))?,
+                ),
+            });
+        }
+        let mut update = messages::Entity::update_many()
+            .col_expr(
+                messages::Column::UpdatedAt,
+                Expr::value(to_micros(event.occurred_at)),
+            )
+            .filter(messages::Column::Id.eq(id));
+        if let Some(status) = status {
+            update = update.col_expr(messages::Column::Status, Expr::value(status.as_str()));
+        }
+        if let Some(at) = scheduled_at {
+            update = update.col_expr(messages::Column::ScheduledAt, Expr::value(to_micros(at)));
+        }
+        update.exec(&tx).await.map_err(db_error)?;
+        events::Entity::insert(event_row(account_id, event))
+            .exec_without_returning(&tx)
+            .await
+            .map_err(db_error)?;
+        let message = Self::load_message(&tx, account_id, id, false)
+            .await?
+            .ok_or_else(|| corrupt("message", id))?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(ChangeOutcome::Changed(Box::new(message)))
+    }
+}
+
+/// Recipients of the message that stop a change: anything but `allowed`
+/// states, or claimed by a worker.
+fn blockers(id: &str, allowed: &[&str]) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .expr(Expr::val(1))
+        .from(recipients::Entity)
+        .and_where(recipients::Column::MessageId.eq(id))
+        .cond_where(
+            Condition::any()
+                .add(recipients::Column::State.is_not_in(allowed.iter().copied()))
+                .add(recipients::Column::LeaseOwner.is_not_null()),
+        )
+        .to_owned()
+}
+
+impl MessageStore for Store {
+    async fn message(&self, account_id: &str, id: &str) -> Result<Option<Message>> {
+        Self::load_message(self.db(), account_id, id, false).await
+    }
+
+    async fn message_with_content(&self, account_id: &str, id: &str) -> Result<Option<Message>> {
+        Self::load_message(self.db(), account_id, id, true).await
+    }
+
+    async fn list_messages(
+        &self,
+        account_id: &str,
+        filter: &MessageFilter,
+        after: Option<&MessageCursor>,
+        limit: u64,
+    ) -> Result<Vec<Message>> {
+        let mut query = messages::Entity::find().filter(messages::Column::AccountId.eq(account_id));
+        if let Some(status) = filter.status {
+            query = query.filter(messages::Column::Status.eq(status.as_str()));
+        }
+        if let Some(tag) = &filter.tag {
+            query = query.filter(
+                messages::Column::Id.in_subquery(
+                    Query::select()
+                        .column(message_tags::Column::MessageId)
+                        .from(message_tags::Entity)
+                        .and_where(message_tags::Column::AccountId.eq(account_id))
+                        .and_where(message_tags::Column::Tag.eq(tag.as_str()))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some(to) = &filter.to {
+            query = query.filter(
+                messages::Column::Id.in_subquery(
+                    Query::select()
+                        .column(recipients::Column::MessageId)
+                        .from(recipients::Entity)
+                        .and_where(recipients::Column::AccountId.eq(account_id))
+                        .and_where(
+                            Expr::expr(Func::lower(Expr::col(recipients::Column::Email)))
+                                .eq(to.as_str()),
+                        )
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some(from) = &filter.from {
+            query = query
+                .filter(Expr::expr(Func::lower(Expr::col(messages::Column::FromEmail))).eq(from.as_str()));
+        }
+        if let Some(t) = filter.created_after {
+            query = query.filter(messages::Column::CreatedAt.gte(to_micros(t)));
+        }
+        if let Some(t) = filter.created_before {
+            query = query.filter(messages::Column::CreatedAt.lt(to_micros(t)));
+        }
+        if let Some(cursor) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(messages::Column::CreatedAt.lt(cursor.created_at))
+                    .add(
+                        Condition::all()
+                            .add(messages::Column::CreatedAt.eq(cursor.created_at))
+                            .add(messages::Column::Id.lt(cursor.id.as_str())),
+                    ),
+            );
+        }
+        let rows = query
+            .order_by_desc(messages::Column::CreatedAt)
+            .order_by_desc(messages::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await
+            .map_err(db_error)?;
+        let mut list = rows
+            .into_iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>>>()?;
+        Self::attach_parts(self.db(), &mut list, false).await?;
+        Ok(list)
+    }
+
+    async fn cancel_message(&self, account_id: &str, id: &str, event: &Event) -> Result<ChangeOutcome> {
+        let tx = self.db().begin().await.map_err(db_error)?;
+        // The write comes first, so SQLite takes its write lock (waiting on
+        // the busy timeout) before anything is read.
+        let changed = recipients::Entity::update_many()
+            .col_expr(recipients::Column::State, Expr::value(Status::Cancelled.as_str()))
+            .col_expr(recipients::Column::NextAttemptAt, Expr::value(Option::<i64>::None))
+            .col_expr(
+                recipients::Column::UpdatedAt,
+                Expr::value(to_micros(event.occurred_at)),
+            )
+            .filter(recipients::Column::MessageId.eq(id))
+            .filter(recipients::Column::AccountId.eq(account_id))
+            .filter(recipients::Column::State.is_in(["queued", "scheduled"]))
+            .filter(Expr::exists(blockers(id, &["queued", "scheduled", "suppressed", "cancelled"])).not())
+            .exec(&tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected;
+        Self::finish_change(tx, account_id, id, changed, Some(Status::Cancelled), None, event).await
+    }
+
+    async fn reschedule_message(
+        &self,
+        account_id: &str,
+        id: &str,
+        at: DateTime<Utc>,
+        event: &Event,
+    ) -> Result<ChangeOutcome> {
+        let tx = self.db().begin().await.map_err(db_error)?;
+        let changed = recipients::Entity::update_many()
+            .col_expr(recipients::Column::NextAttemptAt, Expr::value(to_micros(at)))
+            .col_expr(
+                recipients::Column::UpdatedAt,
+                Expr::value(to_micros(event.occurred_at)),
+            )
+            .filter(recipients::Column::MessageId.eq(id))
+            .filter(recipients::Column::AccountId.eq(account_id))
+            .filter(recipients::Column::State.eq("scheduled"))
+            .filter(Expr::exists(blockers(id, &["scheduled", "suppressed"])).not())
+            .exec(&tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected;
+        Self::finish_change(tx, account_id, id, changed, None, Some(at), event).await
+    }
+}
