@@ -16,9 +16,9 @@ use tower::{Layer, Service};
 use super::status::to_status;
 use crate::domain::auth::{AuthContext, Authenticator};
 use crate::domain::limits::{Policy, RateLimiter, RateState};
-use std::time::Instant;
 use crate::domain::{Error, Scope};
 use crate::storage::Store;
+use std::time::Instant;
 
 /// Shared state of the layer.
 pub struct AuthState {

@@ -112,7 +112,11 @@ pub fn message_to_proto(m: Message) -> pb::Message {
         bcc: m.bcc,
         reply_to: m.reply_to,
         subject: m.subject,
-        template: m.template.as_ref().map(|t| t.slug.clone()).unwrap_or_default(),
+        template: m
+            .template
+            .as_ref()
+            .map(|t| t.slug.clone())
+            .unwrap_or_default(),
         template_version: m.template.as_ref().map_or(0, |t| t.version),
         variables: m.template.map(|t| json_to_struct(&t.variables)),
         tags: m.tags,

@@ -7,21 +7,23 @@ use tonic::{Request, Response, Status};
 
 use std::sync::Arc;
 
-use super::convert::{message_to_proto, read_timestamp, status_from_proto, status_to_proto, timestamp};
+use super::caller;
+use super::convert::{
+    message_to_proto, read_timestamp, status_from_proto, status_to_proto, timestamp,
+};
 use super::send::{idempotency_key, respond};
 use super::status::{not_built, to_status};
-use super::caller;
 use crate::domain::messages::{Message, MessageFilter, Messages, filter_address};
 use crate::domain::send::accept::Sender;
 use crate::domain::{Error, FieldViolation};
 use crate::proto::v1::messages_service_server::MessagesService;
-use crate::storage::Store;
-use crate::proto::v1::{self as pb,
-    CancelMessageRequest, CancelMessageResponse, GetMessageContentRequest,
+use crate::proto::v1::{
+    self as pb, CancelMessageRequest, CancelMessageResponse, GetMessageContentRequest,
     GetMessageContentResponse, GetMessageRequest, GetMessageResponse, ListMessagesRequest,
     ListMessagesResponse, RescheduleMessageRequest, RescheduleMessageResponse,
     ResendMessageRequest, ResendMessageResponse, WatchMessagesRequest, WatchMessagesResponse,
 };
+use crate::storage::Store;
 
 const CAPABILITY: &str = "it arrives with the Delivering mail work";
 

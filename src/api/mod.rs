@@ -21,8 +21,8 @@ use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tower::{Layer, Service, ServiceBuilder};
 
-use crate::domain::auth::AuthContext;
 use crate::config::Settings;
+use crate::domain::auth::AuthContext;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::messages::Messages;
 use crate::domain::send::accept::{SendSettings, Sender};
@@ -103,11 +103,12 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
         SendSettings {
             hostname: settings.hostname.clone(),
             limits,
+            daily_quota: settings.policy.daily_quota,
         },
     ));
     tokio::spawn(purge_idempotency(Arc::downgrade(&sender)));
-    let hang_after_commit = std::env::var("POSTHORN_TEST_FAILPOINT")
-        .is_ok_and(|f| f == "after_commit_before_reply");
+    let hang_after_commit =
+        std::env::var("POSTHORN_TEST_FAILPOINT").is_ok_and(|f| f == "after_commit_before_reply");
     let auth_state = Arc::new(AuthState::new(store, settings.policy)?);
     let pages = preview::router(auth_state.clone(), templates.clone());
     let auth = AuthLayer::new(auth_state);

@@ -51,7 +51,10 @@ impl SendApi {
 /// The idempotency key of a request: the field, or the `idempotency-key`
 /// metadata (the REST gateway's `Idempotency-Key` header). Both given and
 /// different is an error.
-pub(crate) fn idempotency_key(field: &str, metadata: &MetadataMap) -> Result<Option<String>, Status> {
+pub(crate) fn idempotency_key(
+    field: &str,
+    metadata: &MetadataMap,
+) -> Result<Option<String>, Status> {
     let header = match metadata.get("idempotency-key") {
         Some(value) => Some(
             value
@@ -206,24 +209,22 @@ impl SendService for SendApi {
             let results: Vec<SendBatchResult> = results
                 .into_iter()
                 .enumerate()
-                .map(|(index, result)| {
-                    match result {
-                        Ok(receipt) => {
-                            accepted += 1;
-                            SendBatchResult {
-                                index: index as i32,
-                                status: status_to_proto(receipt.status()),
-                                id: receipt.id,
-                                error: None,
-                            }
-                        }
-                        Err(error) => SendBatchResult {
+                .map(|(index, result)| match result {
+                    Ok(receipt) => {
+                        accepted += 1;
+                        SendBatchResult {
                             index: index as i32,
-                            id: String::new(),
-                            status: 0,
-                            error: Some(rpc_status(error)),
-                        },
+                            status: status_to_proto(receipt.status()),
+                            id: receipt.id,
+                            error: None,
+                        }
                     }
+                    Err(error) => SendBatchResult {
+                        index: index as i32,
+                        id: String::new(),
+                        status: 0,
+                        error: Some(rpc_status(error)),
+                    },
                 })
                 .collect();
             SendBatchResponse {
@@ -262,7 +263,10 @@ impl SendService for SendApi {
                         )));
                     }
                     let Some(message) = item.message else {
-                        return Ok(failed(Error::invalid("message", "required: the email to send")));
+                        return Ok(failed(Error::invalid(
+                            "message",
+                            "required: the email to send",
+                        )));
                     };
                     let key = (!message.idempotency_key.is_empty())
                         .then(|| message.idempotency_key.clone());

@@ -331,8 +331,14 @@ impl MessageFilter {
             self.tag.as_deref().unwrap_or(""),
             self.to.as_deref().unwrap_or(""),
             self.from.as_deref().unwrap_or(""),
-            &self.created_after.map(|t| t.timestamp_micros().to_string()).unwrap_or_default(),
-            &self.created_before.map(|t| t.timestamp_micros().to_string()).unwrap_or_default(),
+            &self
+                .created_after
+                .map(|t| t.timestamp_micros().to_string())
+                .unwrap_or_default(),
+            &self
+                .created_before
+                .map(|t| t.timestamp_micros().to_string())
+                .unwrap_or_default(),
         ] {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part.as_bytes());
@@ -548,12 +554,10 @@ impl<S: MessageStore> Messages<S> {
             Some(at) if at <= now => {
                 violations.push(FieldViolation::new("scheduled_at", "must be in the future"))
             }
-            Some(at) if at > now + self.max_schedule_ahead => {
-                violations.push(FieldViolation::new(
-                    "scheduled_at",
-                    format!("at most {} days ahead", self.max_schedule_ahead.num_days()),
-                ))
-            }
+            Some(at) if at > now + self.max_schedule_ahead => violations.push(FieldViolation::new(
+                "scheduled_at",
+                format!("at most {} days ahead", self.max_schedule_ahead.num_days()),
+            )),
             Some(_) => {}
         }
         if !violations.is_empty() {

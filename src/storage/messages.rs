@@ -13,7 +13,8 @@ use sea_orm::{
 use serde_json::{Map, Value as Json};
 
 use super::entities::{
-    attachments, daily_usage, events, idempotency_keys, message_tags, messages, recipients,
+    accounts, attachments, daily_usage, events, idempotency_keys, message_tags, messages,
+    recipients,
 };
 use super::{Store, db_error};
 use crate::domain::clock::{from_micros, to_micros};
@@ -266,20 +267,28 @@ async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<Hash
 }
 
 /// Counts the jobs' recipients against each account's quota for the day,
-/// under the usage row's lock. Returns the jobs that do not fit.
+/// under the usage row's lock. Returns the jobs that do not fit, with the
+/// quota they exceed.
 async fn count_quota(
     tx: &DatabaseTransaction,
     jobs: &[CommitJob],
     skip: &HashSet<usize>,
-) -> Result<HashSet<usize>> {
+) -> Result<HashMap<usize, u64>> {
     let mut accounts: Vec<(&str, i64)> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         if !skip.contains(&i) && !accounts.contains(&(job.account_id.as_str(), job.day)) {
             accounts.push((job.account_id.as_str(), job.day));
         }
     }
-    let mut over = HashSet::new();
+    let mut over = HashMap::new();
     for (account_id, day) in accounts {
+        // The account's own quota, read in the transaction so a change
+        // applies at once; `Some(0)` there means unlimited.
+        let own = accounts::Entity::find_by_id(account_id)
+            .one(tx)
+            .await
+            .map_err(db_error)?
+            .and_then(|a| a.daily_quota);
         daily_usage::Entity::insert(daily_usage::ActiveModel {
             account_id: Set(account_id.to_owned()),
             day: Set(day),
@@ -306,9 +315,14 @@ async fn count_quota(
                 continue;
             }
             let wanted = job.recipients();
-            match job.daily_quota {
+            let quota = match own {
+                Some(0) => None,
+                Some(n) => Some(Ord::max(n, 0) as u64),
+                None => job.daily_quota,
+            };
+            match quota {
                 Some(quota) if used + wanted > quota => {
-                    over.insert(i);
+                    over.insert(i, quota);
                 }
                 _ => used += wanted,
             }
@@ -332,7 +346,7 @@ impl AcceptStore for Store {
         let taken = claim_keys(&tx, jobs).await?;
         let over = count_quota(&tx, jobs, &taken).await?;
         // Jobs over quota give their fresh key claims back.
-        for i in &over {
+        for i in over.keys() {
             if let Some(record) = &jobs[*i].idempotency {
                 idempotency_keys::Entity::delete_many()
                     .filter(idempotency_keys::Column::AccountId.eq(record.account_id.as_str()))
@@ -351,8 +365,8 @@ impl AcceptStore for Store {
                 outcomes.push(JobOutcome::KeyTaken);
                 continue;
             }
-            if over.contains(&i) {
-                outcomes.push(JobOutcome::OverQuota);
+            if let Some(quota) = over.get(&i) {
+                outcomes.push(JobOutcome::OverQuota(*quota));
                 continue;
             }
             outcomes.push(JobOutcome::Committed);
@@ -653,8 +667,9 @@ impl MessageStore for Store {
             );
         }
         if let Some(from) = &filter.from {
-            query = query
-                .filter(Expr::expr(Func::lower(Expr::col(messages::Column::FromEmail))).eq(from.as_str()));
+            query = query.filter(
+                Expr::expr(Func::lower(Expr::col(messages::Column::FromEmail))).eq(from.as_str()),
+            );
         }
         if let Some(t) = filter.created_after {
             query = query.filter(messages::Column::CreatedAt.gte(to_micros(t)));
@@ -688,13 +703,24 @@ impl MessageStore for Store {
         Ok(list)
     }
 
-    async fn cancel_message(&self, account_id: &str, id: &str, event: &Event) -> Result<ChangeOutcome> {
+    async fn cancel_message(
+        &self,
+        account_id: &str,
+        id: &str,
+        event: &Event,
+    ) -> Result<ChangeOutcome> {
         let tx = self.db().begin().await.map_err(db_error)?;
         // The write comes first, so SQLite takes its write lock (waiting on
         // the busy timeout) before anything is read.
         let changed = recipients::Entity::update_many()
-            .col_expr(recipients::Column::State, Expr::value(Status::Cancelled.as_str()))
-            .col_expr(recipients::Column::NextAttemptAt, Expr::value(Option::<i64>::None))
+            .col_expr(
+                recipients::Column::State,
+                Expr::value(Status::Cancelled.as_str()),
+            )
+            .col_expr(
+                recipients::Column::NextAttemptAt,
+                Expr::value(Option::<i64>::None),
+            )
             .col_expr(
                 recipients::Column::UpdatedAt,
                 Expr::value(to_micros(event.occurred_at)),
@@ -702,12 +728,27 @@ impl MessageStore for Store {
             .filter(recipients::Column::MessageId.eq(id))
             .filter(recipients::Column::AccountId.eq(account_id))
             .filter(recipients::Column::State.is_in(["queued", "scheduled"]))
-            .filter(Expr::exists(blockers(id, &["queued", "scheduled", "suppressed", "cancelled"])).not())
+            .filter(
+                Expr::exists(blockers(
+                    id,
+                    &["queued", "scheduled", "suppressed", "cancelled"],
+                ))
+                .not(),
+            )
             .exec(&tx)
             .await
             .map_err(db_error)?
             .rows_affected;
-        Self::finish_change(tx, account_id, id, changed, Some(Status::Cancelled), None, event).await
+        Self::finish_change(
+            tx,
+            account_id,
+            id,
+            changed,
+            Some(Status::Cancelled),
+            None,
+            event,
+        )
+        .await
     }
 
     async fn reschedule_message(
@@ -719,7 +760,10 @@ impl MessageStore for Store {
     ) -> Result<ChangeOutcome> {
         let tx = self.db().begin().await.map_err(db_error)?;
         let changed = recipients::Entity::update_many()
-            .col_expr(recipients::Column::NextAttemptAt, Expr::value(to_micros(at)))
+            .col_expr(
+                recipients::Column::NextAttemptAt,
+                Expr::value(to_micros(at)),
+            )
             .col_expr(
                 recipients::Column::UpdatedAt,
                 Expr::value(to_micros(event.occurred_at)),

@@ -419,3 +419,111 @@ async fn every_command_has_help() {
     let bad = run(dir.path(), &["frobnicate"]).await;
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// D2: the process dies (SIGKILL) after the accept committed and before the
+/// reply left. The client saw an error; its retry with the same key must
+/// get the stored message back, and there is exactly one.
+#[tokio::test]
+async fn a_kill_between_commit_and_reply_keeps_the_message_once_and_the_retry_replays_it_d2() {
+    use posthorn::proto::v1::messages_service_client::MessagesServiceClient;
+    use posthorn::proto::v1::send_service_client::SendServiceClient;
+    use posthorn::proto::v1::{ListMessagesRequest, SendEmailRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = posthorn(dir.path())
+        .arg("serve")
+        .env("POSTHORN_TEST_FAILPOINT", "after_commit_before_reply")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut key) = (String::new(), String::new());
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().unwrap().to_owned();
+        }
+        if let Some(word) = line.split_whitespace().find(|w| w.starts_with("ph_live_")) {
+            key = word.to_owned();
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+    let request = || SendEmailRequest {
+        from_email: "hello@localhost".into(),
+        to: vec!["jane@example.com".into()],
+        subject: "Exactly once".into(),
+        text: "Hello".into(),
+        idempotency_key: "d2-order-7".into(),
+        ..Default::default()
+    };
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let first = tokio::spawn({
+        let (channel, key, request) = (channel.clone(), key.clone(), request());
+        async move {
+            SendServiceClient::new(channel)
+                .send_email(with_key(request, KeyHeader::Bearer, &key))
+                .await
+        }
+    });
+    // The server says when the commit is done and the reply is held back.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let committed_id = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the failpoint is reached before stderr closes");
+        if let Some(rest) = line
+            .split("failpoint after_commit_before_reply: message ")
+            .nth(1)
+        {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed: {status:?}");
+    let error = first
+        .await
+        .unwrap()
+        .expect_err("the client never got its reply");
+    assert_ne!(error.code(), tonic::Code::Ok);
+
+    // Restart on the same database; the client retries with the same key.
+    let started = serve(dir.path(), &["--no-bootstrap"]).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let retry = SendServiceClient::new(channel.clone())
+        .send_email(with_key(request(), KeyHeader::Bearer, &key))
+        .await
+        .expect("the retry succeeds");
+    assert_eq!(retry.metadata().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(
+        retry.get_ref().id,
+        committed_id,
+        "the stored message is returned"
+    );
+    let listed = MessagesServiceClient::new(channel)
+        .list_messages(with_key(
+            ListMessagesRequest::default(),
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(listed.len(), 1, "exactly one message");
+    assert_eq!(listed[0].id, committed_id);
+    assert_eq!(listed[0].subject, "Exactly once");
+    let exit = terminate(started.child).await;
+    assert!(exit.success());
+}

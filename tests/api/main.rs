@@ -9,6 +9,7 @@ mod gateway;
 mod grpc_web;
 mod health;
 mod helpers;
+mod limits;
 mod messages;
 mod rest;
 mod send;

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use posthorn::proto::v1::{
-    self, SendEmailRequest, send_service_client::SendServiceClient,
-};
+use posthorn::proto::v1::{self, SendEmailRequest, send_service_client::SendServiceClient};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -137,7 +135,8 @@ async fn every_violation_of_a_request_is_reported_together_over_grpc_and_rest() 
     bad.to = (0..51).map(|i| format!("r{i}@example.com")).collect();
     bad.subject = "Hi\r\nBcc: attacker@evil.example".into();
     bad.headers.insert("Bcc".into(), "x@evil.example".into());
-    bad.headers.insert("X-Campaign".into(), "spring\r\nX-Evil: 1".into());
+    bad.headers
+        .insert("X-Campaign".into(), "spring\r\nX-Evil: 1".into());
     bad.reply_to = vec!["<a@x.example>".into()];
     bad.tags = vec![String::new()];
     bad.template = "welcome".into();
@@ -168,11 +167,19 @@ async fn every_violation_of_a_request_is_reported_together_over_grpc_and_rest() 
             "to",
         ]
     );
-    assert!(status.message().contains("51 recipients"), "{}", status.message());
+    assert!(
+        status.message().contains("51 recipients"),
+        "{}",
+        status.message()
+    );
 
     // The same over REST: 400, the same fields, and nothing stored.
     let mut body = inline_json();
-    body["to"] = json!((0..51).map(|i| format!("r{i}@example.com")).collect::<Vec<_>>());
+    body["to"] = json!(
+        (0..51)
+            .map(|i| format!("r{i}@example.com"))
+            .collect::<Vec<_>>()
+    );
     body["subject"] = json!("Hi\r\nBcc: attacker@evil.example");
     let (status, _, json) = post(&app, key, "/v1/send", &body, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
@@ -210,8 +217,14 @@ async fn header_injection_is_refused_in_every_header_bound_field_v1() {
         let cases: Vec<(&str, Value)> = vec![
             ("subject", json!({"subject": vector})),
             ("from_name", json!({"from_name": vector})),
-            ("reply_to[0]", json!({"reply_to": [format!("{vector} <r@acme.example>")]})),
-            ("to[0]", json!({"to": [format!("{vector} <j@example.com>")]})),
+            (
+                "reply_to[0]",
+                json!({"reply_to": [format!("{vector} <r@acme.example>")]}),
+            ),
+            (
+                "to[0]",
+                json!({"to": [format!("{vector} <j@example.com>")]}),
+            ),
             ("headers[X-Note]", json!({"headers": {"X-Note": vector}})),
             ("tags[0]", json!({"tags": [vector]})),
             (
@@ -225,7 +238,11 @@ async fn header_injection_is_refused_in_every_header_bound_field_v1() {
                 body[k] = v.clone();
             }
             let (status, _, json) = post(&app, key, "/v1/send", &body, &[]).await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{field} {vector:?}: {json}");
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{field} {vector:?}: {json}"
+            );
             assert_eq!(
                 json_violations(&json),
                 [field],
@@ -254,12 +271,29 @@ async fn header_injection_is_refused_in_every_header_bound_field_v1() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{json}");
-    let templated = |name: &str| json!({"from_email": "hello@acme.example", "to": ["j@example.com"],
-        "template": "hello-name", "variables": {"name": name}});
-    let (status, _, sent) = post(&app, key, "/v1/send", &templated("Kim\r\nBcc: attacker@evil.example"), &[]).await;
+    let templated = |name: &str| {
+        json!({"from_email": "hello@acme.example", "to": ["j@example.com"],
+        "template": "hello-name", "variables": {"name": name}})
+    };
+    let (status, _, sent) = post(
+        &app,
+        key,
+        "/v1/send",
+        &templated("Kim\r\nBcc: attacker@evil.example"),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let (_, got) = get(&app, key, &format!("/v1/messages/{}", sent["id"].as_str().unwrap())).await;
-    assert_eq!(got["message"]["subject"], "Hello Kim Bcc: attacker@evil.example");
+    let (_, got) = get(
+        &app,
+        key,
+        &format!("/v1/messages/{}", sent["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        got["message"]["subject"],
+        "Hello Kim Bcc: attacker@evil.example"
+    );
     let (status, _, json) = post(&app, key, "/v1/send", &templated("Kim\0"), &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     assert_eq!(json_violations(&json), ["variables"]);
@@ -291,7 +325,11 @@ async fn addresses_are_parsed_strictly_and_recipients_counted_once_v3() {
     body["to"] = json!([]);
     let (_, _, json) = post(&app, key, "/v1/send", &body, &[]).await;
     assert_eq!(json_violations(&json), ["to"]);
-    body["to"] = json!((0..1000).map(|i| format!("r{i}@example.com")).collect::<Vec<_>>());
+    body["to"] = json!(
+        (0..1000)
+            .map(|i| format!("r{i}@example.com"))
+            .collect::<Vec<_>>()
+    );
     let (status, _, json) = post(&app, key, "/v1/send", &body, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(json_violations(&json), ["to"]);
@@ -309,15 +347,27 @@ async fn addresses_are_parsed_strictly_and_recipients_counted_once_v3() {
     let (status, _, sent) = post(&app, key, "/v1/send", &body, &[]).await;
     assert_eq!(status, StatusCode::OK, "{sent}");
     assert_eq!(sent["recipient_count"], 50);
-    let (_, got) = get(&app, key, &format!("/v1/messages/{}", sent["id"].as_str().unwrap())).await;
+    let (_, got) = get(
+        &app,
+        key,
+        &format!("/v1/messages/{}", sent["id"].as_str().unwrap()),
+    )
+    .await;
     let emails: Vec<&str> = got["message"]["recipients"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["email"].as_str().unwrap())
         .collect();
-    assert_eq!(&emails[..2], ["Jane@example.com", "info@xn--bcher-kva.example"]);
-    assert_eq!(got["message"]["cc"], json!([]), "the duplicate cc was dropped");
+    assert_eq!(
+        &emails[..2],
+        ["Jane@example.com", "info@xn--bcher-kva.example"]
+    );
+    assert_eq!(
+        got["message"]["cc"],
+        json!([]),
+        "the duplicate cc was dropped"
+    );
     assert_eq!(got["message"]["bcc"].as_array().unwrap().len(), 48);
 }
 
@@ -566,10 +616,23 @@ async fn refused_requests_do_not_consume_their_key_and_keys_are_checked_i5() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let mut unverified = inline_json();
     unverified["from_email"] = json!("x@unverified.example");
-    let (status, _, _) = post(&app, key, "/v1/send", &unverified, &[("idempotency-key", "k-5")]).await;
+    let (status, _, _) = post(
+        &app,
+        key,
+        "/v1/send",
+        &unverified,
+        &[("idempotency-key", "k-5")],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, headers, json) =
-        post(&app, key, "/v1/send", &inline_json(), &[("idempotency-key", "k-5")]).await;
+    let (status, headers, json) = post(
+        &app,
+        key,
+        "/v1/send",
+        &inline_json(),
+        &[("idempotency-key", "k-5")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "the fixed retry runs: {json}");
     assert!(headers.get("idempotent-replayed").is_none());
 
@@ -580,8 +643,14 @@ async fn refused_requests_do_not_consume_their_key_and_keys_are_checked_i5() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
         assert_eq!(json_violations(&json), ["idempotency_key"]);
     }
-    let (status, _, json) =
-        post(&app, key, "/v1/send", &inline_json(), &[("idempotency-key", "")]).await;
+    let (status, _, json) = post(
+        &app,
+        key,
+        "/v1/send",
+        &inline_json(),
+        &[("idempotency-key", "")],
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     assert_eq!(json_violations(&json), ["idempotency_key"]);
     // The field and the header must agree when both are given.
@@ -603,9 +672,21 @@ async fn a_batch_succeeds_item_by_item_and_replays_as_a_whole() {
     let body = json!({"messages": [inline_json(), bad, invalid, inline_json()]});
     let (status, _, json) = post(&app, key, "/v1/send/batch", &body, &[]).await;
     assert_eq!(status, StatusCode::OK, "{json}");
-    assert_eq!((json["accepted_count"].as_i64(), json["failed_count"].as_i64()), (Some(2), Some(2)));
+    assert_eq!(
+        (
+            json["accepted_count"].as_i64(),
+            json["failed_count"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
     let results = json["results"].as_array().unwrap();
-    assert_eq!(results.iter().map(|r| r["index"].as_i64().unwrap()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["index"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
     assert_eq!(results[0]["status"], "MESSAGE_STATUS_QUEUED");
     assert!(results[0]["id"].as_str().unwrap().starts_with("msg_"));
     assert_eq!(results[1]["id"], "");
@@ -616,12 +697,24 @@ async fn a_batch_succeeds_item_by_item_and_replays_as_a_whole() {
     assert_eq!(message_count(&app, key).await, 2);
 
     // With a batch key: one transaction, replayed whole, errors included.
-    let (status, headers, first) =
-        post(&app, key, "/v1/send/batch", &body, &[("idempotency-key", "batch-1")]).await;
+    let (status, headers, first) = post(
+        &app,
+        key,
+        "/v1/send/batch",
+        &body,
+        &[("idempotency-key", "batch-1")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers.get("idempotent-replayed").is_none());
-    let (_, headers, again) =
-        post(&app, key, "/v1/send/batch", &body, &[("idempotency-key", "batch-1")]).await;
+    let (_, headers, again) = post(
+        &app,
+        key,
+        "/v1/send/batch",
+        &body,
+        &[("idempotency-key", "batch-1")],
+    )
+    .await;
     assert_eq!(headers["idempotent-replayed"], "true");
     assert_eq!(again, first);
     assert_eq!(message_count(&app, key).await, 4);
@@ -633,7 +726,10 @@ async fn a_batch_succeeds_item_by_item_and_replays_as_a_whole() {
     let many = json!({"messages": vec![inline_json(); 101]});
     let (status, _, json) = post(&app, key, "/v1/send/batch", &many, &[]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(json["message"].as_str().unwrap().contains("1 to 100"), "{json}");
+    assert!(
+        json["message"].as_str().unwrap().contains("1 to 100"),
+        "{json}"
+    );
 }
 
 #[tokio::test]
@@ -657,19 +753,26 @@ async fn a_stream_answers_each_request_with_its_correlation_id_and_goes_on_after
         }])
         .collect();
     let response = client(&app)
-        .send_stream(with_key(futures::stream::iter(requests), KeyHeader::Bearer, key))
+        .send_stream(with_key(
+            futures::stream::iter(requests),
+            KeyHeader::Bearer,
+            key,
+        ))
         .await
         .unwrap();
-    let answers: Vec<v1::SendStreamResponse> = response
-        .into_inner()
-        .map(|r| r.unwrap())
-        .collect()
-        .await;
+    let answers: Vec<v1::SendStreamResponse> =
+        response.into_inner().map(|r| r.unwrap()).collect().await;
     assert_eq!(answers.len(), 201);
     let mut seen = std::collections::HashSet::new();
     for answer in &answers {
-        assert!(seen.insert(answer.correlation_id.clone()), "one answer per request");
-        let i: Option<usize> = answer.correlation_id.strip_prefix("c-").map(|n| n.parse().unwrap());
+        assert!(
+            seen.insert(answer.correlation_id.clone()),
+            "one answer per request"
+        );
+        let i: Option<usize> = answer
+            .correlation_id
+            .strip_prefix("c-")
+            .map(|n| n.parse().unwrap());
         match i {
             Some(i) if i % 50 != 7 => {
                 assert!(answer.error.is_none(), "{answer:?}");
@@ -678,7 +781,11 @@ async fn a_stream_answers_each_request_with_its_correlation_id_and_goes_on_after
             }
             _ => {
                 let error = answer.error.as_ref().expect("an error for the bad item");
-                assert_eq!(error.code, tonic::Code::InvalidArgument as i32, "{answer:?}");
+                assert_eq!(
+                    error.code,
+                    tonic::Code::InvalidArgument as i32,
+                    "{answer:?}"
+                );
                 assert!(answer.id.is_empty());
             }
         }
@@ -730,7 +837,10 @@ async fn a_stream_stops_accepting_while_its_client_stops_reading() {
             }
         }
     }
-    assert!(blocked, "the server accepted all {TOTAL} requests without anyone reading");
+    assert!(
+        blocked,
+        "the server accepted all {TOTAL} requests without anyone reading"
+    );
     let stored = message_count(&app, &key).await;
     assert!(stored < TOTAL, "{stored} stored of {TOTAL}");
     // Reading resumes the flow; everything pushed is answered.

@@ -176,6 +176,8 @@ pub struct SendSettings {
     /// Right-hand side of generated Message-IDs.
     pub hostname: String,
     pub limits: Limits,
+    /// The server's default daily recipient quota; accounts may override it.
+    pub daily_quota: Option<u64>,
 }
 
 /// The accept use cases.
@@ -193,6 +195,7 @@ where
     S: AcceptStore + AccountStore + TemplateStore + MessageStore + Clone,
 {
     /// Builds the use cases and starts the group-commit writer.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(
         store: S,
         templates: Arc<Templates<S>>,
@@ -221,7 +224,11 @@ where
     }
 
     /// SendEmail.
-    pub async fn send(&self, caller: &AuthContext, request: SendRequest) -> Result<Answer<Receipt>> {
+    pub async fn send(
+        &self,
+        caller: &AuthContext,
+        request: SendRequest,
+    ) -> Result<Answer<Receipt>> {
         let now = self.now();
         let mut violations = match validate(&request.input, &self.settings.limits, now) {
             Ok(_) => Vec::new(),
@@ -233,8 +240,8 @@ where
         if !violations.is_empty() {
             return Err(Error::Validation(violations));
         }
-        let valid = validate(&request.input, &self.settings.limits, now)
-            .map_err(Error::Validation)?;
+        let valid =
+            validate(&request.input, &self.settings.limits, now).map_err(Error::Validation)?;
         let fingerprint = fingerprint("SendEmail", std::slice::from_ref(&request));
         let _guard = match &request.idempotency_key {
             Some(key) => {
@@ -252,26 +259,30 @@ where
         if !sender_allowed(&valid.from, &identities) {
             return Err(Error::SenderNotVerified(valid.from.to_string()));
         }
-        let message = self
-            .compose(caller, valid, &request, now, None)
-            .await?;
+        let message = self.compose(caller, valid, &request, now, None).await?;
         let receipt = receipt(&message);
         let job = CommitJob {
             account_id: caller.account_id.clone(),
-            idempotency: request.idempotency_key.as_ref().map(|key| IdempotencyRecord {
-                account_id: caller.account_id.clone(),
-                key: key.clone(),
-                method: "SendEmail".into(),
-                fingerprint: fingerprint.clone(),
-                response: serde_json::to_vec(&receipt).expect("a receipt serialises"),
-                created_at: now,
-                expires_at: now + IDEMPOTENCY_RETENTION,
-            }),
+            idempotency: request
+                .idempotency_key
+                .as_ref()
+                .map(|key| IdempotencyRecord {
+                    account_id: caller.account_id.clone(),
+                    key: key.clone(),
+                    method: "SendEmail".into(),
+                    fingerprint: fingerprint.clone(),
+                    response: serde_json::to_vec(&receipt).expect("a receipt serialises"),
+                    created_at: now,
+                    expires_at: now + IDEMPOTENCY_RETENTION,
+                }),
             messages: vec![message],
-            daily_quota: caller.policy.daily_quota,
+            daily_quota: self.settings.daily_quota,
             day: quota_day(now),
         };
-        if let Some(answer) = self.commit(caller, job, "SendEmail", &fingerprint, now).await? {
+        if let Some(answer) = self
+            .commit(caller, job, "SendEmail", &fingerprint, now)
+            .await?
+        {
             return Ok(answer);
         }
         Ok(Answer {
@@ -323,10 +334,7 @@ where
             .map(|i| i.as_ref().cloned().unwrap_or_default())
             .collect();
         let fingerprint = fingerprint("SendBatch", &readable);
-        if let Some(answer) = self
-            .replay_batch(caller, &key, &fingerprint, now)
-            .await?
-        {
+        if let Some(answer) = self.replay_batch(caller, &key, &fingerprint, now).await? {
             return Ok(answer);
         }
         let _guard = self.in_flight.enter(&caller.account_id, &key)?;
@@ -342,8 +350,8 @@ where
                         "items carry no idempotency key of their own when the batch has one",
                     ));
                 }
-                let valid = validate(&item.input, &self.settings.limits, now)
-                    .map_err(Error::Validation)?;
+                let valid =
+                    validate(&item.input, &self.settings.limits, now).map_err(Error::Validation)?;
                 if !sender_allowed(&valid.from, &identities) {
                     return Err(Error::SenderNotVerified(valid.from.to_string()));
                 }
@@ -386,7 +394,7 @@ where
                 expires_at: now + IDEMPOTENCY_RETENTION,
             }),
             messages,
-            daily_quota: caller.policy.daily_quota,
+            daily_quota: self.settings.daily_quota,
             day: quota_day(now),
         };
         match self.committer.commit(job).await? {
@@ -394,10 +402,8 @@ where
                 value: results,
                 replayed: false,
             }),
-            JobOutcome::OverQuota => Err(quota_error(caller, now)),
-            JobOutcome::KeyTaken => match self
-                .replay_batch(caller, &key, &fingerprint, now)
-                .await?
+            JobOutcome::OverQuota(quota) => Err(quota_error(quota, now)),
+            JobOutcome::KeyTaken => match self.replay_batch(caller, &key, &fingerprint, now).await?
             {
                 Some(answer) => Ok(answer),
                 None => Err(Error::IdempotencyKeyInUse(key)),
@@ -416,7 +422,10 @@ where
         let now = self.now();
         let mut violations = Vec::new();
         if id.is_empty() {
-            violations.push(FieldViolation::new("id", "required: a message id such as msg_…"));
+            violations.push(FieldViolation::new(
+                "id",
+                "required: a message id such as msg_…",
+            ));
         }
         if let Some(key) = &key {
             violations.extend(check_key("idempotency_key", key));
@@ -467,10 +476,13 @@ where
                 expires_at: now + IDEMPOTENCY_RETENTION,
             }),
             messages: vec![message],
-            daily_quota: caller.policy.daily_quota,
+            daily_quota: self.settings.daily_quota,
             day: quota_day(now),
         };
-        if let Some(answer) = self.commit(caller, job, "ResendMessage", &fingerprint, now).await? {
+        if let Some(answer) = self
+            .commit(caller, job, "ResendMessage", &fingerprint, now)
+            .await?
+        {
             return Ok(answer);
         }
         Ok(Answer {
@@ -492,7 +504,7 @@ where
         let key = job.idempotency.as_ref().map(|r| r.key.clone());
         match self.committer.commit(job).await? {
             JobOutcome::Committed => Ok(None),
-            JobOutcome::OverQuota => Err(quota_error(caller, now)),
+            JobOutcome::OverQuota(quota) => Err(quota_error(quota, now)),
             JobOutcome::KeyTaken => {
                 // Another process claimed the key between our look-up and
                 // the commit: replay it when it is stored, else it is running.
@@ -610,7 +622,12 @@ where
                     version,
                     variables: request.variables.clone(),
                 };
-                (rendered.subject, rendered.html, rendered.text, Some(template))
+                (
+                    rendered.subject,
+                    rendered.html,
+                    rendered.text,
+                    Some(template),
+                )
             }
         };
         let status = if valid.scheduled_at.is_some() {
@@ -762,10 +779,10 @@ fn receipt(message: &Message) -> Receipt {
     }
 }
 
-fn quota_error(caller: &AuthContext, now: DateTime<Utc>) -> Error {
+fn quota_error(quota: u64, now: DateTime<Utc>) -> Error {
     Error::QuotaExceeded {
         retry_after: until_quota_reset(now),
-        quota: caller.policy.daily_quota.unwrap_or(0),
+        quota,
     }
 }
 
@@ -807,10 +824,15 @@ pub fn fingerprint(method: &str, requests: &[SendRequest]) -> String {
             feed(&mut hash, part);
         }
         feed(&mut hash, &i.template_version.to_string());
-        feed(&mut hash, &canonical(&Json::Object(request.variables.clone())));
+        feed(
+            &mut hash,
+            &canonical(&Json::Object(request.variables.clone())),
+        );
         for pairs in [&i.headers, &i.metadata] {
-            let sorted: std::collections::BTreeMap<_, _> =
-                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let sorted: std::collections::BTreeMap<_, _> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             feed(&mut hash, &sorted.len().to_string());
             for (k, v) in sorted {
                 feed(&mut hash, k);
@@ -880,7 +902,10 @@ mod tests {
         let a = request();
         let mut reordered = request();
         reordered.input.headers.reverse();
-        assert_eq!(fingerprint("SendEmail", &[a.clone()]), fingerprint("SendEmail", &[reordered]));
+        assert_eq!(
+            fingerprint("SendEmail", &[a.clone()]),
+            fingerprint("SendEmail", &[reordered])
+        );
 
         let mut vars_a = request();
         vars_a.variables = serde_json::from_str(r#"{"a":1,"b":{"x":1,"y":2}}"#).unwrap();

@@ -219,7 +219,10 @@ mod tests {
     #[test]
     fn mailboxes_carry_an_optional_display_name() {
         let m = Mailbox::parse("Jane Doe <Jane@Example.com>").unwrap();
-        assert_eq!((m.name.as_str(), m.address.to_string().as_str()), ("Jane Doe", "Jane@example.com"));
+        assert_eq!(
+            (m.name.as_str(), m.address.to_string().as_str()),
+            ("Jane Doe", "Jane@example.com")
+        );
         assert_eq!(m.to_string(), "Jane Doe <Jane@example.com>");
         let quoted = Mailbox::parse("\"Doe, Jane\" <jane@example.com>").unwrap();
         assert_eq!(quoted.name, "Doe, Jane");

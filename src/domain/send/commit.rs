@@ -41,7 +41,8 @@ pub struct CommitJob {
     pub idempotency: Option<IdempotencyRecord>,
     /// Messages with their recipients, attachments and first events.
     pub messages: Vec<Message>,
-    /// The account's daily recipient quota; `None` is unlimited.
+    /// The server's default daily recipient quota (`None` is unlimited);
+    /// the store applies the account's own quota when it has one.
     pub daily_quota: Option<u64>,
     /// The UTC day (days since the epoch) the recipients count against.
     pub day: i64,
@@ -50,7 +51,10 @@ pub struct CommitJob {
 impl CommitJob {
     /// Recipients the job counts against the quota.
     pub fn recipients(&self) -> u64 {
-        self.messages.iter().map(|m| m.recipients.len() as u64).sum()
+        self.messages
+            .iter()
+            .map(|m| m.recipients.len() as u64)
+            .sum()
     }
 }
 
@@ -61,15 +65,19 @@ pub enum JobOutcome {
     Committed,
     /// Another live idempotency record holds the key; nothing was stored.
     KeyTaken,
-    /// The account's daily quota has no room for the job; nothing was stored.
-    OverQuota,
+    /// The account's daily quota (this many recipients) has no room for the
+    /// job; nothing was stored.
+    OverQuota(u64),
 }
 
 /// What the accept path needs from storage.
 pub trait AcceptStore: Send + Sync + 'static {
     /// Stores `jobs` in one transaction and says what became of each, in
     /// order. An error means nothing of any job was stored.
-    fn commit_jobs(&self, jobs: &[CommitJob]) -> impl Future<Output = Result<Vec<JobOutcome>>> + Send;
+    fn commit_jobs(
+        &self,
+        jobs: &[CommitJob],
+    ) -> impl Future<Output = Result<Vec<JobOutcome>>> + Send;
     /// The live (unexpired at `now`) record of `key` in the account.
     fn idempotency_record(
         &self,

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 
 use super::address::{Address, Mailbox};
-pub use crate::domain::messages::RecipientKind;
 use crate::domain::FieldViolation;
+pub use crate::domain::messages::RecipientKind;
 
 /// Limits of a send; configuration with safe defaults.
 #[derive(Clone, Debug)]
