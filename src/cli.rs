@@ -59,6 +59,24 @@ pub enum AccountsCommand {
     },
     /// Lists accounts.
     List,
+    /// Shows or sets an account's own limits (unset ones follow the server's
+    /// `rate_limit_per_second`, `rate_limit_burst` and `daily_quota`).
+    Limits {
+        /// The account's name.
+        name: String,
+        /// Requests per second each key of the account may make.
+        #[arg(long)]
+        rate_per_second: Option<f64>,
+        /// Requests a key may make at once after being idle.
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Recipients per UTC day; 0 is unlimited.
+        #[arg(long)]
+        daily_quota: Option<u64>,
+        /// Forgets the account's own limits first.
+        #[arg(long)]
+        reset: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +194,26 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Accounts(AccountsCommand::Create { name }) => {
             let account = accounts.create_account(&name).await?;
             println!("created account {} ({})", account.name, account.id);
+            Ok(())
+        }
+        Command::Accounts(AccountsCommand::Limits {
+            name,
+            rate_per_second,
+            burst,
+            daily_quota,
+            reset,
+        }) => {
+            let overrides = accounts
+                .set_limits(&name, reset, rate_per_second, burst, daily_quota)
+                .await?;
+            let show = |v: Option<String>| v.unwrap_or_else(|| "server default".to_owned());
+            println!("account {name}:");
+            println!("  rate_per_second: {}", show(overrides.rate_per_second.map(|r| r.to_string())));
+            println!("  burst:           {}", show(overrides.burst.map(|b| b.to_string())));
+            println!(
+                "  daily_quota:     {}",
+                show(overrides.daily_quota.map(|q| if q == 0 { "unlimited".to_owned() } else { q.to_string() }))
+            );
             Ok(())
         }
         Command::Accounts(AccountsCommand::List) => {

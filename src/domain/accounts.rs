@@ -5,7 +5,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use super::error::{Error, Result};
+use super::error::{Error, FieldViolation, Result};
 use super::ids::new_id;
 use super::keys::{self, KeyMode};
 use super::scope::Scopes;
@@ -208,6 +208,41 @@ impl<S: AccountStore> Accounts<S> {
     }
 
     /// Lists every account, oldest first.
+    /// Changes an account's own limits (`reset` forgets the current ones
+    /// first) and returns them; a request with nothing to change shows them.
+    pub async fn set_limits(
+        &self,
+        name: &str,
+        reset: bool,
+        rate_per_second: Option<f64>,
+        burst: Option<u32>,
+        daily_quota: Option<u64>,
+    ) -> Result<super::limits::Overrides> {
+        let account = self.account(name).await?;
+        let mut violations = Vec::new();
+        if rate_per_second.is_some_and(|r| !(0.01..=1_000_000.0).contains(&r)) {
+            violations.push(FieldViolation::new("rate_per_second", "must be from 0.01 to 1000000"));
+        }
+        if burst.is_some_and(|b| !(1..=1_000_000).contains(&b)) {
+            violations.push(FieldViolation::new("burst", "must be from 1 to 1000000"));
+        }
+        if !violations.is_empty() {
+            return Err(Error::Validation(violations));
+        }
+        let mut overrides = if reset {
+            super::limits::Overrides::default()
+        } else {
+            self.store.account_overrides(&account.id).await?
+        };
+        overrides.rate_per_second = rate_per_second.or(overrides.rate_per_second);
+        overrides.burst = burst.or(overrides.burst);
+        overrides.daily_quota = daily_quota.or(overrides.daily_quota);
+        self.store
+            .set_account_overrides(&account.id, overrides)
+            .await?;
+        Ok(overrides)
+    }
+
     pub async fn list_accounts(&self) -> Result<Vec<Account>> {
         self.store.list_accounts().await
     }

@@ -25,7 +25,7 @@ async fn send_grpc(app: &TestApp, headers: &[(&str, String)]) -> tonic::Status {
     SendServiceClient::new(app.channel.clone())
         .send_email(request)
         .await
-        .expect_err("no send succeeds yet")
+        .expect_err("an empty send is invalid")
 }
 
 /// Asserts that a call is refused with `code` and `reason` over gRPC and gRPC-Web.
@@ -84,7 +84,7 @@ on_both_databases! {
     async fn a_revoked_key_stops_working(app: TestApp) {
         let key = app.key_with_scopes(&[Scope::EmailSend]).await;
         for header in KeyHeader::BOTH {
-            assert_refused(&app, &[header.pair(&key)], Code::Unimplemented, "NOT_IMPLEMENTED").await;
+            assert_refused(&app, &[header.pair(&key)], Code::InvalidArgument, "VALIDATION_FAILED").await;
         }
         app.revoke(&key).await;
         for header in KeyHeader::BOTH {
@@ -105,7 +105,7 @@ on_both_databases! {
         let sender = app.key_with_scopes(&[Scope::EmailSend]).await;
         for header in KeyHeader::BOTH {
             // Past authentication the handler answers; SendEmail itself is built later.
-            assert_refused(&app, &[header.pair(&sender)], Code::Unimplemented, "NOT_IMPLEMENTED").await;
+            assert_refused(&app, &[header.pair(&sender)], Code::InvalidArgument, "VALIDATION_FAILED").await;
         }
         // The same key cannot read.
         let status = MessagesServiceClient::new(app.channel.clone())
@@ -130,11 +130,10 @@ on_both_databases! {
 
     async fn account_admin_grants_every_scope(app: TestApp) {
         let admin = app.key_with_scopes(&[Scope::AccountAdmin]).await;
-        let status = MessagesServiceClient::new(app.channel.clone())
+        MessagesServiceClient::new(app.channel.clone())
             .list_messages(with_key(ListMessagesRequest::default(), KeyHeader::Bearer, &admin))
             .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+            .expect("an admin key may list messages");
     }
 }
 

@@ -49,7 +49,7 @@ async fn shutdown_finishes_a_request_in_flight_then_refuses_new_connections() {
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
-        response.contains("grpc-status: 12"),
+        response.contains("grpc-status: 3"),
         "the in-flight call got its answer: {response}"
     );
 

@@ -2,7 +2,8 @@
 
 use crate::on_both_databases;
 
-const TABLES: [&str; 19] = [
+const TABLES: [&str; 20] = [
+    "daily_usage",
     "accounts",
     "api_keys",
     "attachments",
@@ -26,7 +27,10 @@ const TABLES: [&str; 19] = [
 
 on_both_databases! {
     async fn migrations_apply_on_start_and_create_the_whole_schema(app: TestApp) {
-        assert_eq!(app.store.applied_migrations().await.unwrap(), ["m20261122_000001_initial"]);
+        assert_eq!(
+            app.store.applied_migrations().await.unwrap(),
+            ["m20261122_000001_initial", "m20261122_000002_limits"]
+        );
         assert!(app.store.pending_migrations().await.unwrap().is_empty());
         let tables = app.store.table_names().await.unwrap();
         for table in TABLES {
@@ -36,7 +40,7 @@ on_both_databases! {
 
     async fn migrating_again_is_a_no_op(app: TestApp) {
         app.store.migrate().await.unwrap();
-        assert_eq!(app.store.applied_migrations().await.unwrap().len(), 1);
+        assert_eq!(app.store.applied_migrations().await.unwrap().len(), 2);
     }
 
     async fn accounts_keys_and_identities_round_trip(app: TestApp) {

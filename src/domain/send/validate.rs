@@ -937,7 +937,7 @@ mod tests {
         input.tags[0] = "x".repeat(65);
         input.metadata = vec![
             ("bad key".into(), "v".into()),
-            ("ok".into(), "v".repeat(501)),
+            ("ok".into(), "v".repeat(1025)),
         ];
         assert_eq!(
             fields(&input),

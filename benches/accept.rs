@@ -1,0 +1,389 @@
+//! B1 and B2: durable accepts against Postfix, measured in the same run.
+//!
+//! - Posthorn: `SendEmail` with 1 recipient and a 2 KB body, 64 concurrent
+//!   clients, a unique idempotency key per request, the real server on
+//!   SQLite (WAL, `synchronous=FULL`) on loopback: over gRPC (B1) and over
+//!   REST/JSON (B2). Throughput and p50/p99 latency; then gRPC paced at half
+//!   the measured rate for the latency bar.
+//! - Postfix: a private instance (`scripts/postfix-peer.sh`: its own config
+//!   and queue under a temporary directory, loopback only, mail discarded
+//!   after queueing) accepting 1 KB messages from `smtp-source`.
+//!
+//! Legs alternate within each round. Run: `cargo bench --bench accept`
+//! (options `--seconds N`, `--rounds N`, `--clients N`,
+//! `--postfix-messages N`, `--postfix-sessions N`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use posthorn::config::Settings;
+use posthorn::domain::Scopes;
+use posthorn::domain::accounts::Accounts;
+use posthorn::domain::keys::KeyMode;
+use posthorn::proto::v1;
+use posthorn::startup::Application;
+use posthorn::storage::Store;
+use tonic::transport::Channel;
+
+struct Options {
+    seconds: u64,
+    rounds: usize,
+    clients: usize,
+    postfix_messages: u64,
+    postfix_sessions: u64,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        seconds: 5,
+        rounds: 3,
+        clients: 64,
+        postfix_messages: 5000,
+        postfix_sessions: 32,
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let value = || {
+            args.get(i + 1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{} needs a number", args[i]))
+        };
+        match args[i].as_str() {
+            "--seconds" => o.seconds = value(),
+            "--rounds" => o.rounds = value() as usize,
+            "--clients" => o.clients = value() as usize,
+            "--postfix-messages" => o.postfix_messages = value(),
+            "--postfix-sessions" => o.postfix_sessions = value(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+/// Throughput and latency of one leg.
+struct Leg {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Runs `clients` loops of `call` for `seconds` (each loop waiting `pace`
+/// between starts when given); every call must succeed.
+async fn measure<F, Fut>(clients: usize, seconds: u64, pace: Option<Duration>, call: F) -> Leg
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let call = Arc::new(call);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (call, stop) = (call.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut ticker = pace.map(|p| {
+                    let mut t = tokio::time::interval_at(
+                        tokio::time::Instant::now() + p.mul_f64(client as f64 / clients as f64),
+                        p,
+                    );
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(t) = ticker.as_mut() {
+                        t.tick().await;
+                    }
+                    let at = Instant::now();
+                    if let Err(e) = call(client, n).await {
+                        panic!("a request failed during the run: {e}");
+                    }
+                    latencies.push(at.elapsed());
+                    n += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    Leg {
+        rate: all.len() as f64 / elapsed,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    values[values.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The private Postfix instance; stopped when dropped.
+struct Postfix {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postfix {
+    fn start() -> Postfix {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A free loopback port, released just before Postfix binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
+        let status = std::process::Command::new("bash")
+            .args([script, "start"])
+            .arg(dir.path())
+            .arg(port.to_string())
+            .status()
+            .expect("run postfix-peer.sh");
+        assert!(status.success(), "postfix-peer.sh start failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "Postfix did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Postfix { dir, port }
+    }
+
+    /// Accepted messages per second for `messages` 1 KB messages over
+    /// `sessions` parallel SMTP sessions.
+    fn accept_rate(&self, messages: u64, sessions: u64) -> f64 {
+        let started = Instant::now();
+        let output = std::process::Command::new("smtp-source")
+            .args(["-s", &sessions.to_string(), "-l", "1024", "-m"])
+            .arg(messages.to_string())
+            .args(["-f", "bench@bench.localhost", "-t", "sink@example.com"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .output()
+            .expect("run smtp-source");
+        assert!(
+            output.status.success(),
+            "smtp-source failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        messages as f64 / started.elapsed().as_secs_f64()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
+        let _ = std::process::Command::new("bash")
+            .args([script, "stop"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+const BODY_BYTES: usize = 2048;
+
+async fn start_posthorn() -> (std::net::SocketAddr, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::defaults();
+    settings.listen = "127.0.0.1:0".parse().expect("address");
+    settings.database_url = format!("sqlite://{}/bench.db", dir.path().display());
+    settings.log = "error".into();
+    // The load generator is one key; lift the limits it would hit.
+    settings.policy.rate_per_second = 1_000_000.0;
+    settings.policy.burst = 1_000_000;
+    settings.policy.daily_quota = None;
+    let store = Store::connect(&settings.database_url, settings.database_max_connections)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    let accounts = Accounts::new(store.clone());
+    accounts.create_account("bench").await.expect("account");
+    accounts
+        .add_identity("bench", "bench.example", true)
+        .await
+        .expect("identity");
+    let key = accounts
+        .create_key("bench", "bench", Scopes::all(), KeyMode::Live)
+        .await
+        .expect("key")
+        .plaintext;
+    let app = Application::build(&settings, store)
+        .await
+        .expect("application");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until(std::future::pending()));
+    (addr, key, dir)
+}
+
+fn grpc_request(key: &str, client: usize, n: u64, round: &str) -> tonic::Request<v1::SendEmailRequest> {
+    let mut request = tonic::Request::new(v1::SendEmailRequest {
+        from_email: "receipts@bench.example".into(),
+        to: vec![format!("customer{client}@example.com")],
+        subject: "Your receipt".into(),
+        text: "x".repeat(BODY_BYTES),
+        idempotency_key: format!("g-{round}-{client}-{n}"),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("ascii"));
+    request
+}
+
+type Http1 = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+async fn http1_connections(addr: std::net::SocketAddr, n: usize) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .expect("handshake");
+        tokio::spawn(connection);
+        out.push(tokio::sync::Mutex::new(sender));
+    }
+    Arc::new(out)
+}
+
+fn main() {
+    let o = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        println!(
+            "B1/B2 durable accepts vs Postfix: {} clients, {} rounds of {} s per Posthorn leg, Postfix {} messages over {} sessions per round, {} build",
+            o.clients,
+            o.rounds,
+            o.seconds,
+            o.postfix_messages,
+            o.postfix_sessions,
+            if cfg!(debug_assertions) { "debug (smoke run only)" } else { "release" }
+        );
+        let postfix = Postfix::start();
+        let (addr, key, _dir) = start_posthorn().await;
+        let url = format!("http://{addr}");
+        let mut channels = Vec::new();
+        for _ in 0..o.clients {
+            channels.push(Channel::from_shared(url.clone()).expect("uri").connect().await.expect("connect"));
+        }
+        let channels = Arc::new(channels);
+        let connections = http1_connections(addr, o.clients).await;
+        let key = Arc::new(key);
+
+        let grpc = |round: String| {
+            let (channels, key) = (channels.clone(), key.clone());
+            move |client: usize, n: u64| {
+                let mut grpc = v1::send_service_client::SendServiceClient::new(channels[client].clone());
+                let request = grpc_request(&key, client, n, &round);
+                async move { grpc.send_email(request).await.map(|_| ()).map_err(|s| format!("{s:?}")) }
+            }
+        };
+        let rest = |round: String| {
+            let (connections, key) = (connections.clone(), key.clone());
+            move |client: usize, n: u64| {
+                let connections = connections.clone();
+                let body = serde_json::json!({
+                    "from_email": "receipts@bench.example",
+                    "to": [format!("customer{client}@example.com")],
+                    "subject": "Your receipt",
+                    "text": "x".repeat(BODY_BYTES),
+                })
+                .to_string();
+                let request = http::Request::post("/v1/send")
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .header("x-api-key", key.as_str())
+                    .header("idempotency-key", format!("r-{round}-{client}-{n}"))
+                    .body(http_body_util::Full::new(Bytes::from(body)))
+                    .expect("request");
+                async move {
+                    use http_body_util::BodyExt as _;
+                    let mut sender = connections[client].lock().await;
+                    sender.ready().await.map_err(|e| e.to_string())?;
+                    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                    if status.is_success() {
+                        Ok(())
+                    } else {
+                        Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+                    }
+                }
+            }
+        };
+
+        // Warm-up: connections, caches, the database file.
+        measure(o.clients, 1, None, grpc("warm".into())).await;
+        measure(o.clients, 1, None, rest("warm".into())).await;
+        postfix.accept_rate(o.postfix_messages.min(500), o.postfix_sessions);
+
+        let (mut pf, mut g, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut g_p50, mut g_p99, mut r_p99) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=o.rounds {
+            let postfix_rate = postfix.accept_rate(o.postfix_messages, o.postfix_sessions);
+            let b1 = measure(o.clients, o.seconds, None, grpc(format!("{round}"))).await;
+            let b2 = measure(o.clients, o.seconds, None, rest(format!("{round}"))).await;
+            println!(
+                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC)",
+                b1.rate, ms(b1.p50), ms(b1.p99), b1.rate / postfix_rate,
+                b2.rate, ms(b2.p50), ms(b2.p99), b2.rate / b1.rate
+            );
+            pf.push(postfix_rate);
+            g.push(b1.rate);
+            r.push(b2.rate);
+            g_p50.push(ms(b1.p50));
+            g_p99.push(ms(b1.p99));
+            r_p99.push(ms(b2.p99));
+        }
+        let (pf, g, r) = (median(pf), median(g), median(r));
+        // The latency bar: gRPC paced at half the measured rate.
+        let half = g / 2.0;
+        let pace = Duration::from_secs_f64(o.clients as f64 / half);
+        let paced = measure(o.clients, o.seconds, Some(pace), grpc("paced".into())).await;
+        println!(
+            "median: Postfix {pf:.0} accepts/s; B1 gRPC {g:.0}/s = {:.1}x Postfix (bar 8x), p50 {:.2} ms, p99 {:.2} ms; B2 REST {r:.0}/s = {:.2} of B1 (bar 0.70), p99 {:.2} ms",
+            g / pf,
+            median(g_p50),
+            median(g_p99),
+            r / g,
+            median(r_p99),
+        );
+        println!(
+            "B1 paced at half its rate ({:.0}/s offered, {:.0}/s done): p50 {:.2} ms, p99 {:.2} ms (bar < 5 ms)",
+            half,
+            paced.rate,
+            ms(paced.p50),
+            ms(paced.p99)
+        );
+        drop(postfix);
+    });
+}
