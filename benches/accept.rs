@@ -240,7 +240,12 @@ async fn start_posthorn() -> (std::net::SocketAddr, String, tempfile::TempDir) {
     (addr, key, dir)
 }
 
-fn grpc_request(key: &str, client: usize, n: u64, round: &str) -> tonic::Request<v1::SendEmailRequest> {
+fn grpc_request(
+    key: &str,
+    client: usize,
+    n: u64,
+    round: &str,
+) -> tonic::Request<v1::SendEmailRequest> {
     let mut request = tonic::Request::new(v1::SendEmailRequest {
         from_email: "receipts@bench.example".into(),
         to: vec![format!("customer{client}@example.com")],
@@ -257,7 +262,10 @@ fn grpc_request(key: &str, client: usize, n: u64, round: &str) -> tonic::Request
 
 type Http1 = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
 
-async fn http1_connections(addr: std::net::SocketAddr, n: usize) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
+async fn http1_connections(
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");

@@ -208,11 +208,21 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             let show = |v: Option<String>| v.unwrap_or_else(|| "server default".to_owned());
             println!("account {name}:");
-            println!("  rate_per_second: {}", show(overrides.rate_per_second.map(|r| r.to_string())));
-            println!("  burst:           {}", show(overrides.burst.map(|b| b.to_string())));
+            println!(
+                "  rate_per_second: {}",
+                show(overrides.rate_per_second.map(|r| r.to_string()))
+            );
+            println!(
+                "  burst:           {}",
+                show(overrides.burst.map(|b| b.to_string()))
+            );
             println!(
                 "  daily_quota:     {}",
-                show(overrides.daily_quota.map(|q| if q == 0 { "unlimited".to_owned() } else { q.to_string() }))
+                show(overrides.daily_quota.map(|q| if q == 0 {
+                    "unlimited".to_owned()
+                } else {
+                    q.to_string()
+                }))
             );
             Ok(())
         }

@@ -221,7 +221,10 @@ impl<S: AccountStore> Accounts<S> {
         let account = self.account(name).await?;
         let mut violations = Vec::new();
         if rate_per_second.is_some_and(|r| !(0.01..=1_000_000.0).contains(&r)) {
-            violations.push(FieldViolation::new("rate_per_second", "must be from 0.01 to 1000000"));
+            violations.push(FieldViolation::new(
+                "rate_per_second",
+                "must be from 0.01 to 1000000",
+            ));
         }
         if burst.is_some_and(|b| !(1..=1_000_000).contains(&b)) {
             violations.push(FieldViolation::new("burst", "must be from 1 to 1000000"));

@@ -124,8 +124,16 @@ async fn an_account_override_replaces_the_default_rate() {
         .await
         .unwrap();
     let results = burst(&app, &app.account_a.key, 10).await;
-    let errors: Vec<String> = results.iter().filter_map(|r| r.as_ref().err()).map(reason).collect();
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2, "{errors:?}");
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(reason)
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{errors:?}"
+    );
     let barrier_key = app.account_b.key.clone();
     let barrier = Arc::new(tokio::sync::Barrier::new(30));
     let mut tasks = Vec::new();

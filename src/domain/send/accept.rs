@@ -243,16 +243,10 @@ where
         let valid =
             validate(&request.input, &self.settings.limits, now).map_err(Error::Validation)?;
         let fingerprint = fingerprint("SendEmail", std::slice::from_ref(&request));
+        // A key already stored is found when the commit tries to claim it
+        // (then replayed or refused), so a fresh key costs no extra read.
         let _guard = match &request.idempotency_key {
-            Some(key) => {
-                if let Some(answer) = self
-                    .replay(caller, key, "SendEmail", &fingerprint, now)
-                    .await?
-                {
-                    return Ok(answer);
-                }
-                Some(self.in_flight.enter(&caller.account_id, key)?)
-            }
+            Some(key) => Some(self.in_flight.enter(&caller.account_id, key)?),
             None => None,
         };
         let identities = self.store.list_identities(&caller.account_id).await?;
@@ -379,7 +373,10 @@ where
         let stored = StoredBatch(
             results
                 .iter()
-                .map(|r| r.as_ref().map(Clone::clone).map_err(ItemError::of))
+                .map(|r| match r {
+                    Ok(receipt) => Ok(receipt.clone()),
+                    Err(error) => Err(ItemError::of(error)),
+                })
                 .collect(),
         );
         let job = CommitJob {
@@ -903,7 +900,7 @@ mod tests {
         let mut reordered = request();
         reordered.input.headers.reverse();
         assert_eq!(
-            fingerprint("SendEmail", &[a.clone()]),
+            fingerprint("SendEmail", std::slice::from_ref(&a)),
             fingerprint("SendEmail", &[reordered])
         );
 
@@ -916,7 +913,7 @@ mod tests {
             fingerprint("SendEmail", &[vars_b])
         );
 
-        let base = fingerprint("SendEmail", &[a.clone()]);
+        let base = fingerprint("SendEmail", std::slice::from_ref(&a));
         let mut changed = request();
         changed.input.to = vec!["john@example.com".into()];
         assert_ne!(fingerprint("SendEmail", &[changed]), base);
