@@ -282,13 +282,6 @@ async fn count_quota(
     }
     let mut over = HashMap::new();
     for (account_id, day) in accounts {
-        // The account's own quota, read in the transaction so a change
-        // applies at once; `Some(0)` there means unlimited.
-        let own = accounts::Entity::find_by_id(account_id)
-            .one(tx)
-            .await
-            .map_err(db_error)?
-            .and_then(|a| a.daily_quota);
         daily_usage::Entity::insert(daily_usage::ActiveModel {
             account_id: Set(account_id.to_owned()),
             day: Set(day),
@@ -298,6 +291,16 @@ async fn count_quota(
         .exec_without_returning(tx)
         .await
         .map_err(db_error)?;
+        // Read only after that write: on SQLite a transaction that reads
+        // first and writes later can fail at once (SQLITE_BUSY_SNAPSHOT)
+        // when another connection wrote in between. The account's own
+        // quota is read here so a change applies at once; `Some(0)` there
+        // means unlimited.
+        let own = accounts::Entity::find_by_id(account_id)
+            .one(tx)
+            .await
+            .map_err(db_error)?
+            .and_then(|a| a.daily_quota);
         let mut query = daily_usage::Entity::find()
             .filter(daily_usage::Column::AccountId.eq(account_id))
             .filter(daily_usage::Column::Day.eq(day));

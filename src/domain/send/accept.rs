@@ -195,7 +195,6 @@ where
     S: AcceptStore + AccountStore + TemplateStore + MessageStore + Clone,
 {
     /// Builds the use cases and starts the group-commit writer.
-    #[allow(clippy::new_ret_no_self)]
     pub fn new(
         store: S,
         templates: Arc<Templates<S>>,
@@ -230,18 +229,21 @@ where
         request: SendRequest,
     ) -> Result<Answer<Receipt>> {
         let now = self.now();
-        let mut violations = match validate(&request.input, &self.settings.limits, now) {
-            Ok(_) => Vec::new(),
-            Err(v) => v,
+        let key_violation = request
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| check_key("idempotency_key", key));
+        let valid = match (
+            validate(&request.input, &self.settings.limits, now),
+            key_violation,
+        ) {
+            (Ok(valid), None) => valid,
+            (Ok(_), Some(violation)) => return Err(Error::Validation(vec![violation])),
+            (Err(mut violations), violation) => {
+                violations.extend(violation);
+                return Err(Error::Validation(violations));
+            }
         };
-        if let Some(key) = &request.idempotency_key {
-            violations.extend(check_key("idempotency_key", key));
-        }
-        if !violations.is_empty() {
-            return Err(Error::Validation(violations));
-        }
-        let valid =
-            validate(&request.input, &self.settings.limits, now).map_err(Error::Validation)?;
         let fingerprint = fingerprint("SendEmail", std::slice::from_ref(&request));
         // A key already stored is found when the commit tries to claim it
         // (then replayed or refused), so a fresh key costs no extra read.
