@@ -13,6 +13,8 @@
 //! (options `--seconds N`, `--rounds N`, `--clients N`,
 //! `--postfix-messages N`, `--postfix-sessions N`).
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ use posthorn::domain::keys::KeyMode;
 use posthorn::proto::v1;
 use posthorn::startup::Application;
 use posthorn::storage::Store;
+use support::{http1_connections, median};
 use tonic::transport::Channel;
 
 struct Options {
@@ -36,35 +39,15 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        seconds: 5,
-        rounds: 3,
-        clients: 64,
-        postfix_messages: 5000,
-        postfix_sessions: 32,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        let value = || {
-            args.get(i + 1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{} needs a number", args[i]))
-        };
-        match args[i].as_str() {
-            "--seconds" => o.seconds = value(),
-            "--rounds" => o.rounds = value() as usize,
-            "--clients" => o.clients = value() as usize,
-            "--postfix-messages" => o.postfix_messages = value(),
-            "--postfix-sessions" => o.postfix_sessions = value(),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let given = support::numeric_options();
+    let get = |name: &str, default: u64| given.get(name).copied().unwrap_or(default);
+    Options {
+        seconds: get("seconds", 5),
+        rounds: get("rounds", 3) as usize,
+        clients: get("clients", 64) as usize,
+        postfix_messages: get("postfix-messages", 5000),
+        postfix_sessions: get("postfix-sessions", 32),
     }
-    o
 }
 
 /// Throughput and latency of one leg.
@@ -133,11 +116,6 @@ where
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    values[values.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -258,26 +236,6 @@ fn grpc_request(
         .metadata_mut()
         .insert("x-api-key", key.parse().expect("ascii"));
     request
-}
-
-type Http1 = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
-
-async fn http1_connections(
-    addr: std::net::SocketAddr,
-    n: usize,
-) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("handshake");
-        tokio::spawn(connection);
-        out.push(tokio::sync::Mutex::new(sender));
-    }
-    Arc::new(out)
 }
 
 fn main() {

@@ -13,6 +13,7 @@
 
 #[path = "../tests/api/echo.rs"]
 mod echo;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use posthorn::proto::v1;
 use posthorn::startup::Application;
 use posthorn::storage::Store;
 use prost::Message as _;
+use support::{Http1, http1_connections, median};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 
@@ -38,32 +40,13 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        seconds: 5,
-        rounds: 3,
-        clients: 64,
-    };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        let value = || {
-            args.get(i + 1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{} needs a number", args[i]))
-        };
-        match args[i].as_str() {
-            "--seconds" => o.seconds = value(),
-            "--rounds" => o.rounds = value() as usize,
-            "--clients" => o.clients = value() as usize,
-            _ => {
-                // cargo bench passes `--bench`; ignore what is not ours.
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
+    let given = support::numeric_options();
+    let get = |name: &str, default: u64| given.get(name).copied().unwrap_or(default);
+    Options {
+        seconds: get("seconds", 5),
+        rounds: get("rounds", 3) as usize,
+        clients: get("clients", 64) as usize,
     }
-    o
 }
 
 /// Passes already-encoded messages through tonic untouched.
@@ -140,11 +123,6 @@ where
     done.load(Ordering::Relaxed) as f64 / elapsed
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
-    values[values.len() / 2]
-}
-
 async fn channels(url: &str, n: usize) -> Vec<Channel> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -157,28 +135,6 @@ async fn channels(url: &str, n: usize) -> Vec<Channel> {
         );
     }
     out
-}
-
-type Http1 = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
-
-/// One HTTP/1.1 keep-alive connection per client, driven by hyper directly:
-/// as lean a client as tonic's, so the legs differ by the server's work.
-async fn http1_connections(
-    addr: std::net::SocketAddr,
-    n: usize,
-) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("handshake");
-        tokio::spawn(connection);
-        out.push(tokio::sync::Mutex::new(sender));
-    }
-    Arc::new(out)
 }
 
 /// Sends one request on the client's connection; true on a 2xx with its

@@ -256,35 +256,15 @@ where
             return Err(Error::SenderNotVerified(valid.from.to_string()));
         }
         let message = self.compose(caller, valid, &request, now, None).await?;
-        let receipt = receipt(&message);
-        let job = CommitJob {
-            account_id: caller.account_id.clone(),
-            idempotency: request
-                .idempotency_key
-                .as_ref()
-                .map(|key| IdempotencyRecord {
-                    account_id: caller.account_id.clone(),
-                    key: key.clone(),
-                    method: "SendEmail".into(),
-                    fingerprint: fingerprint.clone(),
-                    response: serde_json::to_vec(&receipt).expect("a receipt serialises"),
-                    created_at: now,
-                    expires_at: now + IDEMPOTENCY_RETENTION,
-                }),
-            messages: vec![message],
-            daily_quota: self.settings.daily_quota,
-            day: quota_day(now),
-        };
-        if let Some(answer) = self
-            .commit(caller, job, "SendEmail", &fingerprint, now)
-            .await?
-        {
-            return Ok(answer);
-        }
-        Ok(Answer {
-            value: receipt,
-            replayed: false,
-        })
+        self.store_one(
+            caller,
+            message,
+            request.idempotency_key.as_deref(),
+            "SendEmail",
+            &fingerprint,
+            now,
+        )
+        .await
     }
 
     /// SendBatch: up to 100 sends, each succeeding or failing on its own.
@@ -381,21 +361,16 @@ where
                 })
                 .collect(),
         );
-        let job = CommitJob {
-            account_id: caller.account_id.clone(),
-            idempotency: Some(IdempotencyRecord {
-                account_id: caller.account_id.clone(),
-                key: key.clone(),
-                method: "SendBatch".into(),
-                fingerprint: fingerprint.clone(),
-                response: serde_json::to_vec(&stored).expect("a batch serialises"),
-                created_at: now,
-                expires_at: now + IDEMPOTENCY_RETENTION,
-            }),
+        let response = serde_json::to_vec(&stored).expect("a batch serialises");
+        let job = self.job(
+            caller,
+            Some(&key),
+            "SendBatch",
+            &fingerprint,
+            response,
             messages,
-            daily_quota: self.settings.daily_quota,
-            day: quota_day(now),
-        };
+            now,
+        );
         match self.committer.commit(job).await? {
             JobOutcome::Committed => Ok(Answer {
                 value: results,
@@ -462,55 +437,83 @@ where
             return Err(Error::SenderNotVerified(from.to_string()));
         }
         let message = self.copy(caller, &original, now);
-        let receipt = receipt(&message);
-        let job = CommitJob {
+        self.store_one(
+            caller,
+            message,
+            key.as_deref(),
+            "ResendMessage",
+            &fingerprint,
+            now,
+        )
+        .await
+    }
+
+    /// The commit job of `messages`, claiming `key` (when given) with the
+    /// response to replay.
+    #[allow(clippy::too_many_arguments)]
+    fn job(
+        &self,
+        caller: &AuthContext,
+        key: Option<&str>,
+        method: &str,
+        fingerprint: &str,
+        response: Vec<u8>,
+        messages: Vec<Message>,
+        now: DateTime<Utc>,
+    ) -> CommitJob {
+        CommitJob {
             account_id: caller.account_id.clone(),
-            idempotency: key.as_ref().map(|key| IdempotencyRecord {
+            idempotency: key.map(|key| IdempotencyRecord {
                 account_id: caller.account_id.clone(),
-                key: key.clone(),
-                method: "ResendMessage".into(),
-                fingerprint: fingerprint.clone(),
-                response: serde_json::to_vec(&receipt).expect("a receipt serialises"),
+                key: key.to_owned(),
+                method: method.to_owned(),
+                fingerprint: fingerprint.to_owned(),
+                response,
                 created_at: now,
                 expires_at: now + IDEMPOTENCY_RETENTION,
             }),
-            messages: vec![message],
+            messages,
             daily_quota: self.settings.daily_quota,
             day: quota_day(now),
-        };
-        if let Some(answer) = self
-            .commit(caller, job, "ResendMessage", &fingerprint, now)
-            .await?
-        {
-            return Ok(answer);
         }
-        Ok(Answer {
-            value: receipt,
-            replayed: false,
-        })
     }
 
-    /// Commits a single-receipt job; `Some` is the stored answer of an
-    /// identical request that won the key.
-    async fn commit(
+    /// Stores one message and answers with its receipt, or with the stored
+    /// answer of an identical request that already holds the key.
+    async fn store_one(
         &self,
         caller: &AuthContext,
-        job: CommitJob,
+        message: Message,
+        key: Option<&str>,
         method: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Answer<Receipt>>> {
-        let key = job.idempotency.as_ref().map(|r| r.key.clone());
+    ) -> Result<Answer<Receipt>> {
+        let receipt = receipt(&message);
+        let response = serde_json::to_vec(&receipt).expect("a receipt serialises");
+        let job = self.job(
+            caller,
+            key,
+            method,
+            fingerprint,
+            response,
+            vec![message],
+            now,
+        );
         match self.committer.commit(job).await? {
-            JobOutcome::Committed => Ok(None),
+            JobOutcome::Committed => Ok(Answer {
+                value: receipt,
+                replayed: false,
+            }),
             JobOutcome::OverQuota(quota) => Err(quota_error(quota, now)),
             JobOutcome::KeyTaken => {
-                // Another process claimed the key between our look-up and
-                // the commit: replay it when it is stored, else it is running.
+                // The key is stored already (an earlier request, or another
+                // process that won the race): replay it, refuse a different
+                // request, or say the first is still running.
                 let key = key.unwrap_or_default();
-                match self.replay(caller, &key, method, fingerprint, now).await? {
-                    Some(answer) => Ok(Some(answer)),
-                    None => Err(Error::IdempotencyKeyInUse(key)),
+                match self.replay(caller, key, method, fingerprint, now).await? {
+                    Some(answer) => Ok(answer),
+                    None => Err(Error::IdempotencyKeyInUse(key.to_owned())),
                 }
             }
         }
