@@ -4,6 +4,7 @@
 //! so authentication, tracing and limits apply alike. There is no per-RPC
 //! code here: an RPC with a rule in the proto has a REST route.
 
+mod enums;
 pub mod openapi;
 mod request;
 mod response;
@@ -28,7 +29,7 @@ use tower::{Service, ServiceExt};
 
 pub use request::MappingError;
 use response::StreamFormat;
-pub use response::{ErrorBody, http_status};
+pub use response::{ErrorBody, http_status, rest_json};
 use routes::{Match, RouteTable};
 
 /// Settings of the gateway.

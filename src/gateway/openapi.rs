@@ -420,22 +420,27 @@ impl Builder<'_> {
         }
     }
 
+    /// An enum by its REST names (`super::enums`); the description lists
+    /// each value with its comment.
     fn enum_schema(&self, enumeration: &EnumDescriptor) -> Json {
-        let values: Vec<Json> = enumeration.values().map(|v| json!(v.name())).collect();
+        let names = super::enums::short_names(enumeration);
+        let values: Vec<Json> = names.iter().map(|(_, short)| json!(short)).collect();
         let described: Vec<String> = enumeration
             .values()
-            .map(|v| {
+            .zip(&names)
+            .map(|(v, (_, short))| {
                 let comment = self.comment(v.parent_file().name(), v.path());
-                format!("`{}`: {}", v.name(), comment)
+                format!("`{short}`: {comment}")
             })
             .collect();
         json!({
             "type": "string",
             "enum": values,
             "description": format!(
-                "{} Values: {}",
+                "{} Values: {} Requests may also give the proto name (`{}`) or the number.",
                 self.comment(enumeration.parent_file().name(), enumeration.path()),
-                described.join(" ")
+                described.join(" "),
+                names.first().map(|(full, _)| full.as_str()).unwrap_or_default(),
             ),
         })
     }

@@ -110,22 +110,30 @@ fn text_to_json(kind: &Kind, text: &str) -> Json {
             )
         }
         Kind::Message(_) => Json::String(text.to_owned()),
-        _ => {
-            if let Ok(n) = text.parse::<i64>() {
-                Json::from(n)
-            } else if let Ok(n) = text.parse::<u64>() {
-                Json::from(n)
-            } else if let Some(n) = text
-                .parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite())
-                .and_then(serde_json::Number::from_f64)
-            {
-                Json::Number(n)
-            } else {
-                Json::String(text.to_owned())
-            }
-        }
+        Kind::Enum(enumeration) => match super::enums::lengthen_name(enumeration, text) {
+            Some(full) => Json::String(full),
+            None => number_or_string(text),
+        },
+        _ => number_or_string(text),
+    }
+}
+
+/// A number when `text` is one, else the text (which the decoder then
+/// judges for the field's kind).
+fn number_or_string(text: &str) -> Json {
+    if let Ok(n) = text.parse::<i64>() {
+        Json::from(n)
+    } else if let Ok(n) = text.parse::<u64>() {
+        Json::from(n)
+    } else if let Some(n) = text
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .and_then(serde_json::Number::from_f64)
+    {
+        Json::Number(n)
+    } else {
+        Json::String(text.to_owned())
     }
 }
 
@@ -164,6 +172,14 @@ fn decode_json(
             .and_then(|message| json.end().map(|()| message))
     {
         return Ok(message);
+    }
+    // Enum values may be given by their short REST names: spell them out
+    // and decode again (the spelled-out body changes no further).
+    if let Ok(mut json) = serde_json::from_slice::<Json>(bytes)
+        && super::enums::lengthen(&mut json, &descriptor)
+        && let Ok(spelled) = serde_json::to_vec(&json)
+    {
+        return decode_json(descriptor, &spelled, prefix);
     }
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let mut track = serde_path_to_error::Track::new();

@@ -7,7 +7,9 @@ use axum::body::Body;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage, SerializeOptions,
+};
 use serde_json::{Value as Json, json};
 use tonic_types::StatusExt;
 
@@ -176,11 +178,17 @@ fn serialize_options() -> SerializeOptions {
         .skip_default_fields(false)
 }
 
+/// The REST JSON of `message`: proto3 JSON with proto field names, every
+/// field present, and enum values by their short names (`super::enums`).
+pub fn rest_json(message: &DynamicMessage) -> Result<Json, serde_json::Error> {
+    let mut json =
+        message.serialize_with_options(serde_json::value::Serializer, &serialize_options())?;
+    super::enums::shorten(&mut json, &message.descriptor());
+    Ok(json)
+}
+
 fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = Vec::with_capacity(256);
-    let mut serializer = serde_json::Serializer::new(&mut out);
-    message.serialize_with_options(&mut serializer, &serialize_options())?;
-    Ok(out)
+    serde_json::to_vec(&rest_json(message)?)
 }
 
 /// The `google.rpc.Status` JSON carried by gRPC headers or trailers.

@@ -56,13 +56,13 @@ async fn every_rule_shape_routes_and_maps_the_request() {
         (
             "GET",
             "/v1/things/abc?big=9007199254740993&ubig=18446744073709551615&small=-3&flag=true&ratio=0.5\
-             &color=COLOR_RED&colors=1&colors=COLOR_GREEN&tags=a&tags=b+c&nested.label=x\
+             &color=red&colors=1&colors=COLOR_GREEN&tags=a&tags=b+c&nested.label=x\
              &at=2026-01-02T03:04:05Z&wait=1.5s&maybe=7&mask=a.b_c,dE&blob=aGk%3D",
             None,
             json!({
                 "id": "abc", "big": "9007199254740993", "ubig": "18446744073709551615",
-                "small": -3, "flag": true, "ratio": 0.5, "color": "COLOR_RED",
-                "colors": ["COLOR_RED", "COLOR_GREEN"], "tags": ["a", "b c"],
+                "small": -3, "flag": true, "ratio": 0.5, "color": "red",
+                "colors": ["red", "green"], "tags": ["a", "b c"],
                 "nested": {"label": "x", "count": 0}, "at": "2026-01-02T03:04:05Z",
                 "wait": "1.500s", "maybe": 7, "mask": "a.bC,dE", "blob": "aGk=",
             }),
@@ -75,17 +75,19 @@ async fn every_rule_shape_routes_and_maps_the_request() {
             json!({"name": "shelves/s1/things/t2", "id": ""}),
         ),
         // body "*": lowerCamelCase names, 64-bit integers as numbers and
-        // strings, enums by number, Struct and Value, maps, bytes.
+        // strings, enums by number, short name (any case) and proto name,
+        // Struct and Value, maps, bytes.
         (
             "POST",
             "/v1/things",
             Some(
                 r#"{"id":"x","anyValue":{"k":[1,"a",null,true]},"meta":{"a":{"b":2}},"labels":{"k":"v"},
-                    "big":12,"ubig":"7","blob":"AAE=","color":2,"failCode":0}"#,
+                    "big":12,"ubig":"7","blob":"AAE=","color":2,"colors":["Green","COLOR_RED"],"failCode":0}"#,
             ),
             json!({
                 "id": "x", "any_value": {"k": [1.0, "a", null, true]}, "meta": {"a": {"b": 2.0}},
-                "labels": {"k": "v"}, "big": "12", "ubig": "7", "blob": "AAE=", "color": "COLOR_GREEN",
+                "labels": {"k": "v"}, "big": "12", "ubig": "7", "blob": "AAE=", "color": "green",
+                "colors": ["green", "red"],
             }),
         ),
         // The path variable wins over the same field in the body.
@@ -244,6 +246,13 @@ async fn malformed_requests_get_400_naming_the_field() {
             "/v1/things",
             Some(r#"{"color":"COLOR_PURPLE"}"#),
             "color",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/things",
+            Some(r#"{"nested":{"label":"x"},"colors":["red","purple"]}"#),
+            "colors[1]",
             "",
         ),
         (
@@ -780,4 +789,13 @@ async fn every_rule_of_the_test_contract_appears_in_the_table_and_the_openapi_do
     let echo_schema = &document["components"]["schemas"]["gatewaytest.v1.Echo"];
     assert_eq!(echo_schema["properties"]["big"]["format"], "int64");
     assert_eq!(echo_schema["properties"]["at"]["format"], "date-time");
+    // Enums are documented by the names REST writes.
+    assert_eq!(
+        echo_schema["properties"]["color"]["enum"],
+        json!(["unspecified", "red", "green"])
+    );
+    assert_eq!(
+        echo_schema["properties"]["colors"]["items"]["enum"],
+        json!(["unspecified", "red", "green"])
+    );
 }

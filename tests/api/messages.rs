@@ -65,7 +65,7 @@ crate::on_both_databases! {
             ("to=USER3@example.com", vec![&sent[3]]),
             ("from=billing@acme.example", vec![&sent[4]]),
             ("status=MESSAGE_STATUS_SCHEDULED", vec![&sent[4]]),
-            ("status=MESSAGE_STATUS_QUEUED&tag=odd", vec![&sent[3], &sent[1]]),
+            ("status=queued&tag=odd", vec![&sent[3], &sent[1]]),
         ] {
             let (status, page) = get(&app, key, &format!("/v1/messages?{query}")).await;
             assert_eq!(status, StatusCode::OK, "{query}: {page}");
@@ -100,10 +100,10 @@ crate::on_both_databases! {
         let queued = send(&app, key, inline_json()).await;
         let (status, _, json) = post(&app, key, &format!("/v1/messages/{queued}:cancel"), &json!({}), &[]).await;
         assert_eq!(status, StatusCode::OK, "{json}");
-        assert_eq!(json["message"]["status"], "MESSAGE_STATUS_CANCELLED");
-        assert_eq!(json["message"]["recipients"][0]["status"], "MESSAGE_STATUS_CANCELLED");
+        assert_eq!(json["message"]["status"], "cancelled");
+        assert_eq!(json["message"]["recipients"][0]["status"], "cancelled");
         let types: Vec<&str> = json["message"]["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["EVENT_TYPE_QUEUED", "EVENT_TYPE_CANCELLED"]);
+        assert_eq!(types, ["queued", "cancelled"]);
         let (status, _, json) = post(&app, key, &format!("/v1/messages/{queued}:cancel"), &json!({}), &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "FAILED_PRECONDITION maps to 400: {json}");
         assert_eq!(json["code"], 9);
@@ -123,7 +123,7 @@ crate::on_both_databases! {
         assert_eq!(json["code"], 9, "{json}");
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let (_, got) = get(&app, key, &format!("/v1/messages/{claimed}")).await;
-        assert_eq!(got["message"]["status"], "MESSAGE_STATUS_QUEUED", "unchanged");
+        assert_eq!(got["message"]["status"], "queued", "unchanged");
         assert_eq!(got["message"]["events"].as_array().unwrap().len(), 1, "no event");
 
         // Scheduled: rescheduled (with an event), then cancelled.
@@ -134,9 +134,9 @@ crate::on_both_databases! {
         let (status, _, json) = post(&app, key, &format!("/v1/messages/{scheduled}:reschedule"), &json!({"scheduled_at": new_time}), &[]).await;
         assert_eq!(status, StatusCode::OK, "{json}");
         assert_eq!(json["message"]["scheduled_at"], new_time);
-        assert_eq!(json["message"]["status"], "MESSAGE_STATUS_SCHEDULED");
+        assert_eq!(json["message"]["status"], "scheduled");
         assert_eq!(json["message"]["recipients"][0]["next_attempt_at"], new_time);
-        assert_eq!(json["message"]["events"][1]["type"], "EVENT_TYPE_RESCHEDULED");
+        assert_eq!(json["message"]["events"][1]["type"], "rescheduled");
         for (when, field) in [(json!((chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339()), "scheduled_at"), (json!(later(24 * 31)), "scheduled_at")] {
             let (status, _, json) = post(&app, key, &format!("/v1/messages/{scheduled}:reschedule"), &json!({"scheduled_at": when}), &[]).await;
             assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -172,7 +172,7 @@ crate::on_both_databases! {
         let copy = json["id"].as_str().unwrap().to_owned();
         assert_ne!(copy, original);
         assert_eq!(json["resent_from"], original);
-        assert_eq!(json["status"], "MESSAGE_STATUS_QUEUED");
+        assert_eq!(json["status"], "queued");
         let (_, a) = get(&app, key, &format!("/v1/messages/{original}")).await;
         let (_, b) = get(&app, key, &format!("/v1/messages/{copy}")).await;
         let (a, b) = (&a["message"], &b["message"]);
@@ -232,7 +232,7 @@ crate::on_both_databases! {
         assert_eq!((status.code(), reason(&status).as_str()), (tonic::Code::NotFound, "NOT_FOUND"));
 
         // Lists never show A's messages, whatever the filter or token.
-        for query in ["", "?tag=private", "?status=MESSAGE_STATUS_SCHEDULED", "?to=jane@example.com", "?from=hello@acme.example"] {
+        for query in ["", "?tag=private", "?status=scheduled", "?to=jane@example.com", "?from=hello@acme.example"] {
             let (status, page) = get(&app, b, &format!("/v1/messages{query}")).await;
             assert_eq!(status, StatusCode::OK);
             assert!(ids(&page).is_empty(), "{query}: {page}");
@@ -246,7 +246,7 @@ crate::on_both_databases! {
 
         // A is untouched: still scheduled, one event.
         let (_, got) = get(&app, a, &format!("/v1/messages/{secret}")).await;
-        assert_eq!(got["message"]["status"], "MESSAGE_STATUS_SCHEDULED");
+        assert_eq!(got["message"]["status"], "scheduled");
         assert_eq!(got["message"]["events"].as_array().unwrap().len(), 1);
         assert_eq!(message_count(&app, b).await, 0, "B's failed resend created nothing");
     }

@@ -101,7 +101,7 @@ async fn an_inline_send_over_rest_is_queued_and_readable_with_its_timeline() {
     assert_eq!(status, StatusCode::OK, "{sent}");
     let id = sent["id"].as_str().unwrap();
     assert!(id.starts_with("msg_") && id.len() == 36, "{id}");
-    assert_eq!(sent["status"], "MESSAGE_STATUS_QUEUED");
+    assert_eq!(sent["status"], "queued");
     assert_eq!(sent["recipient_count"], 1);
     assert!(sent["created_at"].as_str().unwrap().ends_with('Z'));
 
@@ -109,7 +109,7 @@ async fn an_inline_send_over_rest_is_queued_and_readable_with_its_timeline() {
     assert_eq!(status, StatusCode::OK, "{got}");
     let m = &got["message"];
     assert_eq!(m["id"], id);
-    assert_eq!(m["status"], "MESSAGE_STATUS_QUEUED");
+    assert_eq!(m["status"], "queued");
     assert_eq!(m["subject"], "Your receipt");
     assert_eq!(m["to"], json!(["Jane Doe <jane@example.com>"]));
     assert_eq!(m["message_id_header"], format!("<{id}@localhost>"));
@@ -118,11 +118,11 @@ async fn an_inline_send_over_rest_is_queued_and_readable_with_its_timeline() {
     assert_eq!(recipients.len(), 1);
     assert_eq!(recipients[0]["email"], "jane@example.com");
     assert_eq!(recipients[0]["name"], "Jane Doe");
-    assert_eq!(recipients[0]["kind"], "RECIPIENT_KIND_TO");
-    assert_eq!(recipients[0]["status"], "MESSAGE_STATUS_QUEUED");
+    assert_eq!(recipients[0]["kind"], "to");
+    assert_eq!(recipients[0]["status"], "queued");
     let events = m["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["type"], "EVENT_TYPE_QUEUED");
+    assert_eq!(events[0]["type"], "queued");
     assert_eq!(events[0]["message_id"], id);
     assert_eq!(events[0]["occurred_at"], sent["created_at"]);
 }
@@ -444,10 +444,10 @@ crate::on_both_databases! {
         body["scheduled_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let (status, _, sent) = post(&app, key, "/v1/send", &body, &[]).await;
         assert_eq!(status, StatusCode::OK, "{sent}");
-        assert_eq!(sent["status"], "MESSAGE_STATUS_SCHEDULED");
+        assert_eq!(sent["status"], "scheduled");
         assert_eq!(sent["scheduled_at"], body["scheduled_at"]);
         let (_, got) = get(&app, key, &format!("/v1/messages/{}", sent["id"].as_str().unwrap())).await;
-        assert_eq!(got["message"]["events"][0]["type"], "EVENT_TYPE_SCHEDULED");
+        assert_eq!(got["message"]["events"][0]["type"], "scheduled");
         assert_eq!(got["message"]["recipients"][0]["next_attempt_at"], body["scheduled_at"]);
         for (when, rule) in [
             (chrono::Utc::now() - chrono::Duration::minutes(1), "in the future"),
@@ -687,7 +687,7 @@ async fn a_batch_succeeds_item_by_item_and_replays_as_a_whole() {
             .collect::<Vec<_>>(),
         [0, 1, 2, 3]
     );
-    assert_eq!(results[0]["status"], "MESSAGE_STATUS_QUEUED");
+    assert_eq!(results[0]["status"], "queued");
     assert!(results[0]["id"].as_str().unwrap().starts_with("msg_"));
     assert_eq!(results[1]["id"], "");
     assert_eq!(results[1]["error"]["code"], 7);

@@ -133,7 +133,7 @@ async fn the_catalog_lists_over_grpc_and_rest_with_variables_schemas() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|t| t["category"] == "auth" && t["owner"] == "TEMPLATE_OWNER_SYSTEM")
+            .all(|t| t["category"] == "auth" && t["owner"] == "system")
     );
     assert!(
         json["templates"][0]["variables"][0]["name"]
@@ -412,7 +412,7 @@ crate::on_both_databases! {
             t["version"].as_i64(),
             t["published_version"].as_i64()
         ),
-        (Some("TEMPLATE_OWNER_ACCOUNT"), Some(1), Some(1))
+        (Some("account"), Some(1), Some(1))
     );
     assert_eq!(t["text"], "");
 
@@ -576,7 +576,7 @@ crate::on_both_databases! {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{json}");
-    assert_eq!(json["template"]["owner"], "TEMPLATE_OWNER_ACCOUNT");
+    assert_eq!(json["template"]["owner"], "account");
     assert_eq!(json["template"]["name"], "Welcome (copy)");
     let (status, _) = rest(
         &app,
@@ -618,11 +618,11 @@ crate::on_both_databases! {
         .filter(|t| t["slug"] == "welcome")
         .collect();
     assert_eq!(welcome.len(), 1);
-    assert_eq!(welcome[0]["owner"], "TEMPLATE_OWNER_ACCOUNT");
+    assert_eq!(welcome[0]["owner"], "account");
     let (_, own) = rest(
         &app,
         reqwest::Method::GET,
-        "/v1/templates?owner=TEMPLATE_OWNER_ACCOUNT",
+        "/v1/templates?owner=account",
         key,
         None,
     )
