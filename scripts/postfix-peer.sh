@@ -53,7 +53,9 @@ alias_maps =
 alias_database =
 CONF
     # Postfix only runs non-default configuration directories that the
-    # default one lists.
+    # default one lists. Installed with "No configuration", the default
+    # directory has no main.cf yet: an empty one means all defaults.
+    [ -e /etc/postfix/main.cf ] || touch /etc/postfix/main.cf
     current=$(postconf -h alternate_config_directories 2> /dev/null || true)
     case " $current " in
     *" $dir/etc "*) ;;
