@@ -97,6 +97,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 0 to 1000000000: recipients each account may send to per UTC day; 0 is unlimited (accounts may override)",
     },
     SettingInfo {
+        key: "auth_cache_seconds",
+        default: "5",
+        accepts: "a number from 0 to 5: how long an API key lookup and an account's verified senders are reused; a revoked key or removed sender stops working within this time (0 reads them on every request)",
+    },
+    SettingInfo {
         key: "max_attachments",
         default: "10",
         accepts: "an integer from 0 to 100: attachments per message",
@@ -128,6 +133,8 @@ pub struct Settings {
     /// Default limits of every account.
     pub policy: Policy,
     pub max_attachments: usize,
+    /// How long key lookups and verified senders are reused.
+    pub auth_cache: Duration,
 }
 
 /// A configuration error, naming the setting and its source.
@@ -299,6 +306,13 @@ impl Settings {
             .ok()
             .filter(|n| *n <= 100)
             .ok_or_else(|| bad("max_attachments"))?;
+        let auth_cache = get("auth_cache_seconds")
+            .0
+            .parse::<f64>()
+            .ok()
+            .filter(|n| (0.0..=5.0).contains(n))
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| bad("auth_cache_seconds"))?;
 
         Ok(Settings {
             listen,
@@ -319,6 +333,7 @@ impl Settings {
                 daily_quota: (daily_quota > 0).then_some(daily_quota),
             },
             max_attachments,
+            auth_cache,
         })
     }
 

@@ -31,7 +31,8 @@ pub struct AuthState {
 impl AuthState {
     /// Builds the state, reading each method's scope from the contract.
     /// Fails when a posthorn.v1 method names no scope or an unknown one.
-    pub fn new(store: Store, policy: Policy) -> anyhow::Result<Self> {
+    /// Key lookups are reused for `key_ttl` (`auth_cache_seconds`).
+    pub fn new(store: Store, policy: Policy, key_ttl: std::time::Duration) -> anyhow::Result<Self> {
         let mut scopes = HashMap::new();
         for (path, scope) in crate::proto::required_scopes() {
             let scope: Scope = scope.parse().map_err(|e| {
@@ -40,7 +41,12 @@ impl AuthState {
             scopes.insert(path, scope);
         }
         Ok(AuthState {
-            authenticator: Authenticator::new(store, policy),
+            authenticator: Authenticator::new(
+                store,
+                policy,
+                key_ttl,
+                std::sync::Arc::new(crate::domain::clock::SystemClock),
+            ),
             limiter: RateLimiter::default(),
             scopes,
         })

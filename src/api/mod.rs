@@ -104,12 +104,13 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
             hostname: settings.hostname.clone(),
             limits,
             daily_quota: settings.policy.daily_quota,
+            identity_ttl: settings.auth_cache,
         },
     ));
     tokio::spawn(purge_idempotency(Arc::downgrade(&sender)));
     let hang_after_commit =
         std::env::var("POSTHORN_TEST_FAILPOINT").is_ok_and(|f| f == "after_commit_before_reply");
-    let auth_state = Arc::new(AuthState::new(store, settings.policy)?);
+    let auth_state = Arc::new(AuthState::new(store, settings.policy, settings.auth_cache)?);
     let pages = preview::router(auth_state.clone(), templates.clone());
     let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;

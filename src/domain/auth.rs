@@ -1,12 +1,14 @@
 //! Authentication: from a presented key to the caller's account and scopes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::accounts::AccountStore;
+use super::accounts::{AccountStore, ApiKey};
+use super::cache::TtlCache;
+use super::clock::Clock;
 use super::error::{Error, Result};
 use super::keys;
 use super::limits::{Overrides, Policy};
@@ -48,39 +50,46 @@ pub struct Authenticator<S> {
     store: S,
     touched: Mutex<HashMap<String, Instant>>,
     defaults: Policy,
-    policies: Mutex<HashMap<String, (Policy, Instant)>>,
+    policies: TtlCache<String, Policy>,
+    /// Stored keys by prefix: a revoked key stops working within this
+    /// cache's TTL (`auth_cache_seconds`).
+    keys: TtlCache<String, ApiKey>,
 }
 
 impl<S: AccountStore + Clone> Authenticator<S> {
-    /// Wraps a store.
-    pub fn new(store: S, defaults: Policy) -> Self {
+    /// Wraps a store; key lookups are reused for `key_ttl` (zero: every
+    /// request reads its key) by the time of `clock`.
+    pub fn new(store: S, defaults: Policy, key_ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         Authenticator {
             store,
             touched: Mutex::new(HashMap::new()),
             defaults,
-            policies: Mutex::new(HashMap::new()),
+            policies: TtlCache::new(POLICY_TTL, clock.clone()),
+            keys: TtlCache::new(key_ttl, clock),
         }
     }
 
     /// The account's policy: its overrides over the defaults, cached briefly.
     async fn policy(&self, account_id: &str) -> Result<Policy> {
-        let now = Instant::now();
-        if let Some((policy, at)) = self
-            .policies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account_id)
-            && now.duration_since(*at) < POLICY_TTL
-        {
-            return Ok(*policy);
+        if let Some(policy) = self.policies.get(account_id) {
+            return Ok(policy);
         }
         let overrides: Overrides = self.store.account_overrides(account_id).await?;
         let policy = overrides.apply(self.defaults);
-        self.policies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(account_id.to_owned(), (policy, now));
+        self.policies.insert(account_id.to_owned(), policy);
         Ok(policy)
+    }
+
+    /// The stored key with this prefix, from the cache when fresh.
+    async fn key(&self, prefix: &str) -> Result<Option<ApiKey>> {
+        if let Some(key) = self.keys.get(prefix) {
+            return Ok(Some(key));
+        }
+        let key = self.store.key_by_prefix(prefix).await?;
+        if let Some(key) = &key {
+            self.keys.insert(prefix.to_owned(), key.clone());
+        }
+        Ok(key)
     }
 
     /// Authenticates a presented key. A malformed, unknown or revoked key all
@@ -92,8 +101,7 @@ impl<S: AccountStore + Clone> Authenticator<S> {
             .ok_or(Error::ApiKeyMissing)?;
         let parsed = keys::parse(presented).ok_or(Error::ApiKeyInvalid)?;
         let key = self
-            .store
-            .key_by_prefix(&parsed.prefix)
+            .key(&parsed.prefix)
             .await?
             .ok_or(Error::ApiKeyInvalid)?;
         if !keys::matches(presented, &key.secret_hash) || key.revoked_at.is_some() {

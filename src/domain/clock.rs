@@ -19,6 +19,31 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that moves only when told: for tests of time-bounded behaviour.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock standing at `t`.
+    pub fn at(t: DateTime<Utc>) -> Self {
+        ManualClock(std::sync::atomic::AtomicI64::new(t.timestamp_micros()))
+    }
+
+    /// Moves the clock by `by` (backwards when negative).
+    pub fn advance(&self, by: chrono::Duration) {
+        self.0.fetch_add(
+            by.num_microseconds().unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        from_micros(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
 /// Returns `t` as UTC microseconds since the Unix epoch, the stored form.
 pub fn to_micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod email;
 pub mod error;

@@ -1,6 +1,9 @@
 //! The authentication matrix (A2, A3): missing, malformed, unknown, revoked,
 //! wrong-scope and right-scope keys, over gRPC and gRPC-Web, in both headers.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use posthorn::domain::Scope;
 use posthorn::proto::v1::messages_service_client::MessagesServiceClient;
 use posthorn::proto::v1::send_service_client::SendServiceClient;
@@ -8,7 +11,7 @@ use posthorn::proto::v1::{ListMessagesRequest, SendEmailRequest};
 use tonic::Code;
 
 use crate::grpc_web;
-use crate::helpers::{KeyHeader, TestApp, reason, with_key};
+use crate::helpers::{Backend, KeyHeader, TestApp, reason, try_spawn_app_with, with_key};
 use crate::on_both_databases;
 
 const SEND: &str = "/posthorn.v1.SendService/SendEmail";
@@ -81,17 +84,27 @@ on_both_databases! {
         assert_eq!(messages.len(), 1, "every invalid key gets the same answer: {messages:?}");
     }
 
-    async fn a_revoked_key_stops_working(app: TestApp) {
-        let key = app.key_with_scopes(&[Scope::EmailSend]).await;
-        for header in KeyHeader::BOTH {
-            assert_refused(&app, &[header.pair(&key)], Code::InvalidArgument, "VALIDATION_FAILED").await;
-        }
-        app.revoke(&key).await;
-        for header in KeyHeader::BOTH {
-            assert_refused(&app, &[header.pair(&key)], Code::Unauthenticated, "API_KEY_INVALID").await;
-        }
-    }
+    async fn a_revoked_key_stops_working_once_the_auth_cache_ttl_has_passed(app: TestApp) {
+        use posthorn::domain::auth::Authenticator;
+        use posthorn::domain::clock::ManualClock;
 
+        let key = app.key_with_scopes(&[Scope::EmailSend]).await;
+        let clock = Arc::new(ManualClock::at(chrono::Utc::now()));
+        let ttl = Duration::from_secs(5);
+        let authenticator = Authenticator::new(app.store.clone(), Default::default(), ttl, clock.clone());
+        authenticator.authenticate(Some(&key)).await.expect("a fresh key works");
+        app.revoke(&key).await;
+        clock.advance(chrono::Duration::milliseconds(4_999));
+        authenticator
+            .authenticate(Some(&key))
+            .await
+            .expect("within the TTL the cached lookup still answers");
+        clock.advance(chrono::Duration::milliseconds(1));
+        let refused = authenticator.authenticate(Some(&key)).await.unwrap_err();
+        assert_eq!(refused.reason().as_str(), "API_KEY_INVALID");
+        clock.advance(chrono::Duration::seconds(60));
+        assert_eq!(authenticator.authenticate(Some(&key)).await.unwrap_err().reason().as_str(), "API_KEY_INVALID");
+    }
     async fn a_key_without_the_scope_is_permission_denied_with_scope_missing(app: TestApp) {
         let read_only = app.key_with_scopes(&[Scope::EmailRead, Scope::ContactsRead]).await;
         for header in KeyHeader::BOTH {
@@ -116,7 +129,7 @@ on_both_databases! {
     }
 
     async fn each_key_authenticates_as_its_own_account_and_handlers_receive_it(app: TestApp) {
-        let state = posthorn::api::auth::AuthState::new(app.store.clone(), Default::default()).unwrap();
+        let state = posthorn::api::auth::AuthState::new(app.store.clone(), Default::default(), std::time::Duration::ZERO).unwrap();
         for (account, header) in [(&app.account_a, KeyHeader::Bearer), (&app.account_b, KeyHeader::XApiKey)] {
             let (name, value) = header.pair(&account.key);
             let mut headers = http::HeaderMap::new();
@@ -188,4 +201,43 @@ async fn a_key_records_when_it_was_last_used() {
     .await
     .expect("last_used_at is recorded");
     assert!(chrono::Utc::now() - recorded < chrono::TimeDelta::seconds(60));
+}
+
+/// With `auth_cache_seconds = 0` every request reads its key: a revocation
+/// applies to the very next request, over both headers.
+async fn revoked_without_an_auth_cache(backend: Backend) {
+    let Some(app) = try_spawn_app_with(backend, |s| s.auth_cache = Duration::ZERO).await else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let key = app.key_with_scopes(&[Scope::EmailSend]).await;
+    for header in KeyHeader::BOTH {
+        assert_refused(
+            &app,
+            &[header.pair(&key)],
+            Code::InvalidArgument,
+            "VALIDATION_FAILED",
+        )
+        .await;
+    }
+    app.revoke(&key).await;
+    for header in KeyHeader::BOTH {
+        assert_refused(
+            &app,
+            &[header.pair(&key)],
+            Code::Unauthenticated,
+            "API_KEY_INVALID",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_at_once_without_an_auth_cache_sqlite() {
+    revoked_without_an_auth_cache(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_refused_at_once_without_an_auth_cache_postgres() {
+    revoked_without_an_auth_cache(Backend::Postgres).await;
 }

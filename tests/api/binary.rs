@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Output, Stdio};
+use std::time::Duration;
 
 use posthorn::proto::v1::GetBrandingRequest;
 use posthorn::proto::v1::templates_service_client::TemplatesServiceClient;
@@ -55,7 +56,13 @@ struct Started {
 /// Starts `posthorn serve` and reads its banner up to the transport line,
 /// plus the bootstrap block when one is printed.
 async fn serve(dir: &Path, args: &[&str]) -> Started {
+    serve_with(dir, &[], args).await
+}
+
+/// `serve` with extra environment variables.
+async fn serve_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Started {
     let mut child = posthorn(dir)
+        .envs(env.iter().copied())
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
@@ -526,4 +533,64 @@ async fn a_kill_between_commit_and_reply_keeps_the_message_once_and_the_retry_re
     assert_eq!(listed[0].subject, "Exactly once");
     let exit = terminate(started.child).await;
     assert!(exit.success());
+}
+
+#[tokio::test]
+async fn a_key_revoked_by_another_process_is_refused_within_the_auth_cache_ttl() {
+    use posthorn::proto::v1::ListMessagesRequest;
+    use posthorn::proto::v1::messages_service_client::MessagesServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let started = serve_with(dir.path(), &[("POSTHORN_AUTH_CACHE_SECONDS", "1")], &[]).await;
+    let key = started
+        .banner
+        .iter()
+        .flat_map(|l| l.split_whitespace())
+        .find(|w| w.starts_with("ph_live_"))
+        .expect("a key is printed")
+        .to_owned();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let list = || {
+        let (channel, key) = (channel.clone(), key.clone());
+        async move {
+            MessagesServiceClient::new(channel)
+                .list_messages(with_key(
+                    ListMessagesRequest::default(),
+                    KeyHeader::XApiKey,
+                    &key,
+                ))
+                .await
+        }
+    };
+    list().await.expect("the key works (and is now cached)");
+
+    // A second process — the CLI — revokes it in the shared database.
+    let prefix = posthorn::domain::keys::parse(&key).unwrap().prefix;
+    let revoked = run(
+        dir.path(),
+        &["keys", "revoke", "--account", "default", &prefix],
+    )
+    .await;
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let at = std::time::Instant::now();
+
+    // The server notices within its one-second TTL: poll for that (20 times
+    // a second, inside the key's rate limit), bounded generously for a
+    // loaded machine.
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    let refused = loop {
+        poll.tick().await;
+        match list().await {
+            Err(status) => break status,
+            Ok(_) if at.elapsed() < Duration::from_secs(10) => {}
+            Ok(_) => panic!("the revoked key still works after {:?}", at.elapsed()),
+        }
+    };
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert_eq!(crate::helpers::reason(&refused), "API_KEY_INVALID");
+    assert!(terminate(started.child).await.success());
 }

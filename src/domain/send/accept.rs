@@ -15,8 +15,9 @@ use super::address::Address;
 use super::commit::{AcceptStore, CommitJob, Committer, IdempotencyRecord, JobOutcome};
 use super::sender_allowed;
 use super::validate::{Content, Limits, SendInput, ValidSend, header_unsafe, validate};
-use crate::domain::accounts::AccountStore;
+use crate::domain::accounts::{AccountStore, Identity};
 use crate::domain::auth::AuthContext;
+use crate::domain::cache::TtlCache;
 use crate::domain::clock::{Clock, from_micros, to_micros};
 use crate::domain::error::{Error, FieldViolation, Result};
 use crate::domain::ids::new_id;
@@ -178,6 +179,8 @@ pub struct SendSettings {
     pub limits: Limits,
     /// The server's default daily recipient quota; accounts may override it.
     pub daily_quota: Option<u64>,
+    /// How long an account's verified senders are reused once read.
+    pub identity_ttl: std::time::Duration,
 }
 
 /// The accept use cases.
@@ -188,6 +191,7 @@ pub struct Sender<S> {
     committer: Committer,
     settings: SendSettings,
     in_flight: InFlight,
+    identities: TtlCache<String, Arc<Vec<Identity>>>,
 }
 
 impl<S> Sender<S>
@@ -205,10 +209,22 @@ where
             committer: Committer::start(store.clone()),
             store,
             templates,
+            identities: TtlCache::new(settings.identity_ttl, clock.clone()),
             clock,
             settings,
             in_flight: InFlight::default(),
         }
+    }
+
+    /// The account's sender identities, reused for `identity_ttl`.
+    async fn identities(&self, account_id: &str) -> Result<Arc<Vec<Identity>>> {
+        if let Some(identities) = self.identities.get(account_id) {
+            return Ok(identities);
+        }
+        let identities = Arc::new(self.store.list_identities(account_id).await?);
+        self.identities
+            .insert(account_id.to_owned(), identities.clone());
+        Ok(identities)
     }
 
     /// Stored times have microsecond precision; a replayed response must
@@ -251,7 +267,7 @@ where
             Some(key) => Some(self.in_flight.enter(&caller.account_id, key)?),
             None => None,
         };
-        let identities = self.store.list_identities(&caller.account_id).await?;
+        let identities = self.identities(&caller.account_id).await?;
         if !sender_allowed(&valid.from, &identities) {
             return Err(Error::SenderNotVerified(valid.from.to_string()));
         }
@@ -314,7 +330,7 @@ where
             return Ok(answer);
         }
         let _guard = self.in_flight.enter(&caller.account_id, &key)?;
-        let identities = self.store.list_identities(&caller.account_id).await?;
+        let identities = self.identities(&caller.account_id).await?;
         let mut results: Vec<std::result::Result<Receipt, Error>> = Vec::new();
         let mut messages = Vec::new();
         for item in items {
@@ -432,7 +448,7 @@ where
             .ok_or_else(|| not_found(id))?;
         let from = Address::parse(&original.from_email)
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored sender unreadable: {e}")))?;
-        let identities = self.store.list_identities(&caller.account_id).await?;
+        let identities = self.identities(&caller.account_id).await?;
         if !sender_allowed(&from, &identities) {
             return Err(Error::SenderNotVerified(from.to_string()));
         }
