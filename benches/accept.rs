@@ -195,6 +195,8 @@ async fn start_posthorn() -> (std::net::SocketAddr, String, tempfile::TempDir) {
     settings.policy.rate_per_second = 1_000_000.0;
     settings.policy.burst = 1_000_000;
     settings.policy.daily_quota = None;
+    // B1 measures accepting; delivering what was accepted is B3's business.
+    settings.deliver = false;
     let store = Store::connect(&settings.database_url, settings.database_max_connections)
         .await
         .expect("connect");

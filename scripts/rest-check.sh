@@ -48,6 +48,7 @@ curl -fsS "$base/openapi.json" -o "$work/openapi.json"
 echo "== schemathesis against $base"
 (cd scripts/rest_check && SCHEMATHESIS_HOOKS=hooks "../../$venv/bin/st" run "$base/openapi.json" \
   --header "X-API-Key: $key" \
+  --exclude-path '/v1/messages:watch' \
   --checks no_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
   --max-examples 20 --seed 1 --no-color --report-dir "$work/report" \
   --warnings off)

@@ -97,6 +97,31 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 0 to 1000000000: recipients each account may send to per UTC day; 0 is unlimited (accounts may override)",
     },
     SettingInfo {
+        key: "deliver",
+        default: "true",
+        accepts: "true or false: whether this process runs the delivery worker pool (false: an accept-only node; another process sharing the database delivers)",
+    },
+    SettingInfo {
+        key: "delivery_concurrency",
+        default: "16",
+        accepts: "an integer from 1 to 1024: messages the worker pool delivers at once",
+    },
+    SettingInfo {
+        key: "retry_initial_seconds",
+        default: "60",
+        accepts: "an integer from 1 to 86400: the wait after a recipient's first temporary failure; each further failure doubles it (±20 % jitter)",
+    },
+    SettingInfo {
+        key: "retry_max_seconds",
+        default: "10800",
+        accepts: "an integer from 1 to 604800: the longest wait between attempts",
+    },
+    SettingInfo {
+        key: "message_max_age_hours",
+        default: "72",
+        accepts: "an integer from 1 to 720: after this long a message is not tried again and its waiting recipients end `failed` (reason `expired`)",
+    },
+    SettingInfo {
         key: "auth_cache_seconds",
         default: "5",
         accepts: "a number from 0 to 5: how long an API key lookup and an account's verified senders are reused; a revoked key or removed sender stops working within this time (0 reads them on every request)",
@@ -135,6 +160,10 @@ pub struct Settings {
     pub max_attachments: usize,
     /// How long key lookups and verified senders are reused.
     pub auth_cache: Duration,
+    /// Whether this process runs the worker pool.
+    pub deliver: bool,
+    pub delivery_concurrency: usize,
+    pub retry: crate::domain::delivery::RetryPolicy,
 }
 
 /// A configuration error, naming the setting and its source.
@@ -306,6 +335,25 @@ impl Settings {
             .ok()
             .filter(|n| *n <= 100)
             .ok_or_else(|| bad("max_attachments"))?;
+        let integer = |key: &'static str, range: std::ops::RangeInclusive<u64>| {
+            get(key)
+                .0
+                .parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| bad(key))
+        };
+        let deliver = match get("deliver").0 {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad("deliver")),
+        };
+        let delivery_concurrency = integer("delivery_concurrency", 1..=1024)? as usize;
+        let retry = crate::domain::delivery::RetryPolicy {
+            first: Duration::from_secs(integer("retry_initial_seconds", 1..=86_400)?),
+            max: Duration::from_secs(integer("retry_max_seconds", 1..=604_800)?),
+            max_age: Duration::from_secs(integer("message_max_age_hours", 1..=720)? * 3600),
+        };
         let auth_cache = get("auth_cache_seconds")
             .0
             .parse::<f64>()
@@ -334,6 +382,9 @@ impl Settings {
             },
             max_attachments,
             auth_cache,
+            deliver,
+            delivery_concurrency,
+            retry,
         })
     }
 

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::Settings;
+use crate::delivery::{DeliverySettings, Transport};
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::storage::Store;
 
@@ -23,11 +24,16 @@ pub struct Application {
     router: Router,
     store: Store,
     grace: Duration,
+    transport: Transport,
+    /// `None` when this process does not deliver.
+    delivery: Option<DeliverySettings>,
 }
 
 impl Application {
     /// Builds the router and binds the listener. The store must be migrated.
     pub async fn build(settings: &Settings, store: Store) -> anyhow::Result<Application> {
+        let transport = Transport::parse(&settings.transport)
+            .map_err(|problem| anyhow::anyhow!("setting `transport`: {problem}"))?;
         let router = routes(settings, store.clone()).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -37,6 +43,12 @@ impl Application {
             router,
             store,
             grace: settings.shutdown_grace,
+            transport,
+            delivery: settings.deliver.then(|| DeliverySettings {
+                concurrency: settings.delivery_concurrency,
+                retry: settings.retry,
+                ..DeliverySettings::default()
+            }),
         })
     }
 
@@ -55,6 +67,10 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+        let (pool_stop, pool_stopping) = tokio::sync::watch::channel(false);
+        let workers = self.delivery.map(|delivery| {
+            crate::delivery::spawn(self.store.clone(), self.transport, delivery, pool_stopping)
+        });
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
@@ -72,6 +88,13 @@ impl Application {
                     Err(_) => tracing::warn!(grace_seconds = self.grace.as_secs(), "grace period over; closing remaining connections"),
                 }
             }
+        }
+        // The pool stops claiming and records what it holds.
+        let _ = pool_stop.send(true);
+        if let Some(workers) = workers
+            && let Err(error) = workers.await
+        {
+            tracing::warn!(%error, "the delivery pool ended abnormally");
         }
         self.store.close().await.context("closing the database")?;
         tracing::info!("stopped");

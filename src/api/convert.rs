@@ -78,6 +78,29 @@ pub fn event_type_to_proto(t: EventType) -> i32 {
     }) as i32
 }
 
+/// The domain event type of a proto value; `None` for unspecified or
+/// unknown numbers.
+pub fn event_type_from_proto(value: i32) -> Option<EventType> {
+    use pb::EventType as P;
+    Some(match P::try_from(value).ok()? {
+        P::Unspecified => return None,
+        P::Queued => EventType::Queued,
+        P::Scheduled => EventType::Scheduled,
+        P::Sent => EventType::Sent,
+        P::Delivered => EventType::Delivered,
+        P::Deferred => EventType::Deferred,
+        P::Bounced => EventType::Bounced,
+        P::Complained => EventType::Complained,
+        P::Opened => EventType::Opened,
+        P::Clicked => EventType::Clicked,
+        P::Failed => EventType::Failed,
+        P::Suppressed => EventType::Suppressed,
+        P::Unsubscribed => EventType::Unsubscribed,
+        P::Cancelled => EventType::Cancelled,
+        P::Rescheduled => EventType::Rescheduled,
+    })
+}
+
 /// One timeline event as the contract's message.
 pub fn event_to_proto(e: &Event) -> pb::MessageEvent {
     let d = &e.details;

@@ -1,7 +1,7 @@
-//! The MessagesService handlers: the read and control side of messages.
-//! GetMessageContent and WatchMessages arrive with the Delivering mail work;
-//! until then they answer UNIMPLEMENTED with a message that says so.
+//! The MessagesService handlers: the read and control side of messages,
+//! their built MIME and the live event stream.
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use tonic::{Request, Response, Status};
 
@@ -9,12 +9,14 @@ use std::sync::Arc;
 
 use super::caller;
 use super::convert::{
-    message_to_proto, read_timestamp, status_from_proto, status_to_proto, timestamp,
+    event_to_proto, event_type_from_proto, message_to_proto, read_timestamp, status_from_proto,
+    status_to_proto, timestamp,
 };
 use super::send::{idempotency_key, respond};
-use super::status::{not_built, to_status};
+use super::status::to_status;
 use crate::domain::messages::{Message, MessageFilter, Messages, filter_address};
 use crate::domain::send::accept::Sender;
+use crate::domain::watch::{WatchFilter, watch};
 use crate::domain::{Error, FieldViolation};
 use crate::proto::v1::messages_service_server::MessagesService;
 use crate::proto::v1::{
@@ -25,18 +27,21 @@ use crate::proto::v1::{
 };
 use crate::storage::Store;
 
-const CAPABILITY: &str = "it arrives with the Delivering mail work";
-
 /// Implements `posthorn.v1.MessagesService`.
 #[derive(Clone)]
 pub struct MessagesApi {
     messages: Arc<Messages<Store>>,
     sender: Arc<Sender<Store>>,
+    store: Store,
 }
 
 impl MessagesApi {
-    pub fn new(messages: Arc<Messages<Store>>, sender: Arc<Sender<Store>>) -> Self {
-        MessagesApi { messages, sender }
+    pub fn new(messages: Arc<Messages<Store>>, sender: Arc<Sender<Store>>, store: Store) -> Self {
+        MessagesApi {
+            messages,
+            sender,
+            store,
+        }
     }
 }
 
@@ -186,17 +191,66 @@ impl MessagesService for MessagesApi {
 
     async fn get_message_content(
         &self,
-        _request: Request<GetMessageContentRequest>,
+        request: Request<GetMessageContentRequest>,
     ) -> Result<Response<GetMessageContentResponse>, Status> {
-        Err(not_built("MessagesService.GetMessageContent", CAPABILITY))
+        let caller = caller(&request)?;
+        let raw = self
+            .messages
+            .content(&caller.account_id, &request.get_ref().id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(GetMessageContentResponse {
+            content_type: "message/rfc822".into(),
+            raw,
+        }))
     }
 
     type WatchMessagesStream = BoxStream<'static, Result<WatchMessagesResponse, Status>>;
 
     async fn watch_messages(
         &self,
-        _request: Request<WatchMessagesRequest>,
+        request: Request<WatchMessagesRequest>,
     ) -> Result<Response<Self::WatchMessagesStream>, Status> {
-        Err(not_built("MessagesService.WatchMessages", CAPABILITY))
+        let account_id = caller(&request)?.account_id.clone();
+        let r = request.into_inner();
+        let mut types = Vec::new();
+        for (i, value) in r.types.iter().enumerate() {
+            match event_type_from_proto(*value) {
+                Some(t) => types.push(t),
+                None => {
+                    return Err(to_status(Error::invalid(
+                        format!("types[{i}]"),
+                        "must be a known event type other than unspecified",
+                    )));
+                }
+            }
+        }
+        let message_id = (!r.message_id.is_empty()).then_some(r.message_id);
+        if let Some(id) = &message_id {
+            // An unknown or foreign message is NOT_FOUND, not an empty stream.
+            self.messages
+                .get(&account_id, id)
+                .await
+                .map_err(to_status)?;
+        }
+        let filter = WatchFilter {
+            account_id,
+            message_id,
+            types,
+        };
+        let events = watch(self.store.clone(), filter, r.after_cursor)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(
+            events
+                .map(|event| {
+                    event
+                        .map(|e| WatchMessagesResponse {
+                            event: Some(event_to_proto(&e)),
+                        })
+                        .map_err(to_status)
+                })
+                .boxed(),
+        ))
     }
 }

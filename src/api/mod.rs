@@ -110,7 +110,11 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
     tokio::spawn(purge_idempotency(Arc::downgrade(&sender)));
     let hang_after_commit =
         std::env::var("POSTHORN_TEST_FAILPOINT").is_ok_and(|f| f == "after_commit_before_reply");
-    let auth_state = Arc::new(AuthState::new(store, settings.policy, settings.auth_cache)?);
+    let auth_state = Arc::new(AuthState::new(
+        store.clone(),
+        settings.policy,
+        settings.auth_cache,
+    )?);
     let pages = preview::router(auth_state.clone(), templates.clone());
     let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;
@@ -141,7 +145,7 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
     );
     let router = mount(
         router,
-        MessagesServiceServer::new(messages::MessagesApi::new(messages, sender)),
+        MessagesServiceServer::new(messages::MessagesApi::new(messages, sender, store.clone())),
         auth.clone(),
     );
     let router = mount(

@@ -403,6 +403,13 @@ pub trait MessageStore: Send + Sync + 'static {
         id: &str,
         event: &Event,
     ) -> impl Future<Output = Result<ChangeOutcome>> + Send;
+    /// The account's message's built MIME: `None` when there is no such
+    /// message, `Some(None)` when it has not been built yet.
+    fn raw_mime(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Option<Vec<u8>>>>> + Send;
     /// Moves a scheduled message to `at`; records `event`. Only while every
     /// recipient is still scheduled.
     fn reschedule_message(
@@ -442,6 +449,19 @@ impl<S: MessageStore> Messages<S> {
             .message(account_id, id)
             .await?
             .ok_or_else(|| not_found(id))
+    }
+
+    /// GetMessageContent: the raw MIME as built for sending. It exists once
+    /// the first delivery attempt has started.
+    pub async fn content(&self, account_id: &str, id: &str) -> Result<Vec<u8>> {
+        check_id(id)?;
+        match self.store.raw_mime(account_id, id).await? {
+            None => Err(not_found(id)),
+            Some(None) => Err(Error::FailedPrecondition(format!(
+                "message `{id}` has not been built yet: its MIME exists once delivery starts"
+            ))),
+            Some(Some(raw)) => Ok(raw),
+        }
     }
 
     /// ListMessages: one page, newest first.

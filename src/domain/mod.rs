@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cache;
 pub mod clock;
+pub mod delivery;
 pub mod email;
 pub mod error;
 pub mod ids;
@@ -16,6 +17,7 @@ pub mod scope;
 pub mod send;
 pub mod suppressions;
 pub mod templates;
+pub mod watch;
 
 pub use error::{Error, FieldViolation, Reason, Result};
 pub use scope::{Scope, Scopes};

@@ -23,6 +23,7 @@ use crate::domain::messages::{
     MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
 };
 use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
+use crate::domain::watch::{EventStore, WatchFilter};
 use crate::domain::{Error, Result};
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's
@@ -427,9 +428,11 @@ impl AcceptStore for Store {
                 .await
                 .map_err(db_error)?;
         }
+        super::delivery::lock_event_order(&tx).await?;
         insert_chunked(&tx, event_rows).await?;
         insert_chunked(&tx, tag_rows).await?;
         tx.commit().await.map_err(db_error)?;
+        self.events_written();
         Ok(outcomes)
     }
 
@@ -527,7 +530,7 @@ impl Store {
         Ok(())
     }
 
-    async fn load_message<C: ConnectionTrait>(
+    pub(super) async fn load_message<C: ConnectionTrait>(
         db: &C,
         account_id: &str,
         id: &str,
@@ -595,6 +598,7 @@ impl Store {
             update = update.col_expr(messages::Column::ScheduledAt, Expr::value(to_micros(at)));
         }
         update.exec(&tx).await.map_err(db_error)?;
+        super::delivery::lock_event_order(&tx).await?;
         events::Entity::insert(event_row(account_id, event))
             .exec_without_returning(&tx)
             .await
@@ -625,6 +629,18 @@ fn blockers(id: &str, allowed: &[&str]) -> sea_orm::sea_query::SelectStatement {
 impl MessageStore for Store {
     async fn message(&self, account_id: &str, id: &str) -> Result<Option<Message>> {
         Self::load_message(self.db(), account_id, id, false).await
+    }
+
+    async fn raw_mime(&self, account_id: &str, id: &str) -> Result<Option<Option<Vec<u8>>>> {
+        let row: Option<Option<Vec<u8>>> = messages::Entity::find_by_id(id)
+            .filter(messages::Column::AccountId.eq(account_id))
+            .select_only()
+            .column(messages::Column::RawMime)
+            .into_tuple()
+            .one(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(row)
     }
 
     async fn message_with_content(&self, account_id: &str, id: &str) -> Result<Option<Message>> {
@@ -742,7 +758,7 @@ impl MessageStore for Store {
             .await
             .map_err(db_error)?
             .rows_affected;
-        Self::finish_change(
+        let outcome = Self::finish_change(
             tx,
             account_id,
             id,
@@ -751,7 +767,9 @@ impl MessageStore for Store {
             None,
             event,
         )
-        .await
+        .await?;
+        self.events_written();
+        Ok(outcome)
     }
 
     async fn reschedule_message(
@@ -779,6 +797,53 @@ impl MessageStore for Store {
             .await
             .map_err(db_error)?
             .rows_affected;
-        Self::finish_change(tx, account_id, id, changed, None, Some(at), event).await
+        let outcome =
+            Self::finish_change(tx, account_id, id, changed, None, Some(at), event).await?;
+        self.events_written();
+        Ok(outcome)
+    }
+}
+
+impl EventStore for Store {
+    async fn events_after(
+        &self,
+        filter: &WatchFilter,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<Event>> {
+        let mut query = events::Entity::find()
+            .filter(events::Column::AccountId.eq(filter.account_id.as_str()))
+            .filter(events::Column::Id.gt(after));
+        if let Some(id) = &filter.message_id {
+            query = query.filter(events::Column::MessageId.eq(id.as_str()));
+        }
+        if !filter.types.is_empty() {
+            query = query
+                .filter(events::Column::EventType.is_in(filter.types.iter().map(|t| t.as_str())));
+        }
+        query
+            .order_by_asc(events::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(event_from)
+            .collect()
+    }
+
+    async fn latest_cursor(&self) -> Result<i64> {
+        let latest: Option<Option<i64>> = events::Entity::find()
+            .select_only()
+            .column_as(events::Column::Id.max(), "latest")
+            .into_tuple()
+            .one(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(latest.flatten().unwrap_or(0))
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.event_signal.subscribe()
     }
 }

@@ -3,6 +3,7 @@
 //! defines.
 
 mod accounts;
+mod delivery;
 pub mod entities;
 mod messages;
 mod suppressions;
@@ -23,6 +24,8 @@ use crate::domain::Error;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Bumped after every commit that wrote events: wakes watchers.
+    event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Turns a user-facing database URL into the one the driver needs: plain
@@ -54,7 +57,10 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await.map_err(db_error)?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            event_signal: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
     }
 
     /// Returns which database this is, for logs: "sqlite" or "postgres".
@@ -126,6 +132,11 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Wakes the watchers after a commit that wrote events.
+    pub(crate) fn events_written(&self) {
+        self.event_signal.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

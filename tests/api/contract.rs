@@ -108,11 +108,7 @@ async fn reflection_v1alpha_serves_descriptors_with_their_http_rules_and_scopes(
 /// The services whose behaviour is built; every other RPC must say it is not.
 const BUILT: &[&str] = &[
     "/posthorn.v1.SendService/",
-    "/posthorn.v1.MessagesService/GetMessage",
-    "/posthorn.v1.MessagesService/ListMessages",
-    "/posthorn.v1.MessagesService/CancelMessage",
-    "/posthorn.v1.MessagesService/RescheduleMessage",
-    "/posthorn.v1.MessagesService/ResendMessage",
+    "/posthorn.v1.MessagesService/",
     "/posthorn.v1.SuppressionsService/",
     "/posthorn.v1.TemplatesService/",
 ];
@@ -130,6 +126,11 @@ async fn every_method_of_the_contract_is_routed_authenticated_and_says_when_it_i
             "{path} without a key"
         );
 
+        if path.ends_with("/WatchMessages") {
+            // An empty watch follows live events without end; its behaviour
+            // has tests of its own (delivery.rs).
+            continue;
+        }
         let reply = grpc_web::call(
             &app.http,
             &app.base_url,

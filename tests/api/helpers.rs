@@ -127,6 +127,8 @@ pub async fn try_spawn_app_with(
     // Tests send in bursts; the limits have tests of their own.
     settings.policy.rate_per_second = 100_000.0;
     settings.policy.burst = 100_000;
+    // Accept-side tests see mail as accepted; delivery tests turn it on.
+    settings.deliver = false;
     configure(&mut settings);
 
     let store = Store::connect(&settings.database_url, settings.database_max_connections)
@@ -203,6 +205,15 @@ impl TestApp {
                 Scopes::new(scopes.iter().copied()),
                 KeyMode::Live,
             )
+            .await
+            .expect("create key")
+            .plaintext
+    }
+
+    /// A test-mode key of account A with every scope: its mail is captured.
+    pub async fn test_mode_key(&self) -> String {
+        Accounts::new(self.store.clone())
+            .create_key(&self.account_a.name, "test", Scopes::all(), KeyMode::Test)
             .await
             .expect("create key")
             .plaintext

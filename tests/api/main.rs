@@ -4,6 +4,7 @@
 mod auth;
 mod binary;
 mod contract;
+mod delivery;
 mod echo;
 mod gateway;
 mod grpc_web;

@@ -124,6 +124,11 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
             );
         }
 
+        if route.method.is_server_streaming() {
+            // A watch follows live events without end: delivery.rs tests
+            // its REST stream.
+            continue;
+        }
         // The same request over gRPC-Web and over REST gives the same status.
         let grpc = grpc_web::call(
             &app.http,

@@ -1,0 +1,88 @@
+//! Where built messages go, chosen by `POSTHORN_TRANSPORT`.
+
+use std::path::PathBuf;
+
+use crate::domain::delivery::Reply;
+
+/// A configured transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Nothing leaves the machine: the stored MIME is the delivery.
+    Capture,
+    /// One `.eml` file per message in a directory.
+    File(PathBuf),
+}
+
+impl Transport {
+    /// Reads a transport URL. SMTP relays are refused by name until they
+    /// are built, so mail is never accepted for a transport that cannot
+    /// send it.
+    pub fn parse(url: &str) -> Result<Transport, String> {
+        if url == "capture://" || url == "capture:" {
+            return Ok(Transport::Capture);
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "`{url}`: a file transport needs an absolute directory, e.g. file:///var/mail/posthorn"
+                ));
+            }
+            return Ok(Transport::File(PathBuf::from(path)));
+        }
+        if url.starts_with("smtp://") || url.starts_with("smtps://") {
+            return Err(
+                "SMTP relays (smtp://, smtps://) are not built yet; use capture:// or file:///DIR"
+                    .to_owned(),
+            );
+        }
+        Err(format!(
+            "`{url}` is not a transport: capture:// or file:///DIR"
+        ))
+    }
+
+    /// The name recorded with each attempt (never credentials).
+    pub fn name(&self) -> String {
+        match self {
+            Transport::Capture => "capture".to_owned(),
+            Transport::File(dir) => format!("file {}", dir.display()),
+        }
+    }
+
+    /// Hands `raw` (message `id`) to the transport for `recipients`; one
+    /// reply per recipient, in order.
+    pub async fn send(&self, id: &str, recipients: &[String], raw: &[u8]) -> Vec<Reply> {
+        let all = |reply: Reply| vec![reply; recipients.len()];
+        match self {
+            Transport::Capture => all(Reply::smtp(250, "2.0.0 captured", "capture")),
+            Transport::File(dir) => {
+                let path = dir.join(format!("{id}.eml"));
+                let temporary = dir.join(format!(".{id}.eml.tmp"));
+                let written = async {
+                    tokio::fs::create_dir_all(dir).await?;
+                    tokio::fs::write(&temporary, raw).await?;
+                    let file = tokio::fs::File::open(&temporary).await?;
+                    file.sync_all().await?;
+                    tokio::fs::rename(&temporary, &path).await
+                }
+                .await;
+                match written {
+                    Ok(()) => all(Reply::smtp(
+                        250,
+                        &format!("2.0.0 written to {}", path.display()),
+                        "file",
+                    )),
+                    Err(error) => all(Reply::failure(
+                        format!("cannot write {}: {error}", path.display()),
+                        "file",
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Whether a 2xx from this transport is final delivery (`delivered`)
+    /// rather than a hand-off to a relay (`sent`).
+    pub fn delivers(&self) -> bool {
+        matches!(self, Transport::Capture | Transport::File(_))
+    }
+}

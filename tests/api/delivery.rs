@@ -1,0 +1,315 @@
+//! Delivery through the worker pool with the capture and file transports,
+//! the built MIME (GetMessageContent) and the live event stream
+//! (WatchMessages): replay, resume from a cursor, account isolation.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use posthorn::proto::v1;
+use posthorn::proto::v1::messages_service_client::MessagesServiceClient;
+use reqwest::StatusCode;
+use serde_json::json;
+use tonic::Streaming;
+
+use crate::helpers::{Backend, KeyHeader, TestApp, reason, try_spawn_app_with, with_key};
+
+/// Like `on_both_databases!`, with the worker pool running.
+macro_rules! delivering_on_both_databases {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn scenario($app: TestApp) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = try_spawn_app_with(Backend::Sqlite, |s| s.deliver = true).await.expect("sqlite");
+                    scenario(app).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    match try_spawn_app_with(Backend::Postgres, |s| s.deliver = true).await {
+                        Some(app) => scenario(app).await,
+                        None => eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set"),
+                    }
+                }
+            }
+        )*
+    };
+}
+use crate::send::{client, get, inline, post};
+
+fn messages(app: &TestApp) -> MessagesServiceClient<tonic::transport::Channel> {
+    MessagesServiceClient::new(app.channel.clone())
+}
+
+async fn watch(
+    app: &TestApp,
+    key: &str,
+    request: v1::WatchMessagesRequest,
+) -> Streaming<v1::WatchMessagesResponse> {
+    messages(app)
+        .watch_messages(with_key(request, KeyHeader::Bearer, key))
+        .await
+        .expect("watch starts")
+        .into_inner()
+}
+
+/// The next event of a stream, awaited (bounded so a broken pool fails the
+/// test instead of hanging it).
+async fn next_event(stream: &mut Streaming<v1::WatchMessagesResponse>) -> v1::MessageEvent {
+    tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("an event arrives")
+        .expect("the stream is open")
+        .expect("no error")
+        .event
+        .expect("an event")
+}
+
+async fn send(app: &TestApp, key: &str, request: v1::SendEmailRequest) -> String {
+    client(app)
+        .send_email(with_key(request, KeyHeader::Bearer, key))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .id
+}
+
+delivering_on_both_databases! {
+    async fn capture_delivers_and_the_stream_shows_queued_then_delivered(app: TestApp) {
+        let key = &app.account_a.key;
+        let mut request = inline();
+        request.text = "Thanks.\n.\nA line that is a single dot stays.".into();
+        request.bcc = vec!["audit@example.com".into()];
+        request.cc = vec!["Zoë Ünicode <zoe@example.com>".into()];
+        request.subject = "Grüße — your receipt".into();
+        request.headers.insert("X-Order".into(), "1042".into());
+        let id = send(&app, key, request).await;
+
+        // Replayed for one message: its stored events first, then live ones.
+        let mut stream = watch(&app, key, v1::WatchMessagesRequest { message_id: id.clone(), ..Default::default() }).await;
+        let first = next_event(&mut stream).await;
+        assert_eq!((first.message_id.as_str(), first.r#type), (id.as_str(), v1::EventType::Queued as i32));
+        let mut delivered = Vec::new();
+        while delivered.len() < 3 {
+            let event = next_event(&mut stream).await;
+            assert!(event.cursor > first.cursor, "cursors grow");
+            assert_eq!(event.r#type, v1::EventType::Delivered as i32, "{event:?}");
+            assert_eq!(event.details.as_ref().unwrap().smtp_code, 250);
+            delivered.push(event.recipient);
+        }
+        delivered.sort();
+        assert_eq!(delivered, ["audit@example.com", "jane@example.com", "zoe@example.com"]);
+
+        let (status, got) = get(&app, key, &format!("/v1/messages/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let m = &got["message"];
+        assert_eq!(m["status"], "delivered", "{m}");
+        assert!(m["recipients"].as_array().unwrap().iter().all(|r| r["status"] == "delivered" && r["attempts"] == 1), "{m}");
+        let types: Vec<&str> = m["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["queued", "delivered", "delivered", "delivered"]);
+
+        // The built MIME: the stored Message-ID, encoded headers, both
+        // parts, the dot line, and no Bcc anywhere.
+        let content = messages(&app)
+            .get_message_content(with_key(v1::GetMessageContentRequest { id: id.clone() }, KeyHeader::Bearer, key))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(content.content_type, "message/rfc822");
+        let raw = String::from_utf8(content.raw.clone()).expect("7-bit clean MIME");
+        assert!(raw.contains(&format!("Message-ID: {}", m["message_id_header"].as_str().unwrap())), "{raw}");
+        assert!(raw.contains("Subject: =?utf-8?"), "the subject is RFC 2047-encoded: {raw}");
+        assert!(raw.contains("X-Order: 1042"), "{raw}");
+        assert!(raw.contains("multipart/alternative") && raw.contains("text/plain") && raw.contains("text/html"), "{raw}");
+        assert!(!raw.to_ascii_lowercase().contains("audit@example.com"), "bcc stays out of the MIME: {raw}");
+        assert!(raw.contains("\r\n.\r\n") || raw.contains("=2E") || raw.contains("\r\n.\r\nA line"), "the dot line is kept: {raw}");
+        assert!(!raw.replace("\r\n", "").contains('\r') && !raw.replace("\r\n", "").contains('\n'), "only CRLF line breaks");
+
+        // Over REST the same bytes come back base64-encoded.
+        let (status, json) = get(&app, key, &format!("/v1/messages/{id}/content")).await;
+        assert_eq!(status, StatusCode::OK);
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(json["raw"].as_str().unwrap()).unwrap();
+        assert_eq!(decoded, content.raw);
+    }
+
+    async fn a_watcher_resumes_from_its_cursor_without_losing_or_repeating(app: TestApp) {
+        let key = &app.account_a.key;
+        let mut live = watch(&app, key, v1::WatchMessagesRequest::default()).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(send(&app, key, inline()).await);
+        }
+        // 3 queued + 3 delivered, in cursor order.
+        let mut seen = Vec::new();
+        while seen.len() < 6 {
+            seen.push(next_event(&mut live).await);
+        }
+        assert!(seen.windows(2).all(|w| w[0].cursor < w[1].cursor));
+        drop(live);
+        // Resume after the second event: exactly the remaining four.
+        let mut resumed = watch(&app, key, v1::WatchMessagesRequest { after_cursor: seen[1].cursor, ..Default::default() }).await;
+        for expected in &seen[2..] {
+            assert_eq!(next_event(&mut resumed).await.cursor, expected.cursor);
+        }
+        // Only the requested types (the first event is a `queued`).
+        assert_eq!(seen[0].r#type, v1::EventType::Queued as i32);
+        let mut delivered_only = watch(&app, key, v1::WatchMessagesRequest {
+            after_cursor: seen[0].cursor,
+            types: vec![v1::EventType::Delivered as i32],
+            ..Default::default()
+        }).await;
+        for _ in 0..3 {
+            assert_eq!(next_event(&mut delivered_only).await.r#type, v1::EventType::Delivered as i32);
+        }
+    }
+
+    async fn watchers_see_only_their_own_accounts_events(app: TestApp) {
+        let (a, b) = (&app.account_a.key, &app.account_b.key);
+        let mut b_stream = watch(&app, b, v1::WatchMessagesRequest::default()).await;
+        let a_id = send(&app, a, inline()).await;
+        let mut request = inline();
+        request.from_email = "hello@globex.example".into();
+        let b_id = send(&app, b, request).await;
+        let first = next_event(&mut b_stream).await;
+        assert_eq!(first.message_id, b_id, "account A's {a_id} is not in B's stream");
+        // Another account's message by id: NOT_FOUND, and no content.
+        let status = messages(&app)
+            .watch_messages(with_key(v1::WatchMessagesRequest { message_id: a_id.clone(), ..Default::default() }, KeyHeader::Bearer, b))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        let status = messages(&app)
+            .get_message_content(with_key(v1::GetMessageContentRequest { id: a_id }, KeyHeader::Bearer, b))
+            .await
+            .unwrap_err();
+        assert_eq!((status.code(), reason(&status).as_str()), (tonic::Code::NotFound, "NOT_FOUND"));
+    }
+
+    async fn rest_streams_the_watch_as_ndjson(app: TestApp) {
+        let key = &app.account_a.key;
+        let (status, _, sent) = post(&app, key, "/v1/send", &crate::send::inline_json(), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let id = sent["id"].as_str().unwrap();
+        let response = app
+            .http
+            .get(format!("{}/v1/messages:watch?message_id={id}&types=delivered", app.base_url))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.bytes_stream();
+        let mut buffer = Vec::new();
+        let line = loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+                .await
+                .expect("a line arrives")
+                .expect("open")
+                .unwrap();
+            buffer.extend_from_slice(&chunk);
+            if let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                break serde_json::from_slice::<serde_json::Value>(&buffer[..end]).unwrap();
+            }
+        };
+        assert_eq!(line["event"]["type"], "delivered", "{line}");
+        assert_eq!(line["event"]["status"], "delivered");
+        assert_eq!(line["event"]["message_id"], json!(id));
+    }
+}
+
+async fn file_transport(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let Some(app) = try_spawn_app_with(backend, |s| {
+        s.transport = url.clone();
+        s.deliver = true;
+    })
+    .await
+    else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let key = &app.account_a.key;
+    let id = send(&app, key, inline()).await;
+    let mut stream = watch(
+        &app,
+        key,
+        v1::WatchMessagesRequest {
+            message_id: id.clone(),
+            types: vec![v1::EventType::Delivered as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    next_event(&mut stream).await;
+    let written =
+        std::fs::read(dir.path().join(format!("{id}.eml"))).expect("one .eml per message");
+    let content = messages(&app)
+        .get_message_content(with_key(
+            v1::GetMessageContentRequest { id: id.clone() },
+            KeyHeader::Bearer,
+            key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(written, content.raw, "the file holds the stored MIME");
+
+    // A test-mode key captures: nothing is written.
+    let test_key = app.test_mode_key().await;
+    let test_id = send(&app, &test_key, inline()).await;
+    let mut stream = watch(
+        &app,
+        &test_key,
+        v1::WatchMessagesRequest {
+            message_id: test_id.clone(),
+            types: vec![v1::EventType::Delivered as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.details.unwrap().smtp_reply, "2.0.0 captured");
+    assert!(!dir.path().join(format!("{test_id}.eml")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_transport_writes_one_eml_per_message_and_test_keys_capture_sqlite() {
+    file_transport(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_transport_writes_one_eml_per_message_and_test_keys_capture_postgres() {
+    file_transport(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn an_smtp_transport_is_refused_at_start_until_it_is_built() {
+    let mut settings = posthorn::config::Settings::defaults();
+    settings.transport = "smtp://user:secret@127.0.0.1:2525".into();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = posthorn::storage::Store::connect(
+        &format!("sqlite://{}", dir.path().join("p.db").display()),
+        2,
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let error = posthorn::startup::Application::build(&settings, store)
+        .await
+        .err()
+        .expect("refused");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("`transport`") && text.contains("not built yet"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "credentials never appear: {text}");
+}
