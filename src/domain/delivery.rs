@@ -205,13 +205,6 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Frees leases that expired before `now`; returns how many.
     fn rescue_expired(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Gives claimed rows back to the queue untouched (shutdown).
-    fn release(
-        &self,
-        owner: &str,
-        recipient_ids: &[i64],
-    ) -> impl Future<Output = Result<()>> + Send;
-
     /// The message to build, with recipients and attachment contents.
     fn message_for_delivery(
         &self,

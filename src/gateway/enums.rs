@@ -22,36 +22,39 @@ fn prefix(enumeration: &EnumDescriptor) -> String {
     out
 }
 
-/// The REST name of every value of `enumeration`, in declaration order; the
-/// full names when some value lacks the type's prefix (so that short names
-/// could collide).
-pub fn short_names(enumeration: &EnumDescriptor) -> Vec<(String, String)> {
+/// The length of the type prefix the REST names drop: `None` when some
+/// value lacks it (short names could then collide, so full names are kept).
+fn prefix_len(enumeration: &EnumDescriptor) -> Option<usize> {
     let prefix = prefix(enumeration);
-    let all_prefixed = enumeration
-        .values()
-        .all(|v| v.name().len() > prefix.len() && v.name().starts_with(&prefix));
     enumeration
         .values()
-        .map(|v| {
-            let short = if all_prefixed {
-                v.name()[prefix.len()..].to_ascii_lowercase()
-            } else {
-                v.name().to_owned()
-            };
-            (v.name().to_owned(), short)
-        })
+        .all(|v| v.name().len() > prefix.len() && v.name().starts_with(&prefix))
+        .then_some(prefix.len())
+}
+
+/// The REST name of a value's proto name, given the type's `prefix_len`.
+fn short(full: &str, prefix_len: Option<usize>) -> String {
+    match prefix_len {
+        Some(n) => full[n..].to_ascii_lowercase(),
+        None => full.to_owned(),
+    }
+}
+
+/// The proto and REST names of every value of `enumeration`, in
+/// declaration order.
+pub fn short_names(enumeration: &EnumDescriptor) -> Vec<(String, String)> {
+    let n = prefix_len(enumeration);
+    enumeration
+        .values()
+        .map(|v| (v.name().to_owned(), short(v.name(), n)))
         .collect()
 }
 
-/// The REST name of the value named `full` (unchanged when unknown).
+/// The REST name of the value named `full`; `None` when it names no value
+/// or the type keeps full names.
 pub fn shorten_name(enumeration: &EnumDescriptor, full: &str) -> Option<String> {
-    let prefix = prefix(enumeration);
-    let all_prefixed = enumeration
-        .values()
-        .all(|v| v.name().len() > prefix.len() && v.name().starts_with(&prefix));
-    full.strip_prefix(&prefix)
-        .filter(|_| all_prefixed && enumeration.get_value_by_name(full).is_some())
-        .map(str::to_ascii_lowercase)
+    enumeration.get_value_by_name(full)?;
+    prefix_len(enumeration).map(|n| short(full, Some(n)))
 }
 
 /// The proto name for a short name given in a request (case-insensitive);
@@ -61,10 +64,11 @@ pub fn lengthen_name(enumeration: &EnumDescriptor, text: &str) -> Option<String>
     if enumeration.get_value_by_name(text).is_some() {
         return None;
     }
-    short_names(enumeration)
-        .into_iter()
-        .find(|(_, short)| short.eq_ignore_ascii_case(text))
-        .map(|(full, _)| full)
+    let n = prefix_len(enumeration)?;
+    enumeration
+        .values()
+        .find(|v| short(v.name(), Some(n)).eq_ignore_ascii_case(text))
+        .map(|v| v.name().to_owned())
 }
 
 /// Messages whose JSON form is not an object of their fields.

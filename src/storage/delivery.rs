@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait, Value,
+    QuerySelect, Statement, TransactionTrait, UpdateMany, Value,
 };
 
 use super::entities::{delivery_attempts, events, messages, recipients};
@@ -57,6 +57,19 @@ pub(crate) async fn lock_event_order<C: ConnectionTrait>(db: &C) -> Result<()> {
         .map_err(db_error)?;
     }
     Ok(())
+}
+
+/// Clears the lease of the rows an update touches.
+fn free_lease(update: UpdateMany<recipients::Entity>) -> UpdateMany<recipients::Entity> {
+    update
+        .col_expr(
+            recipients::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            recipients::Column::LeaseUntil,
+            Expr::value(Option::<i64>::None),
+        )
 }
 
 fn new_state(outcome: &Outcome, retry: bool) -> Status {
@@ -163,42 +176,13 @@ impl DeliveryStore for Store {
     }
 
     async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<u64> {
-        let result = recipients::Entity::update_many()
-            .col_expr(
-                recipients::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                recipients::Column::LeaseUntil,
-                Expr::value(Option::<i64>::None),
-            )
+        let result = free_lease(recipients::Entity::update_many())
             .filter(recipients::Column::LeaseUntil.lt(to_micros(now)))
             .filter(recipients::Column::LeaseOwner.is_not_null())
             .exec(self.db())
             .await
             .map_err(db_error)?;
         Ok(result.rows_affected)
-    }
-
-    async fn release(&self, owner: &str, recipient_ids: &[i64]) -> Result<()> {
-        if recipient_ids.is_empty() {
-            return Ok(());
-        }
-        recipients::Entity::update_many()
-            .col_expr(
-                recipients::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                recipients::Column::LeaseUntil,
-                Expr::value(Option::<i64>::None),
-            )
-            .filter(recipients::Column::Id.is_in(recipient_ids.iter().copied()))
-            .filter(recipients::Column::LeaseOwner.eq(owner))
-            .exec(self.db())
-            .await
-            .map_err(db_error)?;
-        Ok(())
     }
 
     async fn message_for_delivery(&self, message_id: &str) -> Result<Option<Message>> {
@@ -236,7 +220,7 @@ impl DeliveryStore for Store {
             } else {
                 result.reply.text.clone()
             };
-            let updated = recipients::Entity::update_many()
+            let updated = free_lease(recipients::Entity::update_many())
                 .col_expr(recipients::Column::State, Expr::value(state.as_str()))
                 .col_expr(
                     recipients::Column::Attempts,
@@ -254,14 +238,6 @@ impl DeliveryStore for Store {
                             .filter(|_| state == Status::Deferred)
                             .map(to_micros),
                     ),
-                )
-                .col_expr(
-                    recipients::Column::LeaseOwner,
-                    Expr::value(Option::<String>::None),
-                )
-                .col_expr(
-                    recipients::Column::LeaseUntil,
-                    Expr::value(Option::<i64>::None),
                 )
                 .col_expr(
                     recipients::Column::UpdatedAt,
@@ -316,7 +292,7 @@ impl DeliveryStore for Store {
             let rows: Vec<(String, String)> = recipients::Entity::find()
                 .select_only()
                 .columns([recipients::Column::MessageId, recipients::Column::State])
-                .filter(recipients::Column::MessageId.is_in(ids.clone()))
+                .filter(recipients::Column::MessageId.is_in(ids))
                 .into_tuple()
                 .all(&tx)
                 .await
@@ -327,15 +303,17 @@ impl DeliveryStore for Store {
                 }
             }
         }
+        let updated_at = results
+            .iter()
+            .map(|r| to_micros(r.attempted_at))
+            .max()
+            .unwrap_or_default();
         let mut aggregates: HashMap<String, Status> = HashMap::new();
         for (message_id, statuses) in states {
             let status = aggregate(statuses);
             messages::Entity::update_many()
                 .col_expr(messages::Column::Status, Expr::value(status.as_str()))
-                .col_expr(
-                    messages::Column::UpdatedAt,
-                    Expr::value(to_micros(Utc::now())),
-                )
+                .col_expr(messages::Column::UpdatedAt, Expr::value(updated_at))
                 .filter(messages::Column::Id.eq(message_id.as_str()))
                 .exec(&tx)
                 .await

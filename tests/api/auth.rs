@@ -11,7 +11,7 @@ use posthorn::proto::v1::{ListMessagesRequest, SendEmailRequest};
 use tonic::Code;
 
 use crate::grpc_web;
-use crate::helpers::{Backend, KeyHeader, TestApp, reason, try_spawn_app_with, with_key};
+use crate::helpers::{KeyHeader, TestApp, reason, with_key};
 use crate::on_both_databases;
 
 const SEND: &str = "/posthorn.v1.SendService/SendEmail";
@@ -203,41 +203,19 @@ async fn a_key_records_when_it_was_last_used() {
     assert!(chrono::Utc::now() - recorded < chrono::TimeDelta::seconds(60));
 }
 
-/// With `auth_cache_seconds = 0` every request reads its key: a revocation
-/// applies to the very next request, over both headers.
-async fn revoked_without_an_auth_cache(backend: Backend) {
-    let Some(app) = try_spawn_app_with(backend, |s| s.auth_cache = Duration::ZERO).await else {
-        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
-        return;
-    };
-    let key = app.key_with_scopes(&[Scope::EmailSend]).await;
-    for header in KeyHeader::BOTH {
-        assert_refused(
-            &app,
-            &[header.pair(&key)],
-            Code::InvalidArgument,
-            "VALIDATION_FAILED",
-        )
-        .await;
-    }
-    app.revoke(&key).await;
-    for header in KeyHeader::BOTH {
-        assert_refused(
-            &app,
-            &[header.pair(&key)],
-            Code::Unauthenticated,
-            "API_KEY_INVALID",
-        )
-        .await;
-    }
-}
+// With `auth_cache_seconds = 0` every request reads its key: a revocation
+// applies to the very next request, over both headers.
+on_both_databases! {
+    configure = |s| s.auth_cache = Duration::ZERO;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_key_is_refused_at_once_without_an_auth_cache_sqlite() {
-    revoked_without_an_auth_cache(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_key_is_refused_at_once_without_an_auth_cache_postgres() {
-    revoked_without_an_auth_cache(Backend::Postgres).await;
+    async fn a_revoked_key_is_refused_at_once_without_an_auth_cache(app: TestApp) {
+        let key = app.key_with_scopes(&[Scope::EmailSend]).await;
+        for header in KeyHeader::BOTH {
+            assert_refused(&app, &[header.pair(&key)], Code::InvalidArgument, "VALIDATION_FAILED").await;
+        }
+        app.revoke(&key).await;
+        for header in KeyHeader::BOTH {
+            assert_refused(&app, &[header.pair(&key)], Code::Unauthenticated, "API_KEY_INVALID").await;
+        }
+    }
 }

@@ -92,6 +92,27 @@ async fn serve_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Started 
     }
 }
 
+impl Started {
+    /// The bootstrap key the banner printed.
+    fn key(&self) -> String {
+        self.banner
+            .iter()
+            .flat_map(|l| l.split_whitespace())
+            .find(|w| w.starts_with("ph_live_"))
+            .expect("a key is printed")
+            .to_owned()
+    }
+
+    /// A gRPC channel to the server.
+    async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
 async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
@@ -113,18 +134,10 @@ async fn first_run_prints_where_it_listens_the_transport_and_a_working_key_then_
         banner.contains("account \"default\"") && banner.contains("\"localhost\""),
         "{banner}"
     );
-    let key = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("ph_live_"))
-        .expect("a key is printed")
-        .to_owned();
+    let key = started.key();
 
     // The printed key works: the branding of the bootstrap account comes back.
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = started.channel().await;
     let branding = TemplatesServiceClient::new(channel)
         .get_branding(with_key(
             GetBrandingRequest::default(),
@@ -503,11 +516,7 @@ async fn a_kill_between_commit_and_reply_keeps_the_message_once_and_the_retry_re
 
     // Restart on the same database; the client retries with the same key.
     let started = serve(dir.path(), &["--no-bootstrap"]).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = started.channel().await;
     let retry = SendServiceClient::new(channel.clone())
         .send_email(with_key(request(), KeyHeader::Bearer, &key))
         .await
@@ -542,18 +551,8 @@ async fn a_key_revoked_by_another_process_is_refused_within_the_auth_cache_ttl()
 
     let dir = tempfile::tempdir().unwrap();
     let started = serve_with(dir.path(), &[("POSTHORN_AUTH_CACHE_SECONDS", "1")], &[]).await;
-    let key = started
-        .banner
-        .iter()
-        .flat_map(|l| l.split_whitespace())
-        .find(|w| w.starts_with("ph_live_"))
-        .expect("a key is printed")
-        .to_owned();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", started.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let key = started.key();
+    let channel = started.channel().await;
     let list = || {
         let (channel, key) = (channel.clone(), key.clone());
         async move {

@@ -13,33 +13,7 @@ use tonic::Streaming;
 
 use crate::helpers::{Backend, KeyHeader, TestApp, reason, try_spawn_app_with, with_key};
 
-/// Like `on_both_databases!`, with the worker pool running.
-macro_rules! delivering_on_both_databases {
-    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn scenario($app: TestApp) $body
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = try_spawn_app_with(Backend::Sqlite, |s| s.deliver = true).await.expect("sqlite");
-                    scenario(app).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    match try_spawn_app_with(Backend::Postgres, |s| s.deliver = true).await {
-                        Some(app) => scenario(app).await,
-                        None => eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set"),
-                    }
-                }
-            }
-        )*
-    };
-}
+use crate::on_both_databases;
 use crate::send::{client, get, inline, post};
 
 fn messages(app: &TestApp) -> MessagesServiceClient<tonic::transport::Channel> {
@@ -79,7 +53,9 @@ async fn send(app: &TestApp, key: &str, request: v1::SendEmailRequest) -> String
         .id
 }
 
-delivering_on_both_databases! {
+on_both_databases! {
+    configure = |s| s.deliver = true;
+
     async fn capture_delivers_and_the_stream_shows_queued_then_delivered(app: TestApp) {
         let key = &app.account_a.key;
         let mut request = inline();

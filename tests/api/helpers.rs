@@ -297,7 +297,8 @@ pub fn reason(status: &tonic::Status) -> String {
 /// `POSTHORN_TEST_DATABASE_URL` is set, as `name::sqlite` and `name::postgres`.
 #[macro_export]
 macro_rules! on_both_databases {
-    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+    // `configure = |settings| …;` first adjusts each server's settings.
+    (configure = $configure:expr; $(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
@@ -307,18 +308,27 @@ macro_rules! on_both_databases {
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    scenario($crate::helpers::spawn_app().await).await
+                    let app = $crate::helpers::try_spawn_app_with($crate::helpers::Backend::Sqlite, $configure)
+                        .await
+                        .expect("SQLite is always available");
+                    scenario(app).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    match $crate::helpers::try_spawn_app($crate::helpers::Backend::Postgres).await {
+                    match $crate::helpers::try_spawn_app_with($crate::helpers::Backend::Postgres, $configure).await {
                         Some(app) => scenario(app).await,
                         None => eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set"),
                     }
                 }
             }
         )*
+    };
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+        $crate::on_both_databases! {
+            configure = |_| {};
+            $(async fn $name($app: TestApp) $body)*
+        }
     };
 }
 
