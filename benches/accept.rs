@@ -30,10 +30,16 @@ use posthorn::storage::Store;
 use support::{http1_connections, median};
 use tonic::transport::Channel;
 
+// The allocator of the `posthorn` binary, so the server measured here is
+// the one users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     seconds: u64,
     rounds: usize,
     clients: usize,
+    connections: usize,
     postfix_messages: u64,
     postfix_sessions: u64,
 }
@@ -45,6 +51,7 @@ fn options() -> Options {
         seconds: get("seconds", 5),
         rounds: get("rounds", 3) as usize,
         clients: get("clients", 64) as usize,
+        connections: get("connections", 8) as usize,
         postfix_messages: get("postfix-messages", 5000),
         postfix_sessions: get("postfix-sessions", 32),
     }
@@ -248,8 +255,9 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         println!(
-            "B1/B2 durable accepts vs Postfix: {} clients, {} rounds of {} s per Posthorn leg, Postfix {} messages over {} sessions per round, {} build",
+            "B1/B2 durable accepts vs Postfix: {} clients (gRPC over {} connections), {} rounds of {} s per Posthorn leg, Postfix {} messages over {} sessions per round, {} build",
             o.clients,
+            o.connections.min(o.clients),
             o.rounds,
             o.seconds,
             o.postfix_messages,
@@ -260,7 +268,7 @@ fn main() {
         let (addr, key, _dir) = start_posthorn().await;
         let url = format!("http://{addr}");
         let mut channels = Vec::new();
-        for _ in 0..o.clients {
+        for _ in 0..o.connections.min(o.clients) {
             channels.push(Channel::from_shared(url.clone()).expect("uri").connect().await.expect("connect"));
         }
         let channels = Arc::new(channels);
@@ -270,7 +278,7 @@ fn main() {
         let grpc = |round: String| {
             let (channels, key) = (channels.clone(), key.clone());
             move |client: usize, n: u64| {
-                let mut grpc = v1::send_service_client::SendServiceClient::new(channels[client].clone());
+                let mut grpc = v1::send_service_client::SendServiceClient::new(channels[client % channels.len()].clone());
                 let request = grpc_request(&key, client, n, &round);
                 async move { grpc.send_email(request).await.map(|_| ()).map_err(|s| format!("{s:?}")) }
             }

@@ -44,17 +44,22 @@ fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
     out
 }
 
-/// Serialises event-writing transactions on PostgreSQL (see
-/// [`EVENT_ORDER_LOCK`]); nothing on SQLite, whose writer is single.
-pub(crate) async fn lock_event_order<C: ConnectionTrait>(db: &C) -> Result<()> {
-    if db.get_database_backend() == DatabaseBackend::Postgres {
-        db.execute_raw(Statement::from_sql_and_values(
+/// The statement that serialises event-writing transactions on PostgreSQL
+/// (see [`EVENT_ORDER_LOCK`]); none on SQLite, whose writer is single.
+pub(crate) fn event_order_lock(backend: DatabaseBackend) -> Option<Statement> {
+    (backend == DatabaseBackend::Postgres).then(|| {
+        Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1)",
             [EVENT_ORDER_LOCK.into()],
-        ))
-        .await
-        .map_err(db_error)?;
+        )
+    })
+}
+
+/// Takes [`event_order_lock`] in the transaction.
+pub(crate) async fn lock_event_order<C: ConnectionTrait>(db: &C) -> Result<()> {
+    if let Some(lock) = event_order_lock(db.get_database_backend()) {
+        db.execute_raw(lock).await.map_err(db_error)?;
     }
     Ok(())
 }

@@ -8,13 +8,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    TransactionTrait,
 };
 use serde_json::{Map, Value as Json};
 
 use super::entities::{
-    accounts, attachments, daily_usage, events, idempotency_keys, message_tags, messages,
-    recipients,
+    attachments, daily_usage, events, idempotency_keys, message_tags, messages, recipients,
 };
 use super::{Store, db_error};
 use crate::domain::clock::{from_micros, to_micros};
@@ -186,23 +186,6 @@ fn record_from(m: idempotency_keys::Model) -> IdempotencyRecord {
     }
 }
 
-/// Inserts `rows` in multi-row statements.
-async fn insert_chunked<A, C>(db: &C, rows: Vec<A>) -> Result<()>
-where
-    A: sea_orm::ActiveModelTrait + Send,
-    C: ConnectionTrait,
-{
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        <A::Entity as EntityTrait>::insert_many(chunk)
-            .exec_without_returning(db)
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(())
-}
-
 /// Claims the jobs' idempotency keys: inserts each, or takes over a record
 /// that expired. Returns the jobs whose key another live record holds.
 async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<HashSet<usize>> {
@@ -267,52 +250,57 @@ async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<Hash
         .collect())
 }
 
-/// Counts the jobs' recipients against each account's quota for the day,
-/// under the usage row's lock. Returns the jobs that do not fit, with the
-/// quota they exceed.
+/// Counts the jobs' recipients against each account's quota for the day.
+/// Returns the jobs that do not fit, with the quota they exceed, and the
+/// statements that record the new usage.
+///
+/// One statement per account and day makes sure the usage row exists, takes
+/// its lock (PostgreSQL's upsert locks the row to the end of the
+/// transaction; SQLite's writer holds the database) and reads both the
+/// usage and the account's own quota, so a changed quota applies at once.
+/// It writes before it reads: on SQLite a transaction that reads first and
+/// writes later can fail at once (SQLITE_BUSY_SNAPSHOT) when another
+/// connection wrote in between.
 async fn count_quota(
     tx: &DatabaseTransaction,
     jobs: &[CommitJob],
     skip: &HashSet<usize>,
-) -> Result<HashMap<usize, u64>> {
+) -> Result<(HashMap<usize, u64>, Vec<Statement>)> {
     let mut accounts: Vec<(&str, i64)> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         if !skip.contains(&i) && !accounts.contains(&(job.account_id.as_str(), job.day)) {
             accounts.push((job.account_id.as_str(), job.day));
         }
     }
-    let mut over = HashMap::new();
-    for (account_id, day) in accounts {
-        daily_usage::Entity::insert(daily_usage::ActiveModel {
-            account_id: Set(account_id.to_owned()),
-            day: Set(day),
-            recipients: Set(0),
-        })
-        .on_conflict_do_nothing()
-        .exec_without_returning(tx)
-        .await
-        .map_err(db_error)?;
-        // Read only after that write: on SQLite a transaction that reads
-        // first and writes later can fail at once (SQLITE_BUSY_SNAPSHOT)
-        // when another connection wrote in between. The account's own
-        // quota is read here so a change applies at once; `Some(0)` there
-        // means unlimited.
-        let own = accounts::Entity::find_by_id(account_id)
-            .one(tx)
-            .await
-            .map_err(db_error)?
-            .and_then(|a| a.daily_quota);
-        let mut query = daily_usage::Entity::find()
-            .filter(daily_usage::Column::AccountId.eq(account_id))
-            .filter(daily_usage::Column::Day.eq(day));
-        if tx.get_database_backend() == DatabaseBackend::Postgres {
-            query = query.lock_exclusive();
+    let backend = tx.get_database_backend();
+    let read_usage = match backend {
+        DatabaseBackend::Postgres => {
+            "INSERT INTO daily_usage (account_id, day, recipients) VALUES ($1, $2, 0) \
+             ON CONFLICT (account_id, day) DO UPDATE SET recipients = daily_usage.recipients \
+             RETURNING recipients, (SELECT daily_quota FROM accounts WHERE id = $1) AS own_quota"
         }
-        let mut used = query
-            .one(tx)
+        _ => {
+            "INSERT INTO daily_usage (account_id, day, recipients) VALUES (?1, ?2, 0) \
+             ON CONFLICT (account_id, day) DO UPDATE SET recipients = daily_usage.recipients \
+             RETURNING recipients, (SELECT daily_quota FROM accounts WHERE id = ?1) AS own_quota"
+        }
+    };
+    let mut over = HashMap::new();
+    let mut writes = Vec::new();
+    for (account_id, day) in accounts {
+        let row = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                read_usage,
+                [account_id.into(), day.into()],
+            ))
             .await
             .map_err(db_error)?
-            .map_or(0, |row| Ord::max(row.recipients, 0) as u64);
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("the usage upsert returned no row")))?;
+        let recipients: i64 = row.try_get("", "recipients").map_err(db_error)?;
+        // `Some(0)` is an account without a limit.
+        let own: Option<i64> = row.try_get("", "own_quota").map_err(db_error)?;
+        let mut used = Ord::max(recipients, 0) as u64;
         let before = used;
         for (i, job) in jobs.iter().enumerate() {
             if skip.contains(&i) || job.account_id != account_id || job.day != day {
@@ -332,32 +320,115 @@ async fn count_quota(
             }
         }
         if used != before {
-            daily_usage::Entity::update_many()
-                .col_expr(daily_usage::Column::Recipients, Expr::value(used as i64))
-                .filter(daily_usage::Column::AccountId.eq(account_id))
-                .filter(daily_usage::Column::Day.eq(day))
-                .exec(tx)
-                .await
-                .map_err(db_error)?;
+            writes.push(
+                daily_usage::Entity::update_many()
+                    .col_expr(daily_usage::Column::Recipients, Expr::value(used as i64))
+                    .filter(daily_usage::Column::AccountId.eq(account_id))
+                    .filter(daily_usage::Column::Day.eq(day))
+                    .build(backend),
+            );
         }
     }
-    Ok(over)
+    Ok((over, writes))
+}
+
+/// Multi-row INSERTs of `rows`, as statements.
+fn inserts<A>(backend: DatabaseBackend, rows: Vec<A>) -> Vec<Statement>
+where
+    A: sea_orm::ActiveModelTrait,
+{
+    let mut rows = rows.into_iter().peekable();
+    let mut statements = Vec::new();
+    while rows.peek().is_some() {
+        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        statements.push(<A::Entity as EntityTrait>::insert_many(chunk).build(backend));
+    }
+    statements
+}
+
+/// Runs `statements` in order. SQLite takes them as one multi-statement
+/// query: one hop to the driver's worker thread instead of one each, which
+/// is most of what a small group commit costs. PostgreSQL's extended
+/// protocol takes one statement at a time.
+async fn execute_all(tx: &DatabaseTransaction, statements: Vec<Statement>) -> Result<()> {
+    let backend = tx.get_database_backend();
+    if backend != DatabaseBackend::Sqlite {
+        for statement in statements {
+            tx.execute_raw(statement).await.map_err(db_error)?;
+        }
+        return Ok(());
+    }
+    // SQLite binds at most 32,766 parameters per statement, not per query,
+    // so statements are joined while the text stays reasonable; large
+    // values (attachments) make a query of their own.
+    let mut sql = String::new();
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut bytes = 0usize;
+    for statement in statements {
+        let size = statement.sql.len()
+            + statement
+                .values
+                .as_ref()
+                .map_or(0, |v| v.0.iter().map(value_size).sum());
+        if !sql.is_empty() && bytes + size > JOINED_QUERY_BYTES {
+            run_joined(tx, std::mem::take(&mut sql), std::mem::take(&mut values)).await?;
+            bytes = 0;
+        }
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        sql.push_str(&statement.sql);
+        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+        bytes += size;
+    }
+    if !sql.is_empty() {
+        run_joined(tx, sql, values).await?;
+    }
+    Ok(())
+}
+
+/// Past this many bytes of SQL and values a joined query is sent and a new
+/// one begun.
+const JOINED_QUERY_BYTES: usize = 4 << 20;
+
+fn value_size(value: &sea_orm::Value) -> usize {
+    match value {
+        sea_orm::Value::String(Some(s)) => s.len(),
+        sea_orm::Value::Bytes(Some(b)) => b.len(),
+        _ => 8,
+    }
+}
+
+async fn run_joined(
+    tx: &DatabaseTransaction,
+    sql: String,
+    values: Vec<sea_orm::Value>,
+) -> Result<()> {
+    tx.execute_raw(Statement::from_sql_and_values(
+        DatabaseBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
 
 impl AcceptStore for Store {
     async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
-        let tx = self.db().begin().await.map_err(db_error)?;
+        let tx = self.writer().begin().await.map_err(db_error)?;
+        let backend = tx.get_database_backend();
         let taken = claim_keys(&tx, jobs).await?;
-        let over = count_quota(&tx, jobs, &taken).await?;
+        let (over, mut statements) = count_quota(&tx, jobs, &taken).await?;
         // Jobs over quota give their fresh key claims back.
         for i in over.keys() {
             if let Some(record) = &jobs[*i].idempotency {
-                idempotency_keys::Entity::delete_many()
-                    .filter(idempotency_keys::Column::AccountId.eq(record.account_id.as_str()))
-                    .filter(idempotency_keys::Column::IdempotencyKey.eq(record.key.as_str()))
-                    .exec(&tx)
-                    .await
-                    .map_err(db_error)?;
+                statements.push(
+                    idempotency_keys::Entity::delete_many()
+                        .filter(idempotency_keys::Column::AccountId.eq(record.account_id.as_str()))
+                        .filter(idempotency_keys::Column::IdempotencyKey.eq(record.key.as_str()))
+                        .build(backend),
+                );
             }
         }
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -419,18 +490,20 @@ impl AcceptStore for Store {
                 }
             }
         }
-        insert_chunked(&tx, message_rows).await?;
-        insert_chunked(&tx, recipient_rows).await?;
+        statements.extend(inserts(backend, message_rows));
+        statements.extend(inserts(backend, recipient_rows));
         // Attachments can be megabytes each: one per statement.
-        for row in attachment_rows {
-            attachments::Entity::insert(row)
-                .exec_without_returning(&tx)
-                .await
-                .map_err(db_error)?;
-        }
-        super::delivery::lock_event_order(&tx).await?;
-        insert_chunked(&tx, event_rows).await?;
-        insert_chunked(&tx, tag_rows).await?;
+        statements.extend(
+            attachment_rows
+                .into_iter()
+                .map(|row| attachments::Entity::insert(row).build(backend)),
+        );
+        // Events last, after PostgreSQL's ordering lock, so it is held as
+        // briefly as possible.
+        statements.extend(super::delivery::event_order_lock(backend));
+        statements.extend(inserts(backend, event_rows));
+        statements.extend(inserts(backend, tag_rows));
+        execute_all(&tx, statements).await?;
         tx.commit().await.map_err(db_error)?;
         self.events_written();
         Ok(outcomes)
