@@ -5,17 +5,12 @@
 # (501 NOT_IMPLEMENTED aside: RPCs whose work has not landed say so) and no
 # response that breaks the document's schemas, status codes or content types.
 #
-# Installs its Python tools into target/tools-venv on first use.
+# Its Python tools come from scripts/test-tools.sh (target/tools-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/tools-venv
-if ! "$venv/bin/python" -c 'import schemathesis, openapi_spec_validator' >/dev/null 2>&1; then
-  echo "rest-check: installing schemathesis and openapi-spec-validator into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    schemathesis==4.32.5 openapi-spec-validator==0.9.0
-fi
+scripts/test-tools.sh
 
 cargo build --locked --quiet --bin posthorn
 

@@ -15,6 +15,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# Python tools the tests drive (aiosmtpd), installed once.
+scripts/test-tools.sh
+
 cargo test --workspace --locked "$@"
 
 # With no filter, also check the REST door from outside: the OpenAPI

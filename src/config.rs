@@ -49,7 +49,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     SettingInfo {
         key: "transport",
         default: "capture://",
-        accepts: "capture://, smtp://HOST:PORT, smtps://HOST:PORT or file:///DIR",
+        accepts: "capture://, smtp://[USER:PASS@]HOST[:PORT][?tls=…], smtps://… or file:///DIR",
     },
     SettingInfo {
         key: "log",
@@ -105,6 +105,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         key: "delivery_concurrency",
         default: "16",
         accepts: "an integer from 1 to 1024: messages the worker pool delivers at once",
+    },
+    SettingInfo {
+        key: "delivery_lease_seconds",
+        default: "120",
+        accepts: "an integer from 2 to 3600: how long a worker's claim on a recipient holds without renewal; a claim of a process that died returns to the queue after this (the worker renews it every third of it while it delivers)",
     },
     SettingInfo {
         key: "retry_initial_seconds",
@@ -163,6 +168,8 @@ pub struct Settings {
     /// Whether this process runs the worker pool.
     pub deliver: bool,
     pub delivery_concurrency: usize,
+    /// How long a claim holds without renewal.
+    pub delivery_lease: Duration,
     pub retry: crate::domain::delivery::RetryPolicy,
 }
 
@@ -349,6 +356,7 @@ impl Settings {
             _ => return Err(bad("deliver")),
         };
         let delivery_concurrency = integer("delivery_concurrency", 1..=1024)? as usize;
+        let delivery_lease = Duration::from_secs(integer("delivery_lease_seconds", 2..=3600)?);
         let retry = crate::domain::delivery::RetryPolicy {
             first: Duration::from_secs(integer("retry_initial_seconds", 1..=86_400)?),
             max: Duration::from_secs(integer("retry_max_seconds", 1..=604_800)?),
@@ -384,6 +392,7 @@ impl Settings {
             auth_cache,
             deliver,
             delivery_concurrency,
+            delivery_lease,
             retry,
         })
     }

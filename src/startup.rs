@@ -32,7 +32,7 @@ pub struct Application {
 impl Application {
     /// Builds the router and binds the listener. The store must be migrated.
     pub async fn build(settings: &Settings, store: Store) -> anyhow::Result<Application> {
-        let transport = Transport::parse(&settings.transport)
+        let transport = Transport::parse(&settings.transport, &settings.hostname)
             .map_err(|problem| anyhow::anyhow!("setting `transport`: {problem}"))?;
         let router = routes(settings, store.clone()).await?;
         let listener = TcpListener::bind(settings.listen)
@@ -46,6 +46,7 @@ impl Application {
             transport,
             delivery: settings.deliver.then(|| DeliverySettings {
                 concurrency: settings.delivery_concurrency,
+                lease: settings.delivery_lease,
                 retry: settings.retry,
                 ..DeliverySettings::default()
             }),

@@ -3,6 +3,8 @@
 //! every attempt with its event. The only module that imports lettre.
 
 pub mod mime;
+pub mod smtp;
+mod tls;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -162,7 +164,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
                 }
                 let recipients: Vec<String> = claimed.iter().map(|c| c.email.clone()).collect();
                 let ids: Vec<i64> = claimed.iter().map(|c| c.recipient_id).collect();
-                let send = transport.send(&message_id, &recipients, &raw);
+                let send = transport.send(&message_id, &message.from_email, &recipients, &raw);
                 tokio::pin!(send);
                 // The lease is renewed while the transport works.
                 let mut renew = tokio::time::interval(self.settings.lease / 3);

@@ -1,23 +1,25 @@
 //! Where built messages go, chosen by `POSTHORN_TRANSPORT`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use super::smtp::Relay;
 use crate::domain::delivery::Reply;
 
 /// A configured transport.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Transport {
     /// Nothing leaves the machine: the stored MIME is the delivery.
     Capture,
     /// One `.eml` file per message in a directory.
     File(PathBuf),
+    /// An SMTP relay and Posthorn's pool of connections to it.
+    Smtp(Arc<Relay>),
 }
 
 impl Transport {
-    /// Reads a transport URL. SMTP relays are refused by name until they
-    /// are built, so mail is never accepted for a transport that cannot
-    /// send it.
-    pub fn parse(url: &str) -> Result<Transport, String> {
+    /// Reads a transport URL; `hostname` is the HELO name for SMTP relays.
+    pub fn parse(url: &str, hostname: &str) -> Result<Transport, String> {
         if url == "capture://" || url == "capture:" {
             return Ok(Transport::Capture);
         }
@@ -30,14 +32,13 @@ impl Transport {
             return Ok(Transport::File(PathBuf::from(path)));
         }
         if url.starts_with("smtp://") || url.starts_with("smtps://") {
-            return Err(
-                "SMTP relays (smtp://, smtps://) are not built yet; use capture:// or file:///DIR"
-                    .to_owned(),
-            );
+            return Ok(Transport::Smtp(Arc::new(Relay::parse(url, hostname)?)));
         }
-        Err(format!(
-            "`{url}` is not a transport: capture:// or file:///DIR"
-        ))
+        // Not echoed: a mistyped scheme may still carry a password.
+        Err(
+            "not a transport URL: capture://, file:///DIR, smtp://[user:pass@]host[:port] or smtps://…"
+                .to_owned(),
+        )
     }
 
     /// The name recorded with each attempt (never credentials).
@@ -45,14 +46,22 @@ impl Transport {
         match self {
             Transport::Capture => "capture".to_owned(),
             Transport::File(dir) => format!("file {}", dir.display()),
+            Transport::Smtp(relay) => relay.name(),
         }
     }
 
-    /// Hands `raw` (message `id`) to the transport for `recipients`; one
-    /// reply per recipient, in order.
-    pub async fn send(&self, id: &str, recipients: &[String], raw: &[u8]) -> Vec<Reply> {
+    /// Hands `raw` (message `id`, envelope sender `from`) to the transport
+    /// for `recipients`; one reply per recipient, in order.
+    pub async fn send(
+        &self,
+        id: &str,
+        from: &str,
+        recipients: &[String],
+        raw: &[u8],
+    ) -> Vec<Reply> {
         let all = |reply: Reply| vec![reply; recipients.len()];
         match self {
+            Transport::Smtp(relay) => relay.send(from, recipients, raw).await,
             Transport::Capture => all(Reply::smtp(250, "2.0.0 captured", "capture")),
             Transport::File(dir) => {
                 let path = dir.join(format!("{id}.eml"));

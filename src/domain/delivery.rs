@@ -48,6 +48,10 @@ pub struct Reply {
     pub text: String,
     /// The host that answered.
     pub remote: String,
+    /// The reply came while setting up the session (greeting, STARTTLS,
+    /// AUTH): a relay or configuration problem, not the message's, so it
+    /// defers whatever its code (a 535 is no bounce).
+    pub session: bool,
 }
 
 impl Reply {
@@ -58,6 +62,7 @@ impl Reply {
             enhanced: enhanced_code(text).unwrap_or_default(),
             text: text.trim().to_owned(),
             remote: remote.to_owned(),
+            session: false,
         }
     }
 
@@ -104,6 +109,9 @@ pub fn enhanced_code(text: &str) -> Option<String> {
 /// Classifies an SMTP reply to a recipient (its RCPT, or the DATA of its
 /// envelope) sent through a relay.
 pub fn classify(reply: &Reply) -> Outcome {
+    if reply.session {
+        return Outcome::Deferred;
+    }
     match reply.code {
         200..=299 => Outcome::Sent,
         500..=599 => Outcome::Bounced {
@@ -248,6 +256,15 @@ mod tests {
     fn replies_classify_by_code_and_enhanced_code() {
         let r = |code, text| Reply::smtp(code, text, "mx");
         assert_eq!(classify(&r(250, "2.0.0 Ok")), Outcome::Sent);
+        let auth = Reply {
+            session: true,
+            ..r(535, "5.7.8 authentication failed")
+        };
+        assert_eq!(
+            classify(&auth),
+            Outcome::Deferred,
+            "a session failure defers"
+        );
         assert_eq!(classify(&r(451, "4.3.0 try later")), Outcome::Deferred);
         assert_eq!(
             classify(&Reply::failure("connection refused", "mx")),

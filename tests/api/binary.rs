@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::helpers::{KeyHeader, with_key};
 
 /// A `posthorn` command in `dir`, with a clean environment and SQLite there.
-fn posthorn(dir: &Path) -> Command {
+pub(crate) fn posthorn(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_posthorn"));
     command.current_dir(dir).kill_on_drop(true);
     for (name, _) in std::env::vars() {
@@ -47,8 +47,8 @@ fn stderr(output: &Output) -> String {
 }
 
 /// What `serve` printed up to its ready banner.
-struct Started {
-    child: Child,
+pub(crate) struct Started {
+    pub(crate) child: Child,
     addr: String,
     banner: Vec<String>,
 }
@@ -60,7 +60,7 @@ async fn serve(dir: &Path, args: &[&str]) -> Started {
 }
 
 /// `serve` with extra environment variables.
-async fn serve_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Started {
+pub(crate) async fn serve_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Started {
     let mut child = posthorn(dir)
         .envs(env.iter().copied())
         .arg("serve")
@@ -94,7 +94,7 @@ async fn serve_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Started 
 
 impl Started {
     /// The bootstrap key the banner printed.
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         self.banner
             .iter()
             .flat_map(|l| l.split_whitespace())
@@ -104,7 +104,7 @@ impl Started {
     }
 
     /// A gRPC channel to the server.
-    async fn channel(&self) -> tonic::transport::Channel {
+    pub(crate) async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect()
@@ -113,7 +113,7 @@ impl Started {
     }
 }
 
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
+pub(crate) async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])

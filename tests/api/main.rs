@@ -4,14 +4,17 @@
 mod auth;
 mod binary;
 mod contract;
+mod crash;
 mod delivery;
 mod echo;
+mod fault_smtp;
 mod gateway;
 mod grpc_web;
 mod health;
 mod helpers;
 mod limits;
 mod messages;
+mod relay;
 mod rest;
 mod send;
 mod shutdown;

@@ -1,0 +1,239 @@
+//! D1 of the test catalogue: the real `posthorn` process killed with
+//! SIGKILL three times while 1,000 messages are being accepted and relayed
+//! to FaultSmtp. Every acknowledged message is delivered, nothing is stored
+//! twice, and duplicates at the relay stay within what can have been in an
+//! SMTP transaction at a kill (one stable Message-ID per message, so they
+//! are recognisable).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use posthorn::proto::v1;
+use posthorn::proto::v1::messages_service_client::MessagesServiceClient;
+use posthorn::proto::v1::send_service_client::SendServiceClient;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::binary::{serve_with, terminate};
+use crate::fault_smtp::{FaultSmtp, Script};
+use crate::helpers::{Backend, KeyHeader, TestDatabase, with_key};
+
+const MESSAGES: usize = 1000;
+const KILLS: usize = 3;
+const DELIVERY_CONCURRENCY: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_sustained_sending_loses_nothing_d1_sqlite() {
+    kill_9_during_sustained_sending(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_sustained_sending_loses_nothing_d1_postgres() {
+    kill_9_during_sustained_sending(Backend::Postgres).await;
+}
+
+/// The current server as clients see it: a generation number and its
+/// channel (`None` while it is down).
+type Current = (usize, Option<Channel>);
+
+/// The Message-ID header of a raw message, as `<id@host>`.
+fn message_id(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .expect("a Message-ID header")
+        .trim()
+        .to_owned()
+}
+
+async fn kill_9_during_sustained_sending(backend: Backend) {
+    let Some((_database, url)) = TestDatabase::create(backend).await else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let sink = FaultSmtp::start(Script {
+        data_delay: Duration::from_millis(20),
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let transport = sink.url("");
+    let concurrency = DELIVERY_CONCURRENCY.to_string();
+    let env = [
+        ("POSTHORN_DATABASE_URL", url.as_str()),
+        ("POSTHORN_TRANSPORT", transport.as_str()),
+        ("POSTHORN_DELIVERY_CONCURRENCY", concurrency.as_str()),
+        ("POSTHORN_DELIVERY_LEASE_SECONDS", "2"),
+        ("POSTHORN_RATE_LIMIT_PER_SECOND", "100000"),
+        ("POSTHORN_RATE_LIMIT_BURST", "100000"),
+        ("POSTHORN_DAILY_QUOTA", "0"),
+    ];
+    let mut server = serve_with(dir.path(), &env, &[]).await;
+    let key = Arc::new(server.key());
+    let (current, watcher) = watch::channel::<Current>((0, Some(server.channel().await)));
+
+    // The load client: each message is sent until acknowledged, with the
+    // same idempotency key on every retry.
+    let acked: Arc<Mutex<HashMap<usize, String>>> = Arc::default();
+    let (acked_count, mut acked_seen) = watch::channel(0usize);
+    let acked_count = Arc::new(acked_count);
+    let client = tokio::spawn({
+        let (acked, acked_count, key) = (acked.clone(), acked_count.clone(), key.clone());
+        async move {
+            futures::stream::iter(0..MESSAGES)
+                .for_each_concurrent(32, |i| {
+                    let (mut watcher, acked, acked_count, key) = (
+                        watcher.clone(),
+                        acked.clone(),
+                        acked_count.clone(),
+                        key.clone(),
+                    );
+                    async move {
+                        loop {
+                            let (generation, channel) = watcher
+                                .wait_for(|(_, c)| c.is_some())
+                                .await
+                                .expect("the test runs")
+                                .clone();
+                            let request = v1::SendEmailRequest {
+                                from_email: "hello@localhost".into(),
+                                to: vec![format!("r{i}@example.com")],
+                                subject: format!("Message {i}"),
+                                text: "Sent while the server is being killed.".into(),
+                                idempotency_key: format!("d1-{i}"),
+                                ..Default::default()
+                            };
+                            let sent = SendServiceClient::new(channel.expect("up"))
+                                .send_email(with_key(request, KeyHeader::Bearer, &key))
+                                .await;
+                            match sent {
+                                Ok(response) => {
+                                    acked.lock().unwrap().insert(i, response.into_inner().id);
+                                    acked_count.send_modify(|n| *n += 1);
+                                    return;
+                                }
+                                // The server went away: wait for the next one.
+                                Err(_) => {
+                                    watcher
+                                        .wait_for(|(g, c)| *g > generation && c.is_some())
+                                        .await
+                                        .expect("the test runs");
+                                }
+                            }
+                        }
+                    }
+                })
+                .await;
+        }
+    });
+
+    for kill in 1..=KILLS {
+        acked_seen
+            .wait_for(|n| *n >= kill * MESSAGES / (KILLS + 1))
+            .await
+            .unwrap();
+        current.send_modify(|(_, channel)| *channel = None);
+        eprintln!(
+            "D1 {backend:?}: kill {kill} with {} acknowledged, {} at the relay",
+            *acked_seen.borrow(),
+            sink.accepted().len()
+        );
+        server.child.start_kill().unwrap();
+        server.child.wait().await.unwrap();
+        server = serve_with(dir.path(), &env, &["--no-bootstrap"]).await;
+        let channel = server.channel().await;
+        current.send_modify(|(generation, c)| {
+            *generation += 1;
+            *c = Some(channel);
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(120), client)
+        .await
+        .expect("every message is acknowledged in time")
+        .unwrap();
+    let acked: HashMap<usize, String> = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), MESSAGES);
+
+    // Every acknowledged message reaches the relay.
+    let expected: HashSet<String> = acked
+        .values()
+        .map(|id| format!("<{id}@localhost>"))
+        .collect();
+    let delivered = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut n = MESSAGES;
+        loop {
+            sink.wait_for(n).await;
+            let accepted = sink.accepted();
+            let ids: HashSet<String> = accepted.iter().map(|a| message_id(&a.data)).collect();
+            if ids.is_superset(&expected) {
+                return accepted;
+            }
+            n = accepted.len() + 1;
+        }
+    })
+    .await
+    .expect("every acknowledged message is delivered");
+    let ids: Vec<String> = delivered.iter().map(|a| message_id(&a.data)).collect();
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), MESSAGES, "nothing unacknowledged was sent");
+    let duplicates = ids.len() - MESSAGES;
+    eprintln!(
+        "D1 {backend:?}: {} accepted at the relay, {duplicates} duplicates",
+        ids.len()
+    );
+    assert!(
+        duplicates <= KILLS * DELIVERY_CONCURRENCY,
+        "{duplicates} duplicates: more than could have been in an SMTP transaction at {KILLS} kills"
+    );
+
+    // The API shows each message once, and every one ends `sent`.
+    let channel = server.channel().await;
+    let mut sent = MessagesServiceClient::new(channel.clone())
+        .watch_messages(with_key(
+            v1::WatchMessagesRequest {
+                after_cursor: 1,
+                types: vec![v1::EventType::Sent as i32],
+                ..Default::default()
+            },
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sent_ids = HashSet::new();
+    while sent_ids.len() < MESSAGES {
+        let event = tokio::time::timeout(Duration::from_secs(60), sent.next())
+            .await
+            .expect("every message ends sent")
+            .expect("the stream is open")
+            .unwrap()
+            .event
+            .unwrap();
+        sent_ids.insert(event.message_id);
+    }
+    let listed = MessagesServiceClient::new(channel)
+        .list_messages(with_key(
+            v1::ListMessagesRequest {
+                page_size: 1000,
+                ..Default::default()
+            },
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.messages.len(), MESSAGES);
+    assert!(
+        listed.next_page_token.is_empty(),
+        "no more than {MESSAGES} stored"
+    );
+    let stored: HashSet<String> = listed.messages.into_iter().map(|m| m.id).collect();
+    let acked_ids: HashSet<String> = acked.into_values().collect();
+    assert_eq!(stored, acked_ids);
+    assert_eq!(sent_ids, acked_ids);
+    assert!(terminate(server.child).await.success());
+}
