@@ -163,20 +163,7 @@ impl Postfix {
     /// Accepted messages per second for `messages` 1 KB messages over
     /// `sessions` parallel SMTP sessions.
     fn accept_rate(&self, messages: u64, sessions: u64) -> f64 {
-        let started = Instant::now();
-        let output = std::process::Command::new("smtp-source")
-            .args(["-s", &sessions.to_string(), "-l", "1024", "-m"])
-            .arg(messages.to_string())
-            .args(["-f", "bench@bench.localhost", "-t", "sink@example.com"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .output()
-            .expect("run smtp-source");
-        assert!(
-            output.status.success(),
-            "smtp-source failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        messages as f64 / started.elapsed().as_secs_f64()
+        support::smtp_source(self.port, sessions, messages)
     }
 }
 

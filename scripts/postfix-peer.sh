@@ -6,10 +6,10 @@
 #
 #   scripts/postfix-peer.sh start DIR PORT
 #   scripts/postfix-peer.sh stop DIR
+#   scripts/postfix-peer.sh install     (just smtp-sink and smtp-source)
 set -euo pipefail
 
-command=${1:?usage: postfix-peer.sh start DIR PORT | stop DIR}
-dir=${2:?missing DIR}
+command=${1:?usage: postfix-peer.sh start DIR PORT | stop DIR | install}
 
 install_postfix() {
     if command -v smtp-source > /dev/null && command -v postfix > /dev/null; then
@@ -21,6 +21,14 @@ install_postfix() {
     echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postfix > /dev/null
 }
+
+case "$command" in
+install)
+    install_postfix
+    exit 0
+    ;;
+esac
+dir=${2:?missing DIR}
 
 case "$command" in
 start)

@@ -1,7 +1,9 @@
 //! What the benchmark commands share: numeric `--name N` options, medians,
-//! and lean HTTP/1.1 keep-alive connections driven by hyper directly (as
-//! lean a client as tonic's, so REST and gRPC legs differ by the server's
-//! work).
+//! Postfix's `smtp-source` as a peer, and lean HTTP/1.1 keep-alive
+//! connections driven by hyper directly (as lean a client as tonic's, so
+//! REST and gRPC legs differ by the server's work). Each benchmark uses a
+//! part of it.
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,4 +55,23 @@ pub async fn http1_connections(
         out.push(tokio::sync::Mutex::new(sender));
     }
     Arc::new(out)
+}
+
+/// Messages per second Postfix's `smtp-source` sends to `127.0.0.1:port`:
+/// `messages` messages of 1 KB over `sessions` parallel SMTP sessions.
+pub fn smtp_source(port: u16, sessions: u64, messages: u64) -> f64 {
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new("smtp-source")
+        .args(["-s", &sessions.to_string(), "-l", "1024", "-m"])
+        .arg(messages.to_string())
+        .args(["-f", "bench@bench.localhost", "-t", "sink@example.com"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("run smtp-source");
+    assert!(
+        output.status.success(),
+        "smtp-source failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    messages as f64 / started.elapsed().as_secs_f64()
 }

@@ -197,10 +197,10 @@ impl Relay {
         format!("{}:{}", self.host, self.port)
     }
 
-    /// `smtp host:port` or `smtps host:port`: never the credentials.
+    /// `smtp` or `smtps`, recorded with each attempt beside the relay's
+    /// `host:port`: never the credentials.
     pub fn name(&self) -> String {
-        let scheme = if self.implicit_tls { "smtps" } else { "smtp" };
-        format!("{scheme} {}", self.remote())
+        if self.implicit_tls { "smtps" } else { "smtp" }.to_owned()
     }
 
     /// Sends `raw` from `from` to `recipients` in one envelope; one reply
@@ -387,7 +387,13 @@ impl Relay {
             .await
         {
             Ok(reply) if reply.code < 400 => {}
-            Ok(reply) => return Ok((vec![reply; recipients.len()], self.reset(connection).await)),
+            // A relay refusing the sender (530 authentication required,
+            // 550 relaying denied) is refusing this configuration, not the
+            // recipients: defer, like a failed session.
+            Ok(reply) => {
+                let clean = self.reset(connection).await;
+                return Ok((session_failure(reply, recipients.len()), clean));
+            }
             Err(_) if reused => return Err(Broken::Stale),
             Err(reply) => return Err(Broken::All(reply)),
         }
@@ -477,7 +483,7 @@ impl Relay {
     }
 }
 
-/// A failure to set up the session (connect, greeting, TLS, AUTH) says
+/// A failure to set up the session (connect, greeting, TLS, AUTH, MAIL) says
 /// nothing about the message or its recipients: every recipient is deferred,
 /// whatever the code (a 535 is a configuration problem, not a bounce).
 fn session_failure(mut reply: Reply, recipients: usize) -> Vec<Reply> {
@@ -506,7 +512,7 @@ mod tests {
             (relay.remote(), relay.tls),
             ("relay.example:465".into(), TlsPolicy::Required)
         );
-        assert_eq!(relay.name(), "smtps relay.example:465");
+        assert_eq!(relay.name(), "smtps");
         assert!(relay.credentials.is_some());
         let relay =
             parse("smtp://relay.example:2525?tls=none&max_connections=3&timeout=5&idle_timeout=9")

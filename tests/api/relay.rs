@@ -338,6 +338,14 @@ async fn auth_uses_the_configured_credentials_and_a_535_defers_without_showing_t
     assert_eq!(events[0].details.as_ref().unwrap().smtp_code, 535);
     let message = message_json(&app, &id).await.to_string();
     assert!(!message.contains("s3cret"), "{message}");
+
+    // No credentials where the relay wants them: 530 to MAIL defers too.
+    let app = relay_app(Backend::Sqlite, sink.url("?tls=none"), 600)
+        .await
+        .expect("SQLite");
+    let event = first_event(&app).await;
+    assert_eq!(kind(&event), v1::EventType::Deferred, "{event:?}");
+    assert_eq!(event.details.unwrap().smtp_code, 530);
     assert_eq!(sink.accepted().len(), 1);
 }
 

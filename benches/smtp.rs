@@ -1,0 +1,158 @@
+//! B4: Posthorn's SMTP client pool against Postfix's `smtp-sink`, beside
+//! Postfix's own C client `smtp-source`, measured in the same run.
+//!
+//! - `smtp-source -s 1` and Posthorn's relay pool with one connection
+//!   (`max_connections=1`), each sending the same number of 1 KB messages
+//!   one after another: the bar is ≥ 1,000 messages/s for Posthorn.
+//! - `smtp-source -s 10` and the pool with ten connections and ten
+//!   concurrent senders: the bar is ≥ 50 % of smtp-source's rate.
+//!
+//! Legs alternate within each round; medians of the rounds. Run:
+//! `cargo bench --bench smtp` (options `--messages N`, `--rounds N`).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use posthorn::delivery::smtp::Relay;
+use support::{median, smtp_source};
+
+// The allocator of the `posthorn` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Postfix's `smtp-sink` on a free loopback port; stopped when dropped.
+struct Sink {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
+        let installed = std::process::Command::new("bash")
+            .args([script, "install"])
+            .status()
+            .expect("run postfix-peer.sh");
+        assert!(installed.success(), "postfix-peer.sh install failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut command = std::process::Command::new("smtp-sink");
+        // smtp-sink refuses to run as root without a user to switch to.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .spawn()
+            .expect("start smtp-sink");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sink { child, port }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 1 KB message as the worker pool hands it to a transport.
+fn message() -> Vec<u8> {
+    let mut raw = String::from(
+        "From: bench@bench.example\r\nTo: sink@example.com\r\nSubject: B4\r\n\
+         Message-ID: <b4@bench.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n",
+    );
+    while raw.len() < 1024 {
+        raw.push_str("The quick brown fox jumps over the lazy dog, again and again.\r\n");
+    }
+    raw.into_bytes()
+}
+
+/// Messages per second through Posthorn's pool with `connections`
+/// connections and as many concurrent senders; every reply must be 250.
+async fn posthorn(port: u16, connections: usize, messages: usize) -> f64 {
+    let url = format!("smtp://127.0.0.1:{port}?tls=none&max_connections={connections}");
+    let relay = Arc::new(Relay::parse(&url, "bench.example").expect("relay"));
+    let raw = Arc::new(message());
+    let recipients = Arc::new(vec!["sink@example.com".to_owned()]);
+    let started = Instant::now();
+    let senders: Vec<_> = (0..connections)
+        .map(|_| {
+            let (relay, raw, recipients) = (relay.clone(), raw.clone(), recipients.clone());
+            tokio::spawn(async move {
+                for _ in 0..messages / connections {
+                    let replies = relay.send("bench@bench.example", &recipients, &raw).await;
+                    assert_eq!(replies[0].code, 250, "{:?}", replies[0]);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    (messages / connections * connections) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let given = support::numeric_options();
+    let messages = given.get("messages").copied().unwrap_or(20_000) as usize;
+    let rounds = given.get("rounds").copied().unwrap_or(3) as usize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "B4 SMTP client vs smtp-source, both into smtp-sink: {messages} messages of 1 KB per leg, {rounds} rounds, {} build",
+        if cfg!(debug_assertions) {
+            "debug (smoke run only)"
+        } else {
+            "release"
+        }
+    );
+    let sink = Sink::start();
+    runtime.block_on(async {
+        // Warm-up: the sink, the connections, the caches.
+        posthorn(sink.port, 10, messages.min(1000)).await;
+        smtp_source(sink.port, 10, messages.min(1000) as u64);
+        let (mut s1, mut p1, mut s10, mut p10) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let source_1 = smtp_source(sink.port, 1, messages as u64 / 4);
+            let posthorn_1 = posthorn(sink.port, 1, messages / 4).await;
+            let source_10 = smtp_source(sink.port, 10, messages as u64);
+            let posthorn_10 = posthorn(sink.port, 10, messages).await;
+            println!(
+                "round {round}: 1 connection: smtp-source {source_1:>7.0}/s Posthorn {posthorn_1:>7.0}/s | 10 connections: smtp-source {source_10:>7.0}/s Posthorn {posthorn_10:>7.0}/s ({:.2} of smtp-source)",
+                posthorn_10 / source_10
+            );
+            s1.push(source_1);
+            p1.push(posthorn_1);
+            s10.push(source_10);
+            p10.push(posthorn_10);
+        }
+        let (s1, p1, s10, p10) = (median(s1), median(p1), median(s10), median(p10));
+        println!(
+            "median: 1 connection: Posthorn {p1:.0}/s (bar 1000/s), smtp-source {s1:.0}/s; 10 connections: Posthorn {p10:.0}/s = {:.2} of smtp-source {s10:.0}/s (bar 0.50)",
+            p10 / s10
+        );
+    });
+    drop(sink);
+}
