@@ -1,9 +1,12 @@
-//! D1 of the test catalogue: the real `posthorn` process killed with
-//! SIGKILL three times while 1,000 messages are being accepted and relayed
-//! to FaultSmtp. Every acknowledged message is delivered, nothing is stored
+//! Crashes and restarts of the real `posthorn` process, relaying to
+//! FaultSmtp.
+//!
+//! D1: SIGKILL three times while 1,000 messages are being accepted and
+//! relayed. Every acknowledged message is delivered, nothing is stored
 //! twice, and duplicates at the relay stay within what can have been in an
 //! SMTP transaction at a kill (one stable Message-ID per message, so they
-//! are recognisable).
+//! are recognisable). D12: scheduled messages survive restarts and fire
+//! once, never early.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,22 @@ fn message_id(data: &[u8]) -> String {
         .to_owned()
 }
 
+/// The environment of a server relaying to `sink` on `database`.
+fn environment(database: &str, sink: &FaultSmtp) -> Vec<(&'static str, String)> {
+    vec![
+        ("POSTHORN_DATABASE_URL", database.to_owned()),
+        ("POSTHORN_TRANSPORT", sink.url("")),
+        (
+            "POSTHORN_DELIVERY_CONCURRENCY",
+            DELIVERY_CONCURRENCY.to_string(),
+        ),
+        ("POSTHORN_DELIVERY_LEASE_SECONDS", "2".into()),
+        ("POSTHORN_RATE_LIMIT_PER_SECOND", "100000".into()),
+        ("POSTHORN_RATE_LIMIT_BURST", "100000".into()),
+        ("POSTHORN_DAILY_QUOTA", "0".into()),
+    ]
+}
+
 async fn kill_9_during_sustained_sending(backend: Backend) {
     let Some((_database, url)) = TestDatabase::create(backend).await else {
         eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
@@ -59,17 +78,8 @@ async fn kill_9_during_sustained_sending(backend: Backend) {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let transport = sink.url("");
-    let concurrency = DELIVERY_CONCURRENCY.to_string();
-    let env = [
-        ("POSTHORN_DATABASE_URL", url.as_str()),
-        ("POSTHORN_TRANSPORT", transport.as_str()),
-        ("POSTHORN_DELIVERY_CONCURRENCY", concurrency.as_str()),
-        ("POSTHORN_DELIVERY_LEASE_SECONDS", "2"),
-        ("POSTHORN_RATE_LIMIT_PER_SECOND", "100000"),
-        ("POSTHORN_RATE_LIMIT_BURST", "100000"),
-        ("POSTHORN_DAILY_QUOTA", "0"),
-    ];
+    let env = environment(&url, &sink);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut server = serve_with(dir.path(), &env, &[]).await;
     let key = Arc::new(server.key());
     let (current, watcher) = watch::channel::<Current>((0, Some(server.channel().await)));
@@ -235,5 +245,90 @@ async fn kill_9_during_sustained_sending(backend: Backend) {
     let acked_ids: HashSet<String> = acked.into_values().collect();
     assert_eq!(stored, acked_ids);
     assert_eq!(sent_ids, acked_ids);
+    assert!(terminate(server.child).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_survive_restarts_and_fire_once_never_early_d12_sqlite() {
+    scheduled_messages_survive_restarts(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_survive_restarts_and_fire_once_never_early_d12_postgres() {
+    scheduled_messages_survive_restarts(Backend::Postgres).await;
+}
+
+async fn scheduled_messages_survive_restarts(backend: Backend) {
+    const SCHEDULED: usize = 50;
+    let Some((_database, url)) = TestDatabase::create(backend).await else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let sink = FaultSmtp::start(Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = environment(&url, &sink);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = serve_with(dir.path(), &env, &[]).await;
+    let key = server.key();
+    let send = |channel: Channel, i: usize, at: Option<prost_types::Timestamp>| {
+        let key = key.clone();
+        async move {
+            let request = v1::SendEmailRequest {
+                from_email: "hello@localhost".into(),
+                to: vec![format!("r{i}@example.com")],
+                subject: format!("Scheduled {i}"),
+                text: "Not before its time.".into(),
+                scheduled_at: at,
+                ..Default::default()
+            };
+            SendServiceClient::new(channel)
+                .send_email(with_key(request, KeyHeader::Bearer, &key))
+                .await
+                .expect("accepted")
+                .into_inner()
+        }
+    };
+    // Whole seconds, as the API stores them.
+    let due = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 4, 0).unwrap();
+    let at = prost_types::Timestamp {
+        seconds: due.timestamp(),
+        nanos: 0,
+    };
+    let channel = server.channel().await;
+    for i in 0..SCHEDULED {
+        let receipt = send(channel.clone(), i, Some(at)).await;
+        assert_eq!(receipt.status, v1::MessageStatus::Scheduled as i32);
+    }
+    // Killed before they are due; the next process sends them.
+    let mut server = server;
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    assert!(
+        chrono::Utc::now() < due,
+        "the kill came before the due time"
+    );
+    let mut server = serve_with(dir.path(), &env, &["--no-bootstrap"]).await;
+    tokio::time::timeout(Duration::from_secs(30), sink.wait_for(SCHEDULED))
+        .await
+        .expect("the scheduled messages are sent after the restart");
+    // Killed again once they are sent; a message sent after the second
+    // restart arrives, and the scheduled ones did not go out a second time.
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    let server = serve_with(dir.path(), &env, &["--no-bootstrap"]).await;
+    send(server.channel().await, SCHEDULED, None).await;
+    tokio::time::timeout(Duration::from_secs(30), sink.wait_for(SCHEDULED + 1))
+        .await
+        .expect("the sentinel arrives");
+    let accepted = sink.accepted();
+    let ids: HashSet<String> = accepted.iter().map(|a| message_id(&a.data)).collect();
+    assert_eq!(accepted.len(), SCHEDULED + 1, "each sent once");
+    assert_eq!(ids.len(), SCHEDULED + 1);
+    let early: Vec<_> = accepted[..SCHEDULED]
+        .iter()
+        .filter(|a| a.at < due)
+        .map(|a| a.at)
+        .collect();
+    assert!(early.is_empty(), "sent before {due}: {early:?}");
     assert!(terminate(server.child).await.success());
 }

@@ -50,6 +50,8 @@ pub struct Accepted {
     pub to: Vec<String>,
     /// The message as it arrived, dot-stuffing undone.
     pub data: Vec<u8>,
+    /// When the server answered 250.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Default)]
@@ -258,6 +260,7 @@ impl FaultSmtp {
                             from: from.clone().unwrap_or_default(),
                             to: to.clone(),
                             data,
+                            at: chrono::Utc::now(),
                         });
                         self.accepted_count.send_modify(|n| *n += 1);
                         say("250 2.0.0 queued as FAULT")
