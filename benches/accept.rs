@@ -27,7 +27,7 @@ use posthorn::domain::keys::KeyMode;
 use posthorn::proto::v1;
 use posthorn::startup::Application;
 use posthorn::storage::Store;
-use support::{http1_connections, median};
+use support::{Postfix, http1_connections, median};
 use tonic::transport::Channel;
 
 // The allocator of the `posthorn` binary, so the server measured here is
@@ -129,54 +129,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The private Postfix instance; stopped when dropped.
-struct Postfix {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Postfix {
-    fn start() -> Postfix {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // A free loopback port, released just before Postfix binds it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
-        let status = std::process::Command::new("bash")
-            .args([script, "start"])
-            .arg(dir.path())
-            .arg(port.to_string())
-            .status()
-            .expect("run postfix-peer.sh");
-        assert!(status.success(), "postfix-peer.sh start failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Postfix did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Postfix { dir, port }
-    }
-
-    /// Accepted messages per second for `messages` 1 KB messages over
-    /// `sessions` parallel SMTP sessions.
-    fn accept_rate(&self, messages: u64, sessions: u64) -> f64 {
-        support::smtp_source(self.port, sessions, messages)
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
-        let _ = std::process::Command::new("bash")
-            .args([script, "stop"])
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 const BODY_BYTES: usize = 2048;
 
 async fn start_posthorn() -> (std::net::SocketAddr, String, tempfile::TempDir) {
@@ -251,7 +203,7 @@ fn main() {
             o.postfix_sessions,
             if cfg!(debug_assertions) { "debug (smoke run only)" } else { "release" }
         );
-        let postfix = Postfix::start();
+        let postfix = Postfix::start(None);
         let (addr, key, _dir) = start_posthorn().await;
         let url = format!("http://{addr}");
         let mut channels = Vec::new();

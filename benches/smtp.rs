@@ -13,66 +13,14 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use posthorn::delivery::smtp::Relay;
-use support::{median, smtp_source};
+use support::{Sink, median, smtp_source};
 
 // The allocator of the `posthorn` binary.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Postfix's `smtp-sink` on a free loopback port; stopped when dropped.
-struct Sink {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
-        let installed = std::process::Command::new("bash")
-            .args([script, "install"])
-            .status()
-            .expect("run postfix-peer.sh");
-        assert!(installed.success(), "postfix-peer.sh install failed");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut command = std::process::Command::new("smtp-sink");
-        // smtp-sink refuses to run as root without a user to switch to.
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if root {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("256")
-            .spawn()
-            .expect("start smtp-sink");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "smtp-sink did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sink { child, port }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A 1 KB message as the worker pool hands it to a transport.
 fn message() -> Vec<u8> {

@@ -4,8 +4,10 @@
 # discarded by the queue manager (what is measured is accepting: SMTP in,
 # queue file fsynced, 250 out). Installs Debian's postfix when missing.
 #
-#   scripts/postfix-peer.sh start DIR PORT
+#   scripts/postfix-peer.sh start DIR PORT [RELAY_PORT]
 #   scripts/postfix-peer.sh stop DIR
+# With RELAY_PORT, accepted mail is relayed to 127.0.0.1:RELAY_PORT instead
+# of discarded (the end-to-end benchmark).
 #   scripts/postfix-peer.sh install     (just smtp-sink and smtp-source)
 set -euo pipefail
 
@@ -33,6 +35,9 @@ dir=${2:?missing DIR}
 case "$command" in
 start)
     port=${3:?missing PORT}
+    relay=${4:-}
+    transport=discard
+    [ -z "$relay" ] || transport=smtp
     install_postfix
     mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
     cp /etc/postfix/master.cf "$dir/etc/master.cf" 2> /dev/null ||
@@ -49,8 +54,9 @@ inet_interfaces = loopback-only
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
-default_transport = discard
-relay_transport = discard
+default_transport = $transport
+relay_transport = $transport
+relayhost = ${relay:+[127.0.0.1]:$relay}
 local_transport = discard
 maillog_file_prefixes = /var, /dev/stdout, $dir
 maillog_file = $dir/maillog

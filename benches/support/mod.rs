@@ -75,3 +75,131 @@ pub fn smtp_source(port: u16, sessions: u64, messages: u64) -> f64 {
     );
     messages as f64 / started.elapsed().as_secs_f64()
 }
+
+/// Postfix's `smtp-sink` on a free loopback port; stopped when dropped.
+pub struct Sink {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
+        let installed = std::process::Command::new("bash")
+            .args([script, "install"])
+            .status()
+            .expect("run postfix-peer.sh");
+        assert!(installed.success(), "postfix-peer.sh install failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut command = std::process::Command::new("smtp-sink");
+        // smtp-sink refuses to run as root without a user to switch to.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if root {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .spawn()
+            .expect("start smtp-sink");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "smtp-sink did not start listening"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Sink { child, port }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The private Postfix instance; stopped when dropped.
+pub struct Postfix {
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Postfix {
+    /// Starts Postfix; with `relay`, mail is relayed to
+    /// `127.0.0.1:relay` instead of discarded.
+    pub fn start(relay: Option<u16>) -> Postfix {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A free loopback port, released just before Postfix binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
+        let status = std::process::Command::new("bash")
+            .args([script, "start"])
+            .arg(dir.path())
+            .arg(port.to_string())
+            .args(relay.map(|p| p.to_string()))
+            .status()
+            .expect("run postfix-peer.sh");
+        assert!(status.success(), "postfix-peer.sh start failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Postfix did not start listening"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Postfix { dir, port }
+    }
+
+    /// Accepted messages per second for `messages` 1 KB messages over
+    /// `sessions` parallel SMTP sessions.
+    pub fn accept_rate(&self, messages: u64, sessions: u64) -> f64 {
+        smtp_source(self.port, sessions, messages)
+    }
+
+    /// Whether every queued message has left (relayed or discarded).
+    pub fn queue_empty(&self) -> bool {
+        ["maildrop", "incoming", "active", "deferred", "hold"]
+            .iter()
+            .all(|q| count_files(&self.dir.path().join("queue").join(q)) == 0)
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
+        let _ = std::process::Command::new("bash")
+            .args([script, "stop"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}

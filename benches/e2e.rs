@@ -1,0 +1,255 @@
+//! B3 and B7: messages accepted and delivered end to end, against Postfix
+//! relaying the same number to the same sink, in the same run; and the
+//! server's memory while it works and when idle.
+//!
+//! - Posthorn: the real `posthorn` binary (release, SQLite, WAL with
+//!   `synchronous=FULL`) relaying to Postfix's `smtp-sink` over its own
+//!   pool; 64 gRPC streams over 8 connections send `--messages` 1 KB
+//!   messages with one recipient each; the clock stops when a
+//!   `WatchMessages` client has seen a `sent` event for every one.
+//! - Postfix: a private instance (`scripts/postfix-peer.sh start … RELAY`)
+//!   relaying to the same sink; `smtp-source` injects the same number over
+//!   32 sessions; the clock stops when its queue is empty.
+//! - RSS of the server process (`/proc/PID/status`), sampled every 100 ms
+//!   during its run, and after start-up before any load.
+//!
+//! Run: `cargo bench --bench e2e` (options `--messages N`, `--rounds N`).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use posthorn::proto::v1;
+use support::{Postfix, Sink, median};
+use tokio::io::AsyncBufReadExt;
+use tonic::transport::Channel;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const CLIENTS: usize = 64;
+const CONNECTIONS: usize = 8;
+
+/// Resident memory of process `pid`, in MB.
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// What one Posthorn leg measured.
+struct Run {
+    accepted: Duration,
+    delivered: Duration,
+    idle_rss: f64,
+    peak_rss: f64,
+}
+
+fn request(key: &str, i: u64) -> tonic::Request<v1::SendEmailRequest> {
+    let mut request = tonic::Request::new(v1::SendEmailRequest {
+        from_email: "bench@localhost".into(),
+        to: vec![format!("r{i}@example.com")],
+        subject: "End to end".into(),
+        text: "x".repeat(1024),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("ascii"));
+    request
+}
+
+async fn posthorn(sink: u16, messages: u64) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("POSTHORN_LISTEN", "127.0.0.1:0")
+        .env(
+            "POSTHORN_DATABASE_URL",
+            format!("sqlite://{}/posthorn.db", dir.path().display()),
+        )
+        .env(
+            "POSTHORN_TRANSPORT",
+            format!("smtp://127.0.0.1:{sink}?tls=none&max_connections=16"),
+        )
+        .env("POSTHORN_RATE_LIMIT_PER_SECOND", "1000000")
+        .env("POSTHORN_RATE_LIMIT_BURST", "1000000")
+        .env("POSTHORN_DAILY_QUOTA", "0")
+        .env("POSTHORN_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start posthorn");
+    let pid = child.id().expect("running");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut addr, mut key) = (String::new(), String::new());
+    while let Some(line) = lines.next_line().await.expect("banner") {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if let Some(word) = line.split_whitespace().find(|w| w.starts_with("ph_live_")) {
+            key = word.to_owned();
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Settled after start-up, before any load.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = rss_mb(pid);
+
+    let url = format!("http://{addr}");
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS {
+        channels.push(
+            Channel::from_shared(url.clone())
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    let mut watch = v1::messages_service_client::MessagesServiceClient::new(channels[0].clone());
+    let mut watch_request = tonic::Request::new(v1::WatchMessagesRequest {
+        types: vec![v1::EventType::Sent as i32],
+        ..Default::default()
+    });
+    watch_request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().expect("ascii"));
+    let mut stream = watch
+        .watch_messages(watch_request)
+        .await
+        .expect("watch")
+        .into_inner();
+
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                peak.fetch_max(rss_mb(pid) as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    let started = Instant::now();
+    let counter = tokio::spawn(async move {
+        let mut seen = 0u64;
+        while seen < messages {
+            let event = stream
+                .next()
+                .await
+                .expect("the stream stays open")
+                .expect("an event");
+            if event.event.is_some() {
+                seen += 1;
+            }
+        }
+        started.elapsed()
+    });
+    let key = Arc::new(key);
+    let senders: Vec<_> = (0..CLIENTS as u64)
+        .map(|client| {
+            let (channel, key) = (channels[client as usize % CONNECTIONS].clone(), key.clone());
+            tokio::spawn(async move {
+                let mut grpc = v1::send_service_client::SendServiceClient::new(channel);
+                let mut i = client;
+                while i < messages {
+                    grpc.send_email(request(&key, i)).await.expect("accepted");
+                    i += CLIENTS as u64;
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let accepted = started.elapsed();
+    let delivered = counter.await.expect("counter");
+    sampler.abort();
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Run {
+        accepted,
+        delivered,
+        idle_rss,
+        peak_rss: peak.load(Ordering::Relaxed) as f64,
+    }
+}
+
+/// Seconds until Postfix has relayed `messages` injected over 32 sessions.
+fn postfix(postfix: &Postfix, messages: u64) -> (Duration, Duration) {
+    let started = Instant::now();
+    postfix.accept_rate(messages, 32);
+    let injected = started.elapsed();
+    let deadline = started + Duration::from_secs(1800);
+    while !postfix.queue_empty() {
+        assert!(Instant::now() < deadline, "Postfix did not empty its queue");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (injected, started.elapsed())
+}
+
+fn main() {
+    let given = support::numeric_options();
+    let messages = given.get("messages").copied().unwrap_or(50_000);
+    let rounds = given.get("rounds").copied().unwrap_or(3) as usize;
+    println!(
+        "B3/B7 end to end into smtp-sink: {messages} messages of 1 KB per leg, {rounds} rounds, {} build",
+        if cfg!(debug_assertions) {
+            "debug (smoke run only)"
+        } else {
+            "release"
+        }
+    );
+    let sink = Sink::start();
+    let relay = Postfix::start(Some(sink.port));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut ratios, mut walls, mut peaks, mut idles) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let (injected, relayed) = postfix(&relay, messages);
+        let run = runtime.block_on(posthorn(sink.port, messages));
+        let ratio = run.delivered.as_secs_f64() / relayed.as_secs_f64();
+        println!(
+            "round {round}: Postfix injected in {:.1} s, relayed all in {:.1} s | Posthorn accepted in {:.1} s, delivered all in {:.1} s ({:.0}/s) = {ratio:.3} of Postfix's time | Posthorn RSS idle {:.0} MB, peak {:.0} MB",
+            injected.as_secs_f64(),
+            relayed.as_secs_f64(),
+            run.accepted.as_secs_f64(),
+            run.delivered.as_secs_f64(),
+            messages as f64 / run.delivered.as_secs_f64(),
+            run.idle_rss,
+            run.peak_rss,
+        );
+        ratios.push(ratio);
+        walls.push(relayed.as_secs_f64() / run.delivered.as_secs_f64());
+        peaks.push(run.peak_rss);
+        idles.push(run.idle_rss);
+    }
+    println!(
+        "median: Posthorn's wall time = {:.3} of Postfix's (bar ≤ 0.167, i.e. {:.1}x faster; bar 6x); RSS peak {:.0} MB (bar ≤ 150), idle {:.0} MB (bar ≤ 40)",
+        median(ratios),
+        median(walls),
+        median(peaks),
+        median(idles)
+    );
+    drop(relay);
+    drop(sink);
+}
