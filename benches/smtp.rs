@@ -1,6 +1,9 @@
 //! B4: Posthorn's SMTP client pool against Postfix's `smtp-sink`, beside
 //! Postfix's own C client `smtp-source`, measured in the same run.
 //!
+//! smtp-source runs with `-d`: each session carries many messages, as the
+//! pool's connections do.
+//!
 //! - `smtp-source -s 1` and Posthorn's relay pool with one connection
 //!   (`max_connections=1`), each sending the same number of 1 KB messages
 //!   one after another: the bar is ≥ 1,000 messages/s for Posthorn.
@@ -80,12 +83,12 @@ fn main() {
     runtime.block_on(async {
         // Warm-up: the sink, the connections, the caches.
         posthorn(sink.port, 10, messages.min(1000)).await;
-        smtp_source(sink.port, 10, messages.min(1000) as u64);
+        smtp_source(sink.port, 10, messages.min(1000) as u64, true);
         let (mut s1, mut p1, mut s10, mut p10) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 1..=rounds {
-            let source_1 = smtp_source(sink.port, 1, messages as u64 / 4);
+            let source_1 = smtp_source(sink.port, 1, messages as u64 / 4, true);
             let posthorn_1 = posthorn(sink.port, 1, messages / 4).await;
-            let source_10 = smtp_source(sink.port, 10, messages as u64);
+            let source_10 = smtp_source(sink.port, 10, messages as u64, true);
             let posthorn_10 = posthorn(sink.port, 10, messages).await;
             println!(
                 "round {round}: 1 connection: smtp-source {source_1:>7.0}/s Posthorn {posthorn_1:>7.0}/s | 10 connections: smtp-source {source_10:>7.0}/s Posthorn {posthorn_10:>7.0}/s ({:.2} of smtp-source)",

@@ -58,10 +58,12 @@ pub async fn http1_connections(
 }
 
 /// Messages per second Postfix's `smtp-source` sends to `127.0.0.1:port`:
-/// `messages` messages of 1 KB over `sessions` parallel SMTP sessions.
-pub fn smtp_source(port: u16, sessions: u64, messages: u64) -> f64 {
+/// `messages` messages of 1 KB over `sessions` parallel SMTP sessions; with
+/// `reuse` (`-d`) each session carries many messages, else one.
+pub fn smtp_source(port: u16, sessions: u64, messages: u64, reuse: bool) -> f64 {
     let started = std::time::Instant::now();
     let output = std::process::Command::new("smtp-source")
+        .args(reuse.then_some("-d"))
         .args(["-s", &sessions.to_string(), "-l", "1024", "-m"])
         .arg(messages.to_string())
         .args(["-f", "bench@bench.localhost", "-t", "sink@example.com"])
@@ -168,7 +170,7 @@ impl Postfix {
     /// Accepted messages per second for `messages` 1 KB messages over
     /// `sessions` parallel SMTP sessions.
     pub fn accept_rate(&self, messages: u64, sessions: u64) -> f64 {
-        smtp_source(self.port, sessions, messages)
+        smtp_source(self.port, sessions, messages, false)
     }
 
     /// Whether every queued message has left (relayed or discarded).
