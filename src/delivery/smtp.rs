@@ -39,8 +39,8 @@ pub enum TlsPolicy {
 pub struct Relay {
     host: String,
     port: u16,
-    implicit_tls: bool,
-    /// For `smtps://`: the verified client configuration.
+    /// For `smtps://` (TLS from the first byte): the verified client
+    /// configuration.
     implicit_tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     tls: TlsPolicy,
     credentials: Option<Credentials>,
@@ -60,7 +60,7 @@ impl std::fmt::Debug for Relay {
         f.debug_struct("Relay")
             .field("remote", &self.remote())
             .field("tls", &self.tls)
-            .field("implicit_tls", &self.implicit_tls)
+            .field("implicit_tls", &self.implicit_tls_config.is_some())
             .field("max_connections", &self.max_connections)
             .finish()
     }
@@ -118,7 +118,6 @@ impl Relay {
         let mut relay = Relay {
             host,
             port,
-            implicit_tls,
             implicit_tls_config: None,
             tls: if implicit_tls {
                 TlsPolicy::Required
@@ -200,7 +199,12 @@ impl Relay {
     /// `smtp` or `smtps`, recorded with each attempt beside the relay's
     /// `host:port`: never the credentials.
     pub fn name(&self) -> String {
-        if self.implicit_tls { "smtps" } else { "smtp" }.to_owned()
+        if self.implicit_tls_config.is_some() {
+            "smtps"
+        } else {
+            "smtp"
+        }
+        .to_owned()
     }
 
     /// Sends `raw` from `from` to `recipients` in one envelope; one reply
@@ -299,7 +303,7 @@ impl Relay {
             )
             .await?
         };
-        if !self.implicit_tls {
+        if self.implicit_tls_config.is_none() {
             let offered = connection.can_starttls();
             match (self.tls, offered) {
                 (TlsPolicy::None, _) | (TlsPolicy::Opportunistic, false) => {}
