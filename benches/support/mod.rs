@@ -92,11 +92,7 @@ impl Sink {
             .status()
             .expect("run postfix-peer.sh");
         assert!(installed.success(), "postfix-peer.sh install failed");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = free_port();
         let mut command = std::process::Command::new("smtp-sink");
         // smtp-sink refuses to run as root without a user to switch to.
         let root = std::process::Command::new("id")
@@ -111,14 +107,7 @@ impl Sink {
             .arg("256")
             .spawn()
             .expect("start smtp-sink");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "smtp-sink did not start listening"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_listening(port, "smtp-sink", 10);
         Sink { child, port }
     }
 }
@@ -141,12 +130,7 @@ impl Postfix {
     /// `127.0.0.1:relay` instead of discarded.
     pub fn start(relay: Option<u16>) -> Postfix {
         let dir = tempfile::tempdir().expect("temp dir");
-        // A free loopback port, released just before Postfix binds it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postfix-peer.sh");
         let status = std::process::Command::new("bash")
             .args([script, "start"])
@@ -156,14 +140,7 @@ impl Postfix {
             .status()
             .expect("run postfix-peer.sh");
         assert!(status.success(), "postfix-peer.sh start failed");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "Postfix did not start listening"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_listening(port, "Postfix", 30);
         Postfix { dir, port }
     }
 
@@ -204,4 +181,25 @@ fn count_files(dir: &std::path::Path) -> usize {
             })
             .sum()
     })
+}
+
+/// A free loopback port, released just before a peer binds it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits up to `seconds` for `what` to accept connections on `port`.
+fn wait_listening(port: u16, what: &str, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not start listening"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
