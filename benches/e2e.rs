@@ -10,6 +10,9 @@
 //! - Postfix: a private instance (`scripts/postfix-peer.sh start … RELAY`)
 //!   relaying to the same sink; `smtp-source` injects the same number over
 //!   32 sessions; the clock stops when its queue is empty.
+//! - B5: the same Posthorn run once more into a sink in the bench process
+//!   that notes the instant of each 250; the latency is from there to the
+//!   `sent` event on the watcher, on the same clock.
 //! - RSS of the server process (`/proc/PID/status`), sampled every 100 ms
 //!   during its run, and after start-up before any load.
 //!
@@ -51,6 +54,98 @@ struct Run {
     delivered: Duration,
     idle_rss: f64,
     peak_rss: f64,
+    /// From the sink's 250 to the `sent` event on the watcher (B5), when
+    /// the sink timed its replies.
+    latencies: Vec<Duration>,
+}
+
+/// When the timing sink answered 250 for each recipient.
+type Replied = Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// A minimal SMTP sink in this process that notes the instant it sends
+/// each 250 after DATA, per recipient, so B5 can compare it with the
+/// instant the event reaches the watcher on the same clock.
+async fn timing_sink() -> (u16, Replied) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let replied: Replied = Arc::default();
+    let shared = replied.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let replied = shared.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let (read, mut write) = stream.into_split();
+                let mut lines = tokio::io::BufReader::new(read);
+                if write.write_all(b"220 sink ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                let mut to: Vec<String> = Vec::new();
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    match lines.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let verb = line
+                        .get(..4)
+                        .map(|v| v.to_ascii_uppercase())
+                        .unwrap_or_default();
+                    let reply: &[u8] = match &verb[..] {
+                        b"EHLO" => b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                        b"HELO" => b"250 sink\r\n",
+                        b"MAIL" | b"RSET" => {
+                            to.clear();
+                            b"250 2.1.0 ok\r\n"
+                        }
+                        b"RCPT" => {
+                            let text = String::from_utf8_lossy(&line);
+                            if let Some((_, rest)) = text.split_once('<')
+                                && let Some((address, _)) = rest.split_once('>')
+                            {
+                                to.push(address.to_owned());
+                            }
+                            b"250 2.1.5 ok\r\n"
+                        }
+                        b"DATA" => {
+                            if write.write_all(b"354 go ahead\r\n").await.is_err() {
+                                return;
+                            }
+                            loop {
+                                line.clear();
+                                match lines.read_until(b'\n', &mut line).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(_) if line == b".\r\n" => break,
+                                    Ok(_) => {}
+                                }
+                            }
+                            let now = Instant::now();
+                            {
+                                let mut replied = replied.lock().expect("lock");
+                                for address in to.drain(..) {
+                                    replied.insert(address, now);
+                                }
+                            }
+                            b"250 2.0.0 queued\r\n"
+                        }
+                        b"QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    if write.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, replied)
 }
 
 fn request(key: &str, i: u64) -> tonic::Request<v1::SendEmailRequest> {
@@ -67,7 +162,7 @@ fn request(key: &str, i: u64) -> tonic::Request<v1::SendEmailRequest> {
     request
 }
 
-async fn posthorn(sink: u16, messages: u64) -> Run {
+async fn posthorn(sink: u16, messages: u64, replied: Option<Replied>) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
         .arg("serve")
@@ -149,17 +244,24 @@ async fn posthorn(sink: u16, messages: u64) -> Run {
     let started = Instant::now();
     let counter = tokio::spawn(async move {
         let mut seen = 0u64;
+        let mut latencies = Vec::new();
         while seen < messages {
             let event = stream
                 .next()
                 .await
                 .expect("the stream stays open")
                 .expect("an event");
-            if event.event.is_some() {
+            let arrived = Instant::now();
+            if let Some(event) = event.event {
                 seen += 1;
+                if let Some(replied) = &replied
+                    && let Some(at) = replied.lock().expect("lock").get(&event.recipient)
+                {
+                    latencies.push(arrived.saturating_duration_since(*at));
+                }
             }
         }
-        started.elapsed()
+        (started.elapsed(), latencies)
     });
     let key = Arc::new(key);
     let senders: Vec<_> = (0..CLIENTS as u64)
@@ -179,7 +281,7 @@ async fn posthorn(sink: u16, messages: u64) -> Run {
         sender.await.expect("sender");
     }
     let accepted = started.elapsed();
-    let delivered = counter.await.expect("counter");
+    let (delivered, latencies) = counter.await.expect("counter");
     sampler.abort();
     let _ = child.start_kill();
     let _ = child.wait().await;
@@ -188,6 +290,7 @@ async fn posthorn(sink: u16, messages: u64) -> Run {
         delivered,
         idle_rss,
         peak_rss: peak.load(Ordering::Relaxed) as f64,
+        latencies,
     }
 }
 
@@ -226,7 +329,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let (injected, relayed) = postfix(&relay, messages);
-        let run = runtime.block_on(posthorn(sink.port, messages));
+        let run = runtime.block_on(posthorn(sink.port, messages, None));
         let ratio = run.delivered.as_secs_f64() / relayed.as_secs_f64();
         println!(
             "round {round}: Postfix injected in {:.1} s, relayed all in {:.1} s | Posthorn accepted in {:.1} s, delivered all in {:.1} s ({:.0}/s) = {ratio:.3} of Postfix's time | Posthorn RSS idle {:.0} MB, peak {:.0} MB",
@@ -252,4 +355,31 @@ fn main() {
     );
     drop(relay);
     drop(sink);
+
+    // B5: the same load into a sink in this process that notes when it
+    // answers 250; the latency is from there to the watcher's event.
+    let mut latencies = runtime.block_on(async {
+        let (port, replied) = timing_sink().await;
+        let run = posthorn(port, messages, Some(replied)).await;
+        println!(
+            "B5 leg: accepted in {:.1} s, delivered all in {:.1} s ({:.0}/s), {} latencies",
+            run.accepted.as_secs_f64(),
+            run.delivered.as_secs_f64(),
+            messages as f64 / run.delivered.as_secs_f64(),
+            run.latencies.len()
+        );
+        run.latencies
+    });
+    assert!(
+        !latencies.is_empty(),
+        "the watcher saw the sink's recipients"
+    );
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    println!(
+        "B5 sink 250 -> WatchMessages event: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (bar p99 ≤ 10 ms)",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
 }

@@ -34,6 +34,18 @@ impl Application {
     pub async fn build(settings: &Settings, store: Store) -> anyhow::Result<Application> {
         let transport = Transport::parse(&settings.transport, &settings.hostname)
             .map_err(|problem| anyhow::anyhow!("setting `transport`: {problem}"))?;
+        if settings.deliver
+            && let Some(timeout) = transport.reply_timeout()
+            && settings.delivery_lease <= timeout
+        {
+            // A lease that can run out while a worker still waits for a
+            // healthy relay's reply hands the recipient to a second worker.
+            anyhow::bail!(
+                "setting `delivery_lease_seconds` ({} s) must be longer than the relay's reply timeout ({} s, the transport's `timeout`)",
+                settings.delivery_lease.as_secs(),
+                timeout.as_secs()
+            );
+        }
         let router = routes(settings, store.clone()).await?;
         let listener = TcpListener::bind(settings.listen)
             .await

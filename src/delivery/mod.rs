@@ -3,23 +3,27 @@
 //! every attempt with its event. The only module that imports lettre.
 
 pub mod mime;
+mod record;
 pub mod smtp;
 mod tls;
 pub mod transport;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use crate::domain::delivery::{
-    AttemptResult, Claimed, DeliveryStore, Outcome, Reply, RetryPolicy, classify,
+    AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome, Reply, RetryPolicy, classify,
 };
 use crate::domain::ids::new_id;
+use crate::domain::messages::Message;
 use crate::domain::watch::EventStore;
+use record::Recorder;
 pub use transport::Transport;
 
 /// How the pool works.
@@ -27,7 +31,8 @@ pub use transport::Transport;
 pub struct DeliverySettings {
     /// Messages delivered at once.
     pub concurrency: usize,
-    /// Recipients claimed per query.
+    /// The most recipients claimed per query (claims stay within twice the
+    /// concurrency minus what runs).
     pub batch: u64,
     /// How long a claim holds before the rescuer may free it.
     pub lease: Duration,
@@ -50,7 +55,7 @@ impl Default for DeliverySettings {
 }
 
 /// Starts the pool; it stops claiming when `stopping` turns true and
-/// returns once the work it holds is recorded.
+/// returns once the work it holds is recorded or released.
 pub fn spawn<S>(
     store: S,
     transport: Transport,
@@ -58,141 +63,221 @@ pub fn spawn<S>(
     stopping: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()>
 where
-    S: DeliveryStore + EventStore,
+    S: DeliveryStore + EventStore + Clone,
 {
+    let owner = new_id("wrk");
     let pool = Arc::new(Pool {
+        recorder: Recorder::start(store.clone(), owner.clone()),
         store,
         transport,
         settings,
-        owner: new_id("wrk"),
+        owner,
     });
     tokio::spawn(pool.run(stopping))
 }
 
 struct Pool<S> {
     store: S,
+    recorder: Recorder,
     transport: Transport,
     settings: DeliverySettings,
     owner: String,
 }
 
+/// A claimed message waiting for a worker.
+type Job = (Message, Vec<Claimed>);
+
 impl<S: DeliveryStore + EventStore> Pool<S> {
+    /// Claims due recipients whenever a worker is free and nothing claimed
+    /// is waiting, and keeps up to `concurrency` deliveries running. After
+    /// a claim that found nothing it waits for new work (a commit that
+    /// wrote events), the idle poll or a finished delivery.
     async fn run(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
         let mut work = self.store.event_signal();
-        let mut last_rescue = Instant::now();
+        let mut last_rescue: Option<Instant> = None;
+        let mut waiting: VecDeque<Job> = VecDeque::new();
+        let mut running = FuturesUnordered::new();
+        let mut dry = false;
+        let mut last_claim = Instant::now();
         loop {
             if *stopping.borrow() {
                 break;
             }
-            if last_rescue.elapsed() >= self.settings.lease / 4 {
-                last_rescue = Instant::now();
-                match self.store.rescue_expired(Utc::now()).await {
+            if last_rescue.is_none_or(|at| at.elapsed() >= self.settings.lease / 4) {
+                last_rescue = Some(Instant::now());
+                match self.rescue().await {
                     Ok(0) => {}
-                    Ok(n) => tracing::warn!(recipients = n, "expired leases returned to the queue"),
+                    Ok(n) => tracing::warn!(
+                        recipients = n,
+                        "expired leases taken over: their attempts are recorded as ambiguous and tried again"
+                    ),
                     Err(error) => tracing::warn!(%error, "could not rescue expired leases"),
                 }
             }
-            work.borrow_and_update();
-            let now = Utc::now();
-            let lease_until =
-                now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
-            let claimed = match self
-                .store
-                .claim_due(&self.owner, now, lease_until, self.settings.batch)
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "could not claim due recipients");
-                    Vec::new()
-                }
-            };
-            if claimed.is_empty() {
-                tokio::select! {
-                    _ = work.changed() => {}
-                    () = tokio::time::sleep(self.settings.idle_poll) => {}
-                    _ = stopping.changed() => {}
-                }
-                continue;
+            while running.len() < self.settings.concurrency {
+                let Some(job) = waiting.pop_front() else {
+                    break;
+                };
+                let pool = self.clone();
+                running.push(async move { pool.deliver(job).await });
             }
-            let mut by_message: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
-            for c in claimed {
-                by_message.entry(c.message_id.clone()).or_default().push(c);
+            if dry && last_claim.elapsed() >= self.settings.idle_poll {
+                dry = false;
             }
-            futures::stream::iter(by_message.into_values())
-                .for_each_concurrent(self.settings.concurrency, |group| {
-                    let pool = self.clone();
-                    async move { pool.deliver(group).await }
-                })
-                .await;
+            if waiting.is_empty() && running.len() < self.settings.concurrency && !dry {
+                work.borrow_and_update();
+                last_claim = Instant::now();
+                // Claims stay near what the workers can start soon, so that
+                // other pools sharing the queue find work too.
+                let room = (2 * self.settings.concurrency).saturating_sub(running.len());
+                let limit = (room as u64).clamp(1, self.settings.batch);
+                match self.claim(limit).await {
+                    Ok(jobs) if jobs.is_empty() => dry = true,
+                    Ok(jobs) => {
+                        waiting.extend(jobs);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "could not claim due recipients");
+                        dry = true;
+                    }
+                }
+            }
+            let poll = self.settings.idle_poll.saturating_sub(last_claim.elapsed());
+            tokio::select! {
+                Some(()) = running.next(), if !running.is_empty() => {}
+                _ = work.changed() => dry = false,
+                () = tokio::time::sleep(poll) => dry = false,
+                _ = stopping.changed() => {}
+            }
         }
+        // Shutting down: what waits goes back to the queue untried, what
+        // runs finishes and is recorded.
+        let untried: Vec<i64> = waiting
+            .iter()
+            .flat_map(|(_, claimed)| claimed.iter().map(|c| c.recipient_id))
+            .collect();
+        if !untried.is_empty() {
+            match self.store.release_leases(&self.owner, &untried).await {
+                Ok(n) => tracing::info!(recipients = n, "claimed recipients returned to the queue"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not release claims; they return when their lease expires")
+                }
+            }
+        }
+        while running.next().await.is_some() {}
+    }
+
+    /// Takes over recipients whose worker died or hung past its lease and
+    /// records that attempt as ambiguous (the message may have arrived),
+    /// due again at once; returns how many.
+    async fn rescue(&self) -> crate::domain::Result<usize> {
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        let claimed = self
+            .store
+            .claim_expired(&self.owner, now, lease_until)
+            .await?;
+        let count = claimed.len();
+        let mut by_message: BTreeMap<String, Vec<AttemptResult>> = BTreeMap::new();
+        for claimed in claimed {
+            let result = AttemptResult {
+                outcome: Outcome::Ambiguous,
+                reply: Reply::failure(
+                    "the worker holding this recipient stopped before recording a result \
+                     (its lease expired); the message may have arrived and is tried again",
+                    "",
+                ),
+                retry_at: Some(now),
+                transport: self.transport.name(),
+                duration: Duration::ZERO,
+                attempted_at: now,
+                claimed,
+            };
+            by_message
+                .entry(result.claimed.message_id.clone())
+                .or_default()
+                .push(result);
+        }
+        for (message_id, results) in by_message {
+            self.recorder
+                .record(DeliveryRecord {
+                    message_id,
+                    raw_mime: None,
+                    results,
+                })
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Leases due recipients and loads their messages, one job per message.
+    async fn claim(&self, limit: u64) -> crate::domain::Result<Vec<Job>> {
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+        let claimed = self
+            .store
+            .claim_due(&self.owner, now, lease_until, limit)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut by_message: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
+        for c in claimed {
+            by_message.entry(c.message_id.clone()).or_default().push(c);
+        }
+        let ids: Vec<String> = by_message.keys().cloned().collect();
+        let messages = match self.store.messages_for_delivery(&ids).await {
+            Ok(messages) => messages,
+            Err(error) => {
+                let ids: Vec<i64> = by_message
+                    .values()
+                    .flatten()
+                    .map(|c| c.recipient_id)
+                    .collect();
+                let _ = self.store.release_leases(&self.owner, &ids).await;
+                return Err(error);
+            }
+        };
+        let mut jobs = Vec::with_capacity(messages.len());
+        for message in messages {
+            if let Some(claimed) = by_message.remove(&message.id) {
+                jobs.push((message, claimed));
+            }
+        }
+        for message_id in by_message.keys() {
+            tracing::warn!(%message_id, "claimed recipients of a missing message");
+        }
+        Ok(jobs)
     }
 
     /// Delivers one message to its claimed recipients and records the
     /// outcome; on a storage failure the lease runs out and the rescuer
     /// returns the recipients to the queue.
-    async fn deliver(&self, claimed: Vec<Claimed>) {
+    async fn deliver(&self, (message, claimed): Job) {
         let started = Instant::now();
         let attempted_at = Utc::now();
-        let message_id = claimed[0].message_id.clone();
-        let message = match self.store.message_for_delivery(&message_id).await {
-            Ok(Some(message)) => message,
-            Ok(None) => {
-                tracing::warn!(%message_id, "claimed recipients of a missing message");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%message_id, %error, "could not load a message to deliver");
-                return;
-            }
-        };
+        let message_id = message.id.clone();
         let capture = message.test_mode;
         let transport = if capture {
             &Transport::Capture
         } else {
             &self.transport
         };
-        let replies: Vec<(Outcome, Reply)> = match mime::build(&message) {
-            Err(error) => claimed
-                .iter()
-                .map(|_| (Outcome::Failed, Reply::failure(error.to_string(), "")))
-                .collect(),
-            Ok(raw) => {
-                if let Err(error) = self.store.store_raw_mime(&message_id, &raw).await {
-                    tracing::warn!(%message_id, %error, "could not store the built message");
-                    return;
+        let (raw_mime, replies): (Option<Vec<u8>>, Vec<(Outcome, Reply)>) =
+            match mime::build(&message) {
+                Err(error) => (
+                    None,
+                    claimed
+                        .iter()
+                        .map(|_| (Outcome::Failed, Reply::failure(error.to_string(), "")))
+                        .collect(),
+                ),
+                Ok(raw) => {
+                    let replies = self.send(transport, &message, &claimed, &raw).await;
+                    (Some(raw), replies)
                 }
-                let recipients: Vec<String> = claimed.iter().map(|c| c.email.clone()).collect();
-                let ids: Vec<i64> = claimed.iter().map(|c| c.recipient_id).collect();
-                let send = transport.send(&message_id, &message.from_email, &recipients, &raw);
-                tokio::pin!(send);
-                // The lease is renewed while the transport works.
-                let mut renew = tokio::time::interval(self.settings.lease / 3);
-                renew.tick().await;
-                let replies = loop {
-                    tokio::select! {
-                        replies = &mut send => break replies,
-                        _ = renew.tick() => {
-                            let until = Utc::now()
-                                + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
-                            if let Err(error) = self.store.renew_leases(&self.owner, &ids, until).await {
-                                tracing::warn!(%message_id, %error, "could not renew a lease");
-                            }
-                        }
-                    }
-                };
-                replies
-                    .into_iter()
-                    .map(|reply| {
-                        let outcome = match classify(&reply) {
-                            Outcome::Sent if transport.delivers() => Outcome::Delivered,
-                            other => other,
-                        };
-                        (outcome, reply)
-                    })
-                    .collect()
-            }
-        };
+            };
         let now = Utc::now();
         let results: Vec<AttemptResult> = claimed
             .into_iter()
@@ -218,8 +303,52 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
                 }
             })
             .collect();
-        if let Err(error) = self.store.record_attempts(&self.owner, &results).await {
+        let record = DeliveryRecord {
+            message_id: message_id.clone(),
+            raw_mime,
+            results,
+        };
+        if let Err(error) = self.recorder.record(record).await {
             tracing::warn!(%message_id, %error, "could not record delivery attempts; the lease will expire and they run again");
         }
+    }
+
+    /// Hands the built message to the transport, renewing the leases while
+    /// it works, and classifies each recipient's reply.
+    async fn send(
+        &self,
+        transport: &Transport,
+        message: &Message,
+        claimed: &[Claimed],
+        raw: &[u8],
+    ) -> Vec<(Outcome, Reply)> {
+        let recipients: Vec<String> = claimed.iter().map(|c| c.email.clone()).collect();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.recipient_id).collect();
+        let send = transport.send(&message.id, &message.from_email, &recipients, raw);
+        tokio::pin!(send);
+        let mut renew = tokio::time::interval(self.settings.lease / 3);
+        renew.tick().await;
+        let replies = loop {
+            tokio::select! {
+                replies = &mut send => break replies,
+                _ = renew.tick() => {
+                    let until = Utc::now()
+                        + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
+                    if let Err(error) = self.store.renew_leases(&self.owner, &ids, until).await {
+                        tracing::warn!(message_id = %message.id, %error, "could not renew a lease");
+                    }
+                }
+            }
+        };
+        replies
+            .into_iter()
+            .map(|reply| {
+                let outcome = match classify(&reply) {
+                    Outcome::Sent if transport.delivers() => Outcome::Delivered,
+                    other => other,
+                };
+                (outcome, reply)
+            })
+            .collect()
     }
 }

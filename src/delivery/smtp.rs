@@ -76,6 +76,11 @@ enum Broken {
 }
 
 impl Relay {
+    /// How long each step of a session may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Reads `smtp://[user:pass@]host[:port][?tls=…&max_connections=N&timeout=S&idle_timeout=S&ca_file=PATH]`
     /// or `smtps://…` (TLS from the first byte). Errors never contain the
     /// credentials.

@@ -89,6 +89,15 @@ impl Transport {
         }
     }
 
+    /// How long the transport waits for any one reply, when it talks to a
+    /// peer that may hang.
+    pub fn reply_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Transport::Smtp(relay) => Some(relay.timeout()),
+            Transport::Capture | Transport::File(_) => None,
+        }
+    }
+
     /// Whether a 2xx from this transport is final delivery (`delivered`)
     /// rather than a hand-off to a relay (`sent`).
     pub fn delivers(&self) -> bool {

@@ -34,6 +34,9 @@ pub enum Outcome {
     Bounced { hard: bool },
     /// Given up: too old, or undeliverable as built.
     Failed,
+    /// The worker holding the recipient stopped before recording a result
+    /// (its lease expired): the message may have arrived; it is tried again.
+    Ambiguous,
 }
 
 /// The reply behind an outcome, kept with the attempt and the event.
@@ -210,30 +213,52 @@ pub trait DeliveryStore: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Frees leases that expired before `now`; returns how many.
-    fn rescue_expired(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
-
-    /// The message to build, with recipients and attachment contents.
-    fn message_for_delivery(
+    /// Takes over the recipients whose lease expired before `now` (their
+    /// worker died or hung mid-attempt), leasing them to `owner` until
+    /// `lease_until`, so that the ambiguous attempt can be recorded and
+    /// the recipient tried again. Expired leases on recipients no longer
+    /// claimable are simply freed.
+    fn claim_expired(
         &self,
-        message_id: &str,
-    ) -> impl Future<Output = Result<Option<Message>>> + Send;
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Claimed>>> + Send;
 
-    /// Stores the built MIME of a message (once, the first build).
-    fn store_raw_mime(
+    /// Returns leases `owner` holds on `recipient_ids` to the queue untried
+    /// (graceful shutdown); returns how many.
+    fn release_leases(
         &self,
-        message_id: &str,
-        raw: &[u8],
-    ) -> impl Future<Output = Result<()>> + Send;
+        owner: &str,
+        recipient_ids: &[i64],
+    ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Records attempts: each recipient's new state, its `delivery_attempts`
-    /// row, its event and the message's aggregate status, in one
-    /// transaction; only rows still leased to `owner` change.
+    /// The messages to build, with recipients and attachment contents;
+    /// missing ids are left out.
+    fn messages_for_delivery(
+        &self,
+        message_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Message>>> + Send;
+
+    /// Records the attempts of several deliveries in one transaction: each
+    /// recipient's new state, its `delivery_attempts` row, its event, the
+    /// message's aggregate status and its built MIME (stored the first
+    /// time). Only recipients still leased to `owner` change.
     fn record_attempts(
         &self,
         owner: &str,
-        results: &[AttemptResult],
+        records: &[DeliveryRecord],
     ) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// One delivery of one message to its claimed recipients, as recorded.
+#[derive(Clone, Debug)]
+pub struct DeliveryRecord {
+    pub message_id: String,
+    /// The MIME as built for this attempt (none when it could not be built).
+    pub raw_mime: Option<Vec<u8>>,
+    /// One result per claimed recipient.
+    pub results: Vec<AttemptResult>,
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 //! Every watcher reads the events table by cursor at its own pace; writers
 //! only bump a signal after committing events. A slow consumer therefore
 //! holds up nobody: its buffer fills, its reader waits, and it carries on
-//! from its cursor. Events written by another process sharing the database
-//! are found by a periodic re-read.
+//! from its cursor. Events written by another process sharing a PostgreSQL
+//! database arrive through its notifications (`LISTEN/NOTIFY`); a periodic
+//! re-read covers a notification lost with a connection.
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use super::messages::{Event, EventType};
 const BUFFER: usize = 256;
 /// Events read per query.
 const PAGE: u64 = 500;
-/// How often a watcher looks for events without a signal (other processes).
+/// How often a watcher looks for events without a signal.
 const REREAD: Duration = Duration::from_secs(1);
 
 /// Which events a watcher wants.
@@ -47,7 +48,8 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// The newest cursor of the whole event log (0 when empty).
     fn latest_cursor(&self) -> impl Future<Output = Result<i64>> + Send;
 
-    /// Changes whenever events were committed by this process.
+    /// Changes whenever events were committed by this process or, on
+    /// PostgreSQL, by any process sharing the database.
     fn event_signal(&self) -> watch::Receiver<u64>;
 }
 

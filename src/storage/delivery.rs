@@ -2,7 +2,7 @@
 //! rescuing leases, and recording each attempt with the recipient's new
 //! state, its event and the message's aggregate status in one transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
@@ -11,11 +11,11 @@ use sea_orm::{
     QuerySelect, Statement, TransactionTrait, UpdateMany, Value,
 };
 
-use super::entities::{delivery_attempts, events, messages, recipients};
+use super::entities::{delivery_attempts, events, recipients};
 use super::{Store, db_error};
 use crate::domain::Result;
 use crate::domain::clock::to_micros;
-use crate::domain::delivery::{AttemptResult, Claimed, DeliveryStore, Outcome};
+use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
 use crate::domain::messages::{EventType, Message, Status, aggregate};
 
 /// States a worker may claim.
@@ -45,13 +45,14 @@ fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
 }
 
 /// The statement that serialises event-writing transactions on PostgreSQL
-/// (see [`EVENT_ORDER_LOCK`]); none on SQLite, whose writer is single.
+/// (see [`EVENT_ORDER_LOCK`]) and notifies every listening process when
+/// the transaction commits; none on SQLite, whose writer is single.
 pub(crate) fn event_order_lock(backend: DatabaseBackend) -> Option<Statement> {
     (backend == DatabaseBackend::Postgres).then(|| {
         Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [EVENT_ORDER_LOCK.into()],
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+            [EVENT_ORDER_LOCK.into(), super::EVENTS_CHANNEL.into()],
         )
     })
 }
@@ -62,6 +63,10 @@ pub(crate) async fn lock_event_order<C: ConnectionTrait>(db: &C) -> Result<()> {
         db.execute_raw(lock).await.map_err(db_error)?;
     }
     Ok(())
+}
+
+fn backend_is_postgres<C: ConnectionTrait>(db: &C) -> bool {
+    db.get_database_backend() == DatabaseBackend::Postgres
 }
 
 /// Clears the lease of the rows an update touches.
@@ -81,8 +86,8 @@ fn new_state(outcome: &Outcome, retry: bool) -> Status {
     match outcome {
         Outcome::Sent => Status::Sent,
         Outcome::Delivered => Status::Delivered,
-        Outcome::Deferred if retry => Status::Deferred,
-        Outcome::Deferred | Outcome::Failed => Status::Failed,
+        Outcome::Deferred | Outcome::Ambiguous if retry => Status::Deferred,
+        Outcome::Deferred | Outcome::Ambiguous | Outcome::Failed => Status::Failed,
         Outcome::Bounced { .. } => Status::Bounced,
     }
 }
@@ -105,8 +110,22 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::Bounced { hard: true } => "bounced_hard",
         Outcome::Bounced { hard: false } => "bounced",
         Outcome::Failed => "failed",
+        Outcome::Ambiguous => "ambiguous",
     }
 }
+
+/// The text kept for a reply: code and text, or what went wrong.
+fn response_text(result: &AttemptResult) -> String {
+    if result.reply.code > 0 {
+        format!("{} {}", result.reply.code, result.reply.text)
+    } else {
+        result.reply.text.clone()
+    }
+}
+
+/// Recipients per statement when recording (SQLite binds at most 32,766
+/// parameters in one statement).
+const RECORD_CHUNK: usize = 256;
 
 impl DeliveryStore for Store {
     async fn claim_due(
@@ -116,7 +135,7 @@ impl DeliveryStore for Store {
         lease_until: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<Claimed>> {
-        let backend = self.db().get_database_backend();
+        let backend = self.writer().get_database_backend();
         let lock = if backend == DatabaseBackend::Postgres {
             " FOR UPDATE SKIP LOCKED"
         } else {
@@ -142,8 +161,11 @@ impl DeliveryStore for Store {
             now.into(),
             (limit as i64).into(),
         ];
+        // Every queue write goes through the writer: on SQLite that is one
+        // connection, so writers queue in order instead of sleeping in the
+        // busy handler.
         let rows = self
-            .db()
+            .writer()
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await
             .map_err(db_error)?;
@@ -174,130 +196,205 @@ impl DeliveryStore for Store {
             )
             .filter(recipients::Column::Id.is_in(recipient_ids.iter().copied()))
             .filter(recipients::Column::LeaseOwner.eq(owner))
-            .exec(self.db())
+            .exec(self.writer())
             .await
             .map_err(db_error)?;
         Ok(())
     }
 
-    async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<u64> {
-        let result = free_lease(recipients::Entity::update_many())
-            .filter(recipients::Column::LeaseUntil.lt(to_micros(now)))
+    async fn claim_expired(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        let backend = self.writer().get_database_backend();
+        let now = to_micros(now);
+        let sql = placeholders(
+            backend,
+            &format!(
+                "UPDATE recipients SET lease_owner = ?, lease_until = ? \
+                 WHERE lease_owner IS NOT NULL AND lease_until < ? AND state IN {CLAIMABLE} \
+                 RETURNING id, message_id, account_id, email, attempts"
+            ),
+        );
+        let rows = self
+            .writer()
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [owner.into(), to_micros(lease_until).into(), now.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            claimed.push(Claimed {
+                recipient_id: row.try_get("", "id").map_err(db_error)?,
+                message_id: row.try_get("", "message_id").map_err(db_error)?,
+                account_id: row.try_get("", "account_id").map_err(db_error)?,
+                email: row.try_get("", "email").map_err(db_error)?,
+                attempts: row.try_get("", "attempts").map_err(db_error)?,
+            });
+        }
+        // Leases left on recipients that were cancelled or finished meanwhile.
+        free_lease(recipients::Entity::update_many())
+            .filter(recipients::Column::LeaseUntil.lt(now))
             .filter(recipients::Column::LeaseOwner.is_not_null())
-            .exec(self.db())
+            .exec(self.writer())
             .await
             .map_err(db_error)?;
-        Ok(result.rows_affected)
+        claimed.sort_by_key(|c| c.recipient_id);
+        Ok(claimed)
     }
 
-    async fn message_for_delivery(&self, message_id: &str) -> Result<Option<Message>> {
-        let Some(row) = messages::Entity::find_by_id(message_id)
-            .one(self.db())
-            .await
-            .map_err(db_error)?
-        else {
-            return Ok(None);
-        };
-        Store::load_message(self.db(), &row.account_id, message_id, true).await
+    async fn release_leases(&self, owner: &str, recipient_ids: &[i64]) -> Result<u64> {
+        let mut released = 0;
+        for chunk in recipient_ids.chunks(RECORD_CHUNK) {
+            let result = free_lease(recipients::Entity::update_many())
+                .filter(recipients::Column::Id.is_in(chunk.iter().copied()))
+                .filter(recipients::Column::LeaseOwner.eq(owner))
+                .exec(self.writer())
+                .await
+                .map_err(db_error)?;
+            released += result.rows_affected;
+        }
+        // Another worker, here or in another process, may take them now.
+        self.events_written();
+        if backend_is_postgres(self.writer()) {
+            self.writer()
+                .execute_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT pg_notify($1, '')",
+                    [super::EVENTS_CHANNEL.into()],
+                ))
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(released)
     }
 
-    async fn store_raw_mime(&self, message_id: &str, raw: &[u8]) -> Result<()> {
-        messages::Entity::update_many()
-            .col_expr(messages::Column::RawMime, Expr::value(raw.to_vec()))
-            .filter(messages::Column::Id.eq(message_id))
-            .filter(messages::Column::RawMime.is_null())
-            .exec(self.db())
-            .await
-            .map_err(db_error)?;
-        Ok(())
+    async fn messages_for_delivery(&self, message_ids: &[String]) -> Result<Vec<Message>> {
+        let mut messages = Vec::with_capacity(message_ids.len());
+        for chunk in message_ids.chunks(RECORD_CHUNK) {
+            messages.extend(self.load_for_delivery(chunk).await?);
+        }
+        Ok(messages)
     }
 
-    async fn record_attempts(&self, owner: &str, results: &[AttemptResult]) -> Result<()> {
+    async fn record_attempts(&self, owner: &str, records: &[DeliveryRecord]) -> Result<()> {
+        let results: Vec<&AttemptResult> = records.iter().flat_map(|r| &r.results).collect();
         if results.is_empty() {
             return Ok(());
         }
-        let tx = self.db().begin().await.map_err(db_error)?;
-        let mut changed: Vec<(&AttemptResult, Status)> = Vec::new();
-        for result in results {
-            let state = new_state(&result.outcome, result.retry_at.is_some());
-            let response = if result.reply.code > 0 {
-                format!("{} {}", result.reply.code, result.reply.text)
-            } else {
-                result.reply.text.clone()
-            };
-            let updated = free_lease(recipients::Entity::update_many())
-                .col_expr(recipients::Column::State, Expr::value(state.as_str()))
-                .col_expr(
-                    recipients::Column::Attempts,
-                    Expr::value(result.claimed.attempts + 1),
-                )
-                .col_expr(
-                    recipients::Column::LastResponse,
-                    Expr::value(response.clone()),
-                )
-                .col_expr(
-                    recipients::Column::NextAttemptAt,
-                    Expr::value(
-                        result
-                            .retry_at
-                            .filter(|_| state == Status::Deferred)
-                            .map(to_micros),
-                    ),
-                )
-                .col_expr(
-                    recipients::Column::UpdatedAt,
-                    Expr::value(to_micros(result.attempted_at)),
-                )
-                .filter(recipients::Column::Id.eq(result.claimed.recipient_id))
-                .filter(recipients::Column::LeaseOwner.eq(owner))
-                .exec(&tx)
+        let writer = self.writer();
+        let backend = writer.get_database_backend();
+        let tx = writer.begin().await.map_err(db_error)?;
+
+        // 1. Each recipient's new state, where the lease is still this
+        // pool's: a lost lease (rescued and claimed elsewhere, or the
+        // message cancelled) means this result does not count. The first
+        // statement writes, so SQLite takes the write lock at once.
+        let mut held: HashSet<i64> = HashSet::with_capacity(results.len());
+        for chunk in results.chunks(RECORD_CHUNK) {
+            let mut sql = String::from(
+                "UPDATE recipients SET state = v.column2, attempts = v.column3, \
+                 last_response = v.column4, next_attempt_at = v.column5, \
+                 updated_at = v.column6, lease_owner = NULL, lease_until = NULL \
+                 FROM (VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6 + 1);
+            for (i, result) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(
+                    "(CAST(? AS BIGINT), ?, CAST(? AS INTEGER), ?, CAST(? AS BIGINT), CAST(? AS BIGINT))",
+                );
+                let state = new_state(&result.outcome, result.retry_at.is_some());
+                let next = result
+                    .retry_at
+                    .filter(|_| state == Status::Deferred)
+                    .map(to_micros);
+                values.extend([
+                    result.claimed.recipient_id.into(),
+                    state.as_str().into(),
+                    (result.claimed.attempts + 1).into(),
+                    response_text(result).into(),
+                    next.into(),
+                    to_micros(result.attempted_at).into(),
+                ]);
+            }
+            sql.push_str(
+                ") AS v WHERE recipients.id = v.column1 AND recipients.lease_owner = ? RETURNING id",
+            );
+            values.push(owner.into());
+            let rows = tx
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    placeholders(backend, &sql),
+                    values,
+                ))
                 .await
                 .map_err(db_error)?;
-            if updated.rows_affected == 0 {
-                // The lease was lost (rescued and claimed elsewhere, or the
-                // message cancelled): this worker's result does not count.
-                continue;
+            for row in rows {
+                held.insert(row.try_get("", "id").map_err(db_error)?);
             }
-            delivery_attempts::Entity::insert(delivery_attempts::ActiveModel {
-                recipient_id: Set(result.claimed.recipient_id),
-                message_id: Set(result.claimed.message_id.clone()),
-                outcome: Set(outcome_name(&result.outcome).to_owned()),
-                smtp_code: Set((result.reply.code > 0).then_some(i32::from(result.reply.code))),
-                enhanced_code: Set(
-                    (!result.reply.enhanced.is_empty()).then(|| result.reply.enhanced.clone())
-                ),
-                response: Set(response),
-                remote_mta: Set(Some(if result.reply.remote.is_empty() {
-                    result.transport.clone()
-                } else {
-                    format!("{} {}", result.transport, result.reply.remote)
-                })),
-                duration_us: Set(result.duration.as_micros().min(i64::MAX as u128) as i64),
-                attempted_at: Set(to_micros(result.attempted_at)),
-                ..Default::default()
-            })
-            .exec_without_returning(&tx)
-            .await
-            .map_err(db_error)?;
-            changed.push((result, state));
+        }
+        let changed: Vec<(&AttemptResult, Status)> = results
+            .iter()
+            .filter(|r| held.contains(&r.claimed.recipient_id))
+            .map(|r| (*r, new_state(&r.outcome, r.retry_at.is_some())))
+            .collect();
+        if changed.is_empty() {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(());
         }
 
-        // Each touched message's aggregate over all its recipients.
-        let ids: Vec<String> = {
-            let mut ids: Vec<String> = changed
+        // 2. The attempt history.
+        for chunk in changed.chunks(RECORD_CHUNK) {
+            let rows = chunk
                 .iter()
-                .map(|(r, _)| r.claimed.message_id.clone())
-                .collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
+                .map(|(result, _)| delivery_attempts::ActiveModel {
+                    recipient_id: Set(result.claimed.recipient_id),
+                    message_id: Set(result.claimed.message_id.clone()),
+                    outcome: Set(outcome_name(&result.outcome).to_owned()),
+                    smtp_code: Set((result.reply.code > 0).then_some(i32::from(result.reply.code))),
+                    enhanced_code: Set(
+                        (!result.reply.enhanced.is_empty()).then(|| result.reply.enhanced.clone())
+                    ),
+                    response: Set(response_text(result)),
+                    remote_mta: Set(Some(if result.reply.remote.is_empty() {
+                        result.transport.clone()
+                    } else {
+                        format!("{} {}", result.transport, result.reply.remote)
+                    })),
+                    duration_us: Set(result.duration.as_micros().min(i64::MAX as u128) as i64),
+                    attempted_at: Set(to_micros(result.attempted_at)),
+                    ..Default::default()
+                });
+            delivery_attempts::Entity::insert_many(rows)
+                .exec_without_returning(&tx)
+                .await
+                .map_err(db_error)?;
+        }
+
+        // 3. Each touched message's aggregate over all its recipients, and
+        // its MIME the first time it was built. The event-order lock comes
+        // first: on PostgreSQL it also serialises the aggregate reads of
+        // pools recording recipients of the same message.
+        lock_event_order(&tx).await?;
+        let touched: BTreeSet<&str> = changed
+            .iter()
+            .map(|(r, _)| r.claimed.message_id.as_str())
+            .collect();
         let mut states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
-        if !ids.is_empty() {
+        let touched_ids: Vec<&str> = touched.iter().copied().collect();
+        for chunk in touched_ids.chunks(RECORD_CHUNK) {
             let rows: Vec<(String, String)> = recipients::Entity::find()
                 .select_only()
                 .columns([recipients::Column::MessageId, recipients::Column::State])
-                .filter(recipients::Column::MessageId.is_in(ids))
+                .filter(recipients::Column::MessageId.is_in(chunk.iter().copied()))
                 .into_tuple()
                 .all(&tx)
                 .await
@@ -308,53 +405,63 @@ impl DeliveryStore for Store {
                 }
             }
         }
-        let updated_at = results
-            .iter()
-            .map(|r| to_micros(r.attempted_at))
-            .max()
-            .unwrap_or_default();
         let mut aggregates: HashMap<String, Status> = HashMap::new();
+        let mut statements = Vec::with_capacity(states.len());
         for (message_id, statuses) in states {
             let status = aggregate(statuses);
-            messages::Entity::update_many()
-                .col_expr(messages::Column::Status, Expr::value(status.as_str()))
-                .col_expr(messages::Column::UpdatedAt, Expr::value(updated_at))
-                .filter(messages::Column::Id.eq(message_id.as_str()))
-                .exec(&tx)
-                .await
-                .map_err(db_error)?;
+            let record = records.iter().find(|r| r.message_id == message_id);
+            let updated_at = record
+                .into_iter()
+                .flat_map(|r| &r.results)
+                .map(|r| to_micros(r.attempted_at))
+                .max()
+                .unwrap_or_default();
+            let raw: Option<Vec<u8>> = record.and_then(|r| r.raw_mime.clone());
+            statements.push(Statement::from_sql_and_values(
+                backend,
+                placeholders(
+                    backend,
+                    "UPDATE messages SET status = ?, updated_at = ?, \
+                     raw_mime = COALESCE(raw_mime, ?) WHERE id = ?",
+                ),
+                [
+                    status.as_str().into(),
+                    updated_at.into(),
+                    raw.into(),
+                    message_id.as_str().into(),
+                ],
+            ));
             aggregates.insert(message_id, status);
         }
+        super::messages::execute_all(&tx, statements).await?;
 
-        if !changed.is_empty() {
-            lock_event_order(&tx).await?;
-            let rows: Vec<events::ActiveModel> = changed
-                .iter()
-                .map(|(result, state)| {
-                    let reason = match (&result.outcome, state) {
-                        (Outcome::Deferred, Status::Failed) => "expired",
-                        (Outcome::Bounced { hard: true }, _) => "hard_bounce",
-                        (Outcome::Bounced { hard: false }, _) => "soft_bounce",
-                        _ => "",
-                    };
-                    let details = result.reply.details(reason);
-                    events::ActiveModel {
-                        account_id: Set(result.claimed.account_id.clone()),
-                        message_id: Set(result.claimed.message_id.clone()),
-                        recipient: Set(result.claimed.email.clone()),
-                        event_type: Set(event_type(*state).as_str().to_owned()),
-                        status: Set(aggregates
-                            .get(&result.claimed.message_id)
-                            .copied()
-                            .unwrap_or(*state)
-                            .as_str()
-                            .to_owned()),
-                        details: Set(serde_json::to_string(&details).expect("details serialise")),
-                        occurred_at: Set(to_micros(result.attempted_at)),
-                        ..Default::default()
-                    }
-                })
-                .collect();
+        // 4. One event per changed recipient, in cursor order.
+        for chunk in changed.chunks(RECORD_CHUNK) {
+            let rows = chunk.iter().map(|(result, state)| {
+                let reason = match (&result.outcome, state) {
+                    (Outcome::Deferred | Outcome::Ambiguous, Status::Failed) => "expired",
+                    (Outcome::Ambiguous, _) => "lease_expired",
+                    (Outcome::Bounced { hard: true }, _) => "hard_bounce",
+                    (Outcome::Bounced { hard: false }, _) => "soft_bounce",
+                    _ => "",
+                };
+                let details = result.reply.details(reason);
+                events::ActiveModel {
+                    account_id: Set(result.claimed.account_id.clone()),
+                    message_id: Set(result.claimed.message_id.clone()),
+                    recipient: Set(result.claimed.email.clone()),
+                    event_type: Set(event_type(*state).as_str().to_owned()),
+                    status: Set(aggregates
+                        .get(&result.claimed.message_id)
+                        .copied()
+                        .unwrap_or(*state)
+                        .as_str()
+                        .to_owned()),
+                    details: Set(serde_json::to_string(&details).expect("details serialise")),
+                    occurred_at: Set(to_micros(result.attempted_at)),
+                    ..Default::default()
+                }
+            });
             events::Entity::insert_many(rows)
                 .exec_without_returning(&tx)
                 .await

@@ -350,7 +350,10 @@ where
 /// query: one hop to the driver's worker thread instead of one each, which
 /// is most of what a small group commit costs. PostgreSQL's extended
 /// protocol takes one statement at a time.
-async fn execute_all(tx: &DatabaseTransaction, statements: Vec<Statement>) -> Result<()> {
+pub(super) async fn execute_all(
+    tx: &DatabaseTransaction,
+    statements: Vec<Statement>,
+) -> Result<()> {
     let backend = tx.get_database_backend();
     if backend != DatabaseBackend::Sqlite {
         for statement in statements {
@@ -536,6 +539,22 @@ impl AcceptStore for Store {
 }
 
 impl Store {
+    /// The messages `ids` with their recipients and attachment contents,
+    /// for delivery (three queries however many).
+    pub(super) async fn load_for_delivery(&self, ids: &[String]) -> Result<Vec<Message>> {
+        let rows = messages::Entity::find()
+            .filter(messages::Column::Id.is_in(ids.iter().cloned()))
+            .all(self.db())
+            .await
+            .map_err(db_error)?;
+        let mut list = rows
+            .into_iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>>>()?;
+        Self::attach_parts(self.db(), &mut list, true).await?;
+        Ok(list)
+    }
+
     /// Fills in the recipients and attachment descriptions of `messages`.
     async fn attach_parts<C: ConnectionTrait>(
         db: &C,

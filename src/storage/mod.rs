@@ -30,8 +30,67 @@ pub struct Store {
     /// wrote) and the writer never waits for the pool; on PostgreSQL it is
     /// the pool.
     writer: DatabaseConnection,
-    /// Bumped after every commit that wrote events: wakes watchers.
+    /// Bumped after every commit that wrote events, and on PostgreSQL
+    /// whenever any process sharing the database did: wakes watchers and
+    /// the worker pool.
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The PostgreSQL `LISTEN` task, stopped with the last handle.
+    _listening: Option<std::sync::Arc<Listening>>,
+}
+
+/// The PostgreSQL notification channel every event-writing transaction
+/// notifies (on commit) and every process listens on.
+pub(crate) const EVENTS_CHANNEL: &str = "posthorn_events";
+
+/// Owns the listening task; aborts it when dropped.
+#[derive(Debug)]
+struct Listening(tokio::task::JoinHandle<()>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts listening on [`EVENTS_CHANNEL`]; returns once `LISTEN` holds, so
+/// nothing committed after [`Store::connect`] returns goes unnoticed.
+async fn listen(url: &str) -> Result<sea_orm::sqlx::postgres::PgListener, sea_orm::sqlx::Error> {
+    let mut listener = sea_orm::sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(EVENTS_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Bumps `signal` for every notification on [`EVENTS_CHANNEL`], so watchers
+/// and workers of this process see what other processes committed as it
+/// happens. A lost connection is reopened, and the signal bumped in case a
+/// notification was missed meanwhile.
+async fn forward_notifications(
+    mut listener: sea_orm::sqlx::postgres::PgListener,
+    url: String,
+    signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+) {
+    let bump = || signal.send_modify(|n| *n = n.wrapping_add(1));
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => bump(),
+            // The connection dropped; the next call reconnects.
+            Ok(None) => bump(),
+            Err(error) => {
+                tracing::warn!(%error, "lost the PostgreSQL event notifications; reconnecting");
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    match listen(&url).await {
+                        Ok(again) => {
+                            listener = again;
+                            bump();
+                            break;
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot LISTEN for events; retrying"),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// How connections to `url` are opened. On SQLite reads go through a
@@ -114,17 +173,32 @@ impl Store {
         let db = Database::connect(options(url, max_connections))
             .await
             .map_err(db_error)?;
+        let event_signal = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        let mut listening = None;
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
                 tokio::spawn(checkpoint_loop(db.clone()));
                 Database::connect(options(url, 1)).await.map_err(db_error)?
+            }
+            DatabaseBackend::Postgres => {
+                let listener = listen(url)
+                    .await
+                    .map_err(|e| db_error(DbErr::Conn(RuntimeErr::SqlxError(e.into()))))?;
+                let task = tokio::spawn(forward_notifications(
+                    listener,
+                    url.to_owned(),
+                    event_signal.clone(),
+                ));
+                listening = Some(std::sync::Arc::new(Listening(task)));
+                db.clone()
             }
             _ => db.clone(),
         };
         Ok(Store {
             db,
             writer,
-            event_signal: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+            event_signal,
+            _listening: listening,
         })
     }
 

@@ -55,7 +55,7 @@ fn message_id(data: &[u8]) -> String {
 fn environment(database: &str, sink: &FaultSmtp) -> Vec<(&'static str, String)> {
     vec![
         ("POSTHORN_DATABASE_URL", database.to_owned()),
-        ("POSTHORN_TRANSPORT", sink.url("")),
+        ("POSTHORN_TRANSPORT", sink.url("?timeout=1")),
         (
             "POSTHORN_DELIVERY_CONCURRENCY",
             DELIVERY_CONCURRENCY.to_string(),

@@ -31,6 +31,8 @@ pub struct Script {
     pub auth: Option<(String, String)>,
     /// How long the server thinks before answering the final dot.
     pub data_delay: std::time::Duration,
+    /// Up to this much more, chosen at random for each message.
+    pub data_jitter: std::time::Duration,
 }
 
 impl Default for Script {
@@ -39,6 +41,7 @@ impl Default for Script {
             banner: "220 faultsmtp.test ESMTP ready".into(),
             auth: None,
             data_delay: std::time::Duration::ZERO,
+            data_jitter: std::time::Duration::ZERO,
         }
     }
 }
@@ -250,7 +253,8 @@ impl FaultSmtp {
                     if local("dropdot") {
                         return;
                     }
-                    tokio::time::sleep(script.data_delay).await;
+                    let jitter = script.data_jitter.mul_f64(rand::random::<f64>());
+                    tokio::time::sleep(script.data_delay + jitter).await;
                     let reply = if local("datatemp") {
                         say("451 4.3.0 queue full, try later")
                     } else if local("dataperm") {

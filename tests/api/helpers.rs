@@ -103,6 +103,8 @@ pub struct TestApp {
     pub account_a: TestAccount,
     pub account_b: TestAccount,
     pub backend: Backend,
+    /// The test database, for a second connection to it.
+    pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _database: TestDatabase,
@@ -165,6 +167,7 @@ pub async fn try_spawn_app_with(
         account_a,
         account_b,
         backend,
+        database_url: settings.database_url.clone(),
         shutdown: Some(shutdown_tx),
         server: Some(server),
         _database: database,
