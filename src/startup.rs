@@ -60,6 +60,8 @@ impl Application {
                 concurrency: settings.delivery_concurrency,
                 lease: settings.delivery_lease,
                 retry: settings.retry,
+                hang_after_reply: std::env::var("POSTHORN_TEST_FAILPOINT")
+                    .is_ok_and(|f| f == "after_reply_before_record"),
                 ..DeliverySettings::default()
             }),
         })

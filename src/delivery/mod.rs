@@ -10,6 +10,7 @@ pub mod transport;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -40,6 +41,11 @@ pub struct DeliverySettings {
     /// scheduled sends, other processes' work).
     pub idle_poll: Duration,
     pub retry: RetryPolicy,
+    /// Test instrumentation (`POSTHORN_TEST_FAILPOINT=after_reply_before_record`):
+    /// once the transport has answered, announce it on stderr and never
+    /// record, so a test can kill the process between the relay's reply and
+    /// the state change (D4).
+    pub hang_after_reply: bool,
 }
 
 impl Default for DeliverySettings {
@@ -50,6 +56,7 @@ impl Default for DeliverySettings {
             lease: Duration::from_secs(120),
             idle_poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
+            hang_after_reply: false,
         }
     }
 }
@@ -65,13 +72,13 @@ pub fn spawn<S>(
 where
     S: DeliveryStore + EventStore + Clone,
 {
-    let owner = new_id("wrk");
     let pool = Arc::new(Pool {
-        recorder: Recorder::start(store.clone(), owner.clone()),
+        recorder: Recorder::start(store.clone()),
         store,
         transport,
         settings,
-        owner,
+        owner: new_id("wrk"),
+        claims: AtomicU64::new(0),
     });
     tokio::spawn(pool.run(stopping))
 }
@@ -82,6 +89,8 @@ struct Pool<S> {
     transport: Transport,
     settings: DeliverySettings,
     owner: String,
+    /// Claims made so far: each gets its own lease token.
+    claims: AtomicU64,
 }
 
 /// A claimed message waiting for a worker.
@@ -153,12 +162,12 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         }
         // Shutting down: what waits goes back to the queue untried, what
         // runs finishes and is recorded.
-        let untried: Vec<i64> = waiting
-            .iter()
-            .flat_map(|(_, claimed)| claimed.iter().map(|c| c.recipient_id))
+        let untried: Vec<Claimed> = waiting
+            .into_iter()
+            .flat_map(|(_, claimed)| claimed)
             .collect();
         if !untried.is_empty() {
-            match self.store.release_leases(&self.owner, &untried).await {
+            match self.store.release_leases(&untried).await {
                 Ok(n) => tracing::info!(recipients = n, "claimed recipients returned to the queue"),
                 Err(error) => {
                     tracing::warn!(%error, "could not release claims; they return when their lease expires")
@@ -166,6 +175,15 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
             }
         }
         while running.next().await.is_some() {}
+    }
+
+    /// A lease token no claim used before: the pool's id and a counter.
+    fn lease_token(&self) -> String {
+        format!(
+            "{}.{}",
+            self.owner,
+            self.claims.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     /// Takes over recipients whose worker died or hung past its lease and
@@ -176,7 +194,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         let claimed = self
             .store
-            .claim_expired(&self.owner, now, lease_until)
+            .claim_expired(&self.lease_token(), now, lease_until)
             .await?;
         let count = claimed.len();
         let mut by_message: BTreeMap<String, Vec<AttemptResult>> = BTreeMap::new();
@@ -217,7 +235,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         let lease_until = now + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
         let claimed = self
             .store
-            .claim_due(&self.owner, now, lease_until, limit)
+            .claim_due(&self.lease_token(), now, lease_until, limit)
             .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
@@ -230,12 +248,8 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         let messages = match self.store.messages_for_delivery(&ids).await {
             Ok(messages) => messages,
             Err(error) => {
-                let ids: Vec<i64> = by_message
-                    .values()
-                    .flatten()
-                    .map(|c| c.recipient_id)
-                    .collect();
-                let _ = self.store.release_leases(&self.owner, &ids).await;
+                let claimed: Vec<Claimed> = by_message.into_values().flatten().collect();
+                let _ = self.store.release_leases(&claimed).await;
                 return Err(error);
             }
         };
@@ -264,20 +278,27 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         } else {
             &self.transport
         };
-        let (raw_mime, replies): (Option<Vec<u8>>, Vec<(Outcome, Reply)>) =
-            match mime::build(&message) {
-                Err(error) => (
-                    None,
-                    claimed
-                        .iter()
-                        .map(|_| (Outcome::Failed, Reply::failure(error.to_string(), "")))
-                        .collect(),
-                ),
-                Ok(raw) => {
-                    let replies = self.send(transport, &message, &claimed, &raw).await;
-                    (Some(raw), replies)
+        let (raw_mime, replies): (Option<Vec<u8>>, Vec<(Outcome, Reply)>) = match mime::build(
+            &message,
+        ) {
+            Err(error) => (
+                None,
+                claimed
+                    .iter()
+                    .map(|_| (Outcome::Failed, Reply::failure(error.to_string(), "")))
+                    .collect(),
+            ),
+            Ok(raw) => {
+                let replies = self.send(transport, &message, &claimed, &raw).await;
+                if self.settings.hang_after_reply {
+                    eprintln!(
+                        "failpoint after_reply_before_record: message {message_id} answered; not recording"
+                    );
+                    std::future::pending::<()>().await;
                 }
-            };
+                (Some(raw), replies)
+            }
+        };
         let now = Utc::now();
         let results: Vec<AttemptResult> = claimed
             .into_iter()
@@ -334,7 +355,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
                 _ = renew.tick() => {
                     let until = Utc::now()
                         + chrono::Duration::from_std(self.settings.lease).unwrap_or_default();
-                    if let Err(error) = self.store.renew_leases(&self.owner, &ids, until).await {
+                    if let Err(error) = self.store.renew_leases(&claimed[0].lease, &ids, until).await {
                         tracing::warn!(message_id = %message.id, %error, "could not renew a lease");
                     }
                 }

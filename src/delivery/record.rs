@@ -25,10 +25,10 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the recording task for the pool `owner` over `store`.
-    pub(super) fn start<S: DeliveryStore + Clone>(store: S, owner: String) -> Recorder {
+    /// Starts the recording task over `store`.
+    pub(super) fn start<S: DeliveryStore>(store: S) -> Recorder {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(record_loop(store, owner, rx));
+        tokio::spawn(record_loop(store, rx));
         Recorder { queue }
     }
 
@@ -41,7 +41,7 @@ impl Recorder {
     }
 }
 
-async fn record_loop<S: DeliveryStore>(store: S, owner: String, mut rx: mpsc::Receiver<Pending>) {
+async fn record_loop<S: DeliveryStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
     let mut held: Option<Pending> = None;
     loop {
         let first = match held.take() {
@@ -68,7 +68,7 @@ async fn record_loop<S: DeliveryStore>(store: S, owner: String, mut rx: mpsc::Re
             }
         }
         let (records, replies): (Vec<DeliveryRecord>, Vec<_>) = batch.into_iter().unzip();
-        match store.record_attempts(&owner, &records).await {
+        match store.record_attempts(&records).await {
             Ok(()) => {
                 for reply in replies {
                     let _ = reply.send(Ok(()));

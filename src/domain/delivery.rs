@@ -13,6 +13,10 @@ use super::messages::{EventDetails, Message};
 /// One claimed recipient: a queue row leased to a worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claimed {
+    /// The lease token it was claimed under: unique to one claim, so a
+    /// result of an attempt whose lease was taken over (even by the same
+    /// pool) never counts.
+    pub lease: String,
     pub recipient_id: i64,
     pub message_id: String,
     pub account_id: String,
@@ -196,42 +200,38 @@ pub struct AttemptResult {
 /// What the worker pool needs from storage.
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Leases up to `limit` due recipients (queued or deferred, next attempt
-    /// due, no live lease) to `owner` until `lease_until`.
+    /// due, no live lease) under the token `lease` until `lease_until`.
     fn claim_due(
         &self,
-        owner: &str,
+        lease: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<Claimed>>> + Send;
 
-    /// Extends the leases of `recipient_ids` held by `owner`.
+    /// Extends the leases of `recipient_ids` still held under `lease`.
     fn renew_leases(
         &self,
-        owner: &str,
+        lease: &str,
         recipient_ids: &[i64],
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Takes over the recipients whose lease expired before `now` (their
-    /// worker died or hung mid-attempt), leasing them to `owner` until
+    /// worker died or hung mid-attempt), leasing them under `lease` until
     /// `lease_until`, so that the ambiguous attempt can be recorded and
     /// the recipient tried again. Expired leases on recipients no longer
     /// claimable are simply freed.
     fn claim_expired(
         &self,
-        owner: &str,
+        lease: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Claimed>>> + Send;
 
-    /// Returns leases `owner` holds on `recipient_ids` to the queue untried
-    /// (graceful shutdown); returns how many.
-    fn release_leases(
-        &self,
-        owner: &str,
-        recipient_ids: &[i64],
-    ) -> impl Future<Output = Result<u64>> + Send;
+    /// Returns `claimed` recipients still held under their lease to the
+    /// queue untried (graceful shutdown); returns how many.
+    fn release_leases(&self, claimed: &[Claimed]) -> impl Future<Output = Result<u64>> + Send;
 
     /// The messages to build, with recipients and attachment contents;
     /// missing ids are left out.
@@ -243,10 +243,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Records the attempts of several deliveries in one transaction: each
     /// recipient's new state, its `delivery_attempts` row, its event, the
     /// message's aggregate status and its built MIME (stored the first
-    /// time). Only recipients still leased to `owner` change.
+    /// time). Only recipients still held under the lease they were claimed
+    /// with change.
     fn record_attempts(
         &self,
-        owner: &str,
         records: &[DeliveryRecord],
     ) -> impl Future<Output = Result<()>> + Send;
 }

@@ -130,7 +130,7 @@ const RECORD_CHUNK: usize = 256;
 impl DeliveryStore for Store {
     async fn claim_due(
         &self,
-        owner: &str,
+        lease: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u64,
@@ -155,7 +155,7 @@ impl DeliveryStore for Store {
         );
         let now = to_micros(now);
         let values: Vec<Value> = vec![
-            owner.into(),
+            lease.into(),
             to_micros(lease_until).into(),
             now.into(),
             now.into(),
@@ -172,6 +172,7 @@ impl DeliveryStore for Store {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             claimed.push(Claimed {
+                lease: lease.to_owned(),
                 recipient_id: row.try_get("", "id").map_err(db_error)?,
                 message_id: row.try_get("", "message_id").map_err(db_error)?,
                 account_id: row.try_get("", "account_id").map_err(db_error)?,
@@ -185,7 +186,7 @@ impl DeliveryStore for Store {
 
     async fn renew_leases(
         &self,
-        owner: &str,
+        lease: &str,
         recipient_ids: &[i64],
         lease_until: DateTime<Utc>,
     ) -> Result<()> {
@@ -195,7 +196,7 @@ impl DeliveryStore for Store {
                 Expr::value(to_micros(lease_until)),
             )
             .filter(recipients::Column::Id.is_in(recipient_ids.iter().copied()))
-            .filter(recipients::Column::LeaseOwner.eq(owner))
+            .filter(recipients::Column::LeaseOwner.eq(lease))
             .exec(self.writer())
             .await
             .map_err(db_error)?;
@@ -204,7 +205,7 @@ impl DeliveryStore for Store {
 
     async fn claim_expired(
         &self,
-        owner: &str,
+        lease: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
@@ -223,13 +224,14 @@ impl DeliveryStore for Store {
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 sql,
-                [owner.into(), to_micros(lease_until).into(), now.into()],
+                [lease.into(), to_micros(lease_until).into(), now.into()],
             ))
             .await
             .map_err(db_error)?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             claimed.push(Claimed {
+                lease: lease.to_owned(),
                 recipient_id: row.try_get("", "id").map_err(db_error)?,
                 message_id: row.try_get("", "message_id").map_err(db_error)?,
                 account_id: row.try_get("", "account_id").map_err(db_error)?,
@@ -248,16 +250,22 @@ impl DeliveryStore for Store {
         Ok(claimed)
     }
 
-    async fn release_leases(&self, owner: &str, recipient_ids: &[i64]) -> Result<u64> {
+    async fn release_leases(&self, claimed: &[Claimed]) -> Result<u64> {
+        let mut by_lease: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for c in claimed {
+            by_lease.entry(&c.lease).or_default().push(c.recipient_id);
+        }
         let mut released = 0;
-        for chunk in recipient_ids.chunks(RECORD_CHUNK) {
-            let result = free_lease(recipients::Entity::update_many())
-                .filter(recipients::Column::Id.is_in(chunk.iter().copied()))
-                .filter(recipients::Column::LeaseOwner.eq(owner))
-                .exec(self.writer())
-                .await
-                .map_err(db_error)?;
-            released += result.rows_affected;
+        for (lease, ids) in by_lease {
+            for chunk in ids.chunks(RECORD_CHUNK) {
+                let result = free_lease(recipients::Entity::update_many())
+                    .filter(recipients::Column::Id.is_in(chunk.iter().copied()))
+                    .filter(recipients::Column::LeaseOwner.eq(lease))
+                    .exec(self.writer())
+                    .await
+                    .map_err(db_error)?;
+                released += result.rows_affected;
+            }
         }
         // Another worker, here or in another process, may take them now.
         self.events_written();
@@ -282,7 +290,7 @@ impl DeliveryStore for Store {
         Ok(messages)
     }
 
-    async fn record_attempts(&self, owner: &str, records: &[DeliveryRecord]) -> Result<()> {
+    async fn record_attempts(&self, records: &[DeliveryRecord]) -> Result<()> {
         let results: Vec<&AttemptResult> = records.iter().flat_map(|r| &r.results).collect();
         if results.is_empty() {
             return Ok(());
@@ -291,8 +299,8 @@ impl DeliveryStore for Store {
         let backend = writer.get_database_backend();
         let tx = writer.begin().await.map_err(db_error)?;
 
-        // 1. Each recipient's new state, where the lease is still this
-        // pool's: a lost lease (rescued and claimed elsewhere, or the
+        // 1. Each recipient's new state, where the lease it was claimed
+        // under still holds: a lost lease (rescued and claimed elsewhere, or the
         // message cancelled) means this result does not count. The first
         // statement writes, so SQLite takes the write lock at once.
         let mut held: HashSet<i64> = HashSet::with_capacity(results.len());
@@ -303,13 +311,13 @@ impl DeliveryStore for Store {
                  updated_at = v.column6, lease_owner = NULL, lease_until = NULL \
                  FROM (VALUES ",
             );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 6 + 1);
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 7);
             for (i, result) in chunk.iter().enumerate() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
                 sql.push_str(
-                    "(CAST(? AS BIGINT), ?, CAST(? AS INTEGER), ?, CAST(? AS BIGINT), CAST(? AS BIGINT))",
+                    "(CAST(? AS BIGINT), ?, CAST(? AS INTEGER), ?, CAST(? AS BIGINT), CAST(? AS BIGINT), ?)",
                 );
                 let state = new_state(&result.outcome, result.retry_at.is_some());
                 let next = result
@@ -323,12 +331,12 @@ impl DeliveryStore for Store {
                     response_text(result).into(),
                     next.into(),
                     to_micros(result.attempted_at).into(),
+                    result.claimed.lease.as_str().into(),
                 ]);
             }
             sql.push_str(
-                ") AS v WHERE recipients.id = v.column1 AND recipients.lease_owner = ? RETURNING id",
+                ") AS v WHERE recipients.id = v.column1 AND recipients.lease_owner = v.column7 RETURNING id",
             );
-            values.push(owner.into());
             let rows = tx
                 .query_all_raw(Statement::from_sql_and_values(
                     backend,

@@ -61,12 +61,31 @@ async fn serve(dir: &Path, args: &[&str]) -> Started {
 
 /// `serve` with extra environment variables.
 pub(crate) async fn serve_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Started {
+    start(dir, env, args, Stdio::null()).await
+}
+
+/// `serve_with`, with the server's stderr (its logs and failpoint
+/// announcements) for the test to read.
+pub(crate) async fn serve_with_stderr(
+    dir: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (
+    Started,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) {
+    let mut started = start(dir, env, args, Stdio::piped()).await;
+    let stderr = BufReader::new(started.child.stderr.take().unwrap()).lines();
+    (started, stderr)
+}
+
+async fn start(dir: &Path, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Started {
     let mut child = posthorn(dir)
         .envs(env.iter().copied())
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

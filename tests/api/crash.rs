@@ -19,7 +19,7 @@ use posthorn::proto::v1::send_service_client::SendServiceClient;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use crate::binary::{serve_with, terminate};
+use crate::binary::{serve_with, serve_with_stderr, terminate};
 use crate::fault_smtp::{FaultSmtp, Script};
 use crate::helpers::{Backend, KeyHeader, TestDatabase, with_key};
 
@@ -245,6 +245,7 @@ async fn kill_9_during_sustained_sending(backend: Backend) {
     let acked_ids: HashSet<String> = acked.into_values().collect();
     assert_eq!(stored, acked_ids);
     assert_eq!(sent_ids, acked_ids);
+    drop(sent);
     assert!(terminate(server.child).await.success());
 }
 
@@ -330,5 +331,175 @@ async fn scheduled_messages_survive_restarts(backend: Backend) {
         .map(|a| a.at)
         .collect();
     assert!(early.is_empty(), "sent before {due}: {early:?}");
+    assert!(terminate(server.child).await.success());
+}
+
+/// Where D3 and D4 kill the process.
+#[derive(Clone, Copy, Debug)]
+enum KillPoint {
+    /// The relay has the final dot and is still thinking about its 250
+    /// (RFC 1047's window): whether the message went is unknown.
+    AfterDotBefore250,
+    /// The relay said 250 and the worker has not recorded it
+    /// (`POSTHORN_TEST_FAILPOINT=after_reply_before_record`).
+    After250BeforeRecord,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_the_final_dot_resends_once_with_the_same_message_id_d3_sqlite() {
+    kill_mid_transaction(Backend::Sqlite, KillPoint::AfterDotBefore250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_the_final_dot_resends_once_with_the_same_message_id_d3_postgres() {
+    kill_mid_transaction(Backend::Postgres, KillPoint::AfterDotBefore250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_250_before_recording_resends_once_and_records_one_sent_d4_sqlite() {
+    kill_mid_transaction(Backend::Sqlite, KillPoint::After250BeforeRecord).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_after_250_before_recording_resends_once_and_records_one_sent_d4_postgres() {
+    kill_mid_transaction(Backend::Postgres, KillPoint::After250BeforeRecord).await;
+}
+
+/// Kills the server at `point` while it relays one message, restarts it,
+/// and checks that the message goes again once the lease has expired, with
+/// the same Message-ID, that the timeline shows the ambiguous attempt, and
+/// that it ends `sent` with exactly one `sent` event.
+async fn kill_mid_transaction(backend: Backend, point: KillPoint) {
+    let Some((_database, url)) = TestDatabase::create(backend).await else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let sink = FaultSmtp::start(Script {
+        data_delay: match point {
+            KillPoint::AfterDotBefore250 => Duration::from_millis(1500),
+            KillPoint::After250BeforeRecord => Duration::ZERO,
+        },
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = environment(&url, &sink);
+    env.retain(|(k, _)| *k != "POSTHORN_TRANSPORT" && *k != "POSTHORN_DELIVERY_LEASE_SECONDS");
+    env.push(("POSTHORN_TRANSPORT", sink.url("?timeout=2")));
+    env.push(("POSTHORN_DELIVERY_LEASE_SECONDS", "3".into()));
+    let plain: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first_env = plain.clone();
+    if let KillPoint::After250BeforeRecord = point {
+        first_env.push(("POSTHORN_TEST_FAILPOINT", "after_reply_before_record"));
+    }
+    let (mut server, mut stderr) = serve_with_stderr(dir.path(), &first_env, &[]).await;
+    let key = server.key();
+    let request = v1::SendEmailRequest {
+        from_email: "hello@localhost".into(),
+        to: vec!["jane@example.com".into()],
+        subject: "In the window".into(),
+        text: "Was it sent or not?".into(),
+        ..Default::default()
+    };
+    let id = SendServiceClient::new(server.channel().await)
+        .send_email(with_key(request, KeyHeader::Bearer, &key))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .id;
+    match point {
+        KillPoint::AfterDotBefore250 => sink.wait_for_dots(1).await,
+        KillPoint::After250BeforeRecord => loop {
+            let line = stderr
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the failpoint is reached before stderr closes");
+            if line.contains("failpoint after_reply_before_record") {
+                assert_eq!(sink.accepted().len(), 1, "the relay said 250");
+                break;
+            }
+        },
+    }
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    drop(stderr);
+
+    let server = serve_with(dir.path(), &plain, &["--no-bootstrap"]).await;
+    tokio::time::timeout(Duration::from_secs(30), sink.wait_for(2))
+        .await
+        .expect("sent again after the lease expired");
+    let accepted = sink.accepted();
+    assert_eq!(
+        message_id(&accepted[0].data),
+        message_id(&accepted[1].data),
+        "the duplicate carries the same Message-ID"
+    );
+    assert_eq!(message_id(&accepted[1].data), format!("<{id}@localhost>"));
+
+    // The timeline: queued, the ambiguous attempt, sent once.
+    let mut stream = MessagesServiceClient::new(server.channel().await)
+        .watch_messages(with_key(
+            v1::WatchMessagesRequest {
+                message_id: id.clone(),
+                ..Default::default()
+            },
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while events
+        .last()
+        .is_none_or(|e: &v1::MessageEvent| e.r#type != v1::EventType::Sent as i32)
+    {
+        let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("the timeline reaches sent")
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        events.push(event);
+    }
+    // An open stream would hold the graceful shutdown for its grace period.
+    drop(stream);
+    let kinds: Vec<i32> = events.iter().map(|e| e.r#type).collect();
+    assert_eq!(
+        kinds,
+        [
+            v1::EventType::Queued as i32,
+            v1::EventType::Deferred as i32,
+            v1::EventType::Sent as i32
+        ],
+        "{point:?}: {events:?}"
+    );
+    let ambiguous = events[1].details.clone().unwrap_or_default();
+    assert_eq!(ambiguous.reason, "lease_expired", "{:?}", events[1]);
+    assert!(
+        ambiguous.smtp_reply.contains("may have arrived"),
+        "{ambiguous:?}"
+    );
+    let message = MessagesServiceClient::new(server.channel().await)
+        .get_message(with_key(
+            v1::GetMessageRequest { id: id.clone() },
+            KeyHeader::Bearer,
+            &key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .message
+        .unwrap();
+    assert_eq!(message.status, v1::MessageStatus::Sent as i32);
+    let sent = message
+        .events
+        .iter()
+        .filter(|e| e.r#type == v1::EventType::Sent as i32)
+        .count();
+    assert_eq!(sent, 1, "one sent event: {:?}", message.events);
+    assert_eq!(message.recipients[0].attempts, 2);
     assert!(terminate(server.child).await.success());
 }

@@ -74,6 +74,8 @@ pub struct FaultSmtp {
     state: Arc<Mutex<State>>,
     /// Bumped after every accepted message.
     accepted_count: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Bumped whenever a message's final dot arrived, before any reply.
+    dots: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl FaultSmtp {
@@ -86,6 +88,7 @@ impl FaultSmtp {
             addr,
             state,
             accepted_count,
+            dots: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         let accepting = server.clone();
         tokio::spawn(async move {
@@ -114,6 +117,12 @@ impl FaultSmtp {
     /// Waits until at least `n` messages were accepted.
     pub async fn wait_for(&self, n: usize) {
         let mut count = self.accepted_count.subscribe();
+        count.wait_for(|c| *c >= n).await.expect("the server runs");
+    }
+
+    /// Waits until the final dot of at least `n` messages arrived.
+    pub async fn wait_for_dots(&self, n: usize) {
+        let mut count = self.dots.subscribe();
         count.wait_for(|c| *c >= n).await.expect("the server runs");
     }
 
@@ -245,6 +254,7 @@ impl FaultSmtp {
                     let Some(data) = read_data(&mut lines).await else {
                         return;
                     };
+                    self.dots.send_modify(|n| *n += 1);
                     let local = |name: &str| to.iter().any(|r| r.split('@').next() == Some(name));
                     if local("hang") {
                         // Never answers; the client's timeout must end it.

@@ -16,6 +16,7 @@ mod limits;
 mod messages;
 mod relay;
 mod rest;
+mod retries;
 mod scale;
 mod send;
 mod shutdown;
