@@ -52,7 +52,25 @@ pub struct Relay {
     max_connections: usize,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     slots: Semaphore,
+    /// Set when the relay refused the credentials: a configuration problem
+    /// every message would hit, so sessions are not tried again until it
+    /// runs out (the circuit is open).
+    paused: Mutex<Option<Pause>>,
 }
+
+/// An open circuit: no sessions until `until`; messages meanwhile defer
+/// with the refusal.
+struct Pause {
+    until: Instant,
+    /// How long this pause is; the next refusal doubles it.
+    length: Duration,
+    reply: Reply,
+}
+
+/// The first pause after a refused login, doubled on each refusal in a row.
+const FIRST_PAUSE: Duration = Duration::from_secs(30);
+/// The longest pause.
+const MAX_PAUSE: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,6 +155,7 @@ impl Relay {
             max_connections: 10,
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(0),
+            paused: Mutex::new(None),
         };
         let seconds = |name: &str, value: &str| -> Result<Duration, String> {
             match value.parse::<u64>() {
@@ -221,6 +240,9 @@ impl Relay {
                 recipients.len()
             ];
         };
+        if let Some(reply) = self.pause_in_force() {
+            return session_failure(reply, recipients.len());
+        }
         // A pooled connection may have been closed by the relay while it was
         // idle; then the transaction runs once more on a fresh one.
         loop {
@@ -276,62 +298,139 @@ impl Relay {
         builder.build_rustls().map_err(|e| e.to_string())
     }
 
-    /// Opens a session: TCP with `TCP_NODELAY`, the greeting and EHLO, TLS
-    /// by the policy, AUTH when credentials are configured.
+    /// The refusal to defer with while the circuit is open.
+    fn pause_in_force(&self) -> Option<Reply> {
+        let paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused
+            .as_ref()
+            .filter(|p| Instant::now() < p.until)
+            .map(|p| p.reply.clone())
+    }
+
+    /// Opens the circuit after the relay refused the credentials with
+    /// `reply`: for 30 s, doubling with each refusal in a row up to 10 min.
+    fn pause(&self, reply: &Reply) {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        let length = match paused.as_ref() {
+            Some(p) => (p.length * 2).min(MAX_PAUSE),
+            None => FIRST_PAUSE,
+        };
+        tracing::error!(
+            relay = %self.remote(),
+            code = reply.code,
+            reply = %reply.text,
+            pause_seconds = length.as_secs(),
+            "the relay refused the configured credentials; deliveries through it pause (check POSTHORN_TRANSPORT)"
+        );
+        let mut shown = reply.clone();
+        shown.text = format!(
+            "{} (the relay refused the credentials; deliveries through it are paused for {} s)",
+            reply.text,
+            length.as_secs()
+        );
+        *paused = Some(Pause {
+            until: Instant::now() + length,
+            length,
+            reply: shown,
+        });
+    }
+
+    /// Opens a session by the TLS policy; with `opportunistic`, a relay that
+    /// offers STARTTLS but fails it is tried again in plain text, as
+    /// opportunistic TLS between MTAs does.
     async fn open(&self) -> Result<AsyncSmtpConnection, Reply> {
+        match self.open_with(self.tls).await {
+            Err((reply, true)) if self.tls == TlsPolicy::Opportunistic => {
+                tracing::warn!(
+                    relay = %self.remote(),
+                    reply = %reply.text,
+                    "STARTTLS failed; opportunistic TLS falls back to plain text"
+                );
+                self.open_with(TlsPolicy::None).await.map_err(|(r, _)| r)
+            }
+            other => other.map_err(|(reply, _)| reply),
+        }
+    }
+
+    /// Opens a session: TCP with `TCP_NODELAY`, the greeting and EHLO, TLS
+    /// by `tls`, AUTH when credentials are configured. The flag of an error
+    /// says STARTTLS was what failed.
+    async fn open_with(&self, tls: TlsPolicy) -> Result<AsyncSmtpConnection, (Reply, bool)> {
         let remote = self.remote();
         let failure = |what: String| Reply::failure(what, &remote);
+        let plain = |reply: Reply| (reply, false);
         let tcp = tokio::time::timeout(
             self.timeout,
             tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
         )
         .await
-        .map_err(|_| failure(format!("connecting to {remote} timed out")))?
-        .map_err(|e| failure(format!("cannot connect to {remote}: {e}")))?;
+        .map_err(|_| plain(failure(format!("connecting to {remote} timed out"))))?
+        .map_err(|e| plain(failure(format!("cannot connect to {remote}: {e}"))))?;
         tcp.set_nodelay(true)
-            .map_err(|e| failure(format!("cannot set TCP_NODELAY: {e}")))?;
+            .map_err(|e| plain(failure(format!("cannot set TCP_NODELAY: {e}"))))?;
         let mut connection = if let Some(config) = &self.implicit_tls_config {
             let handshake = super::tls::connect(tcp, &self.host, config.clone());
             let stream = tokio::time::timeout(self.timeout, handshake)
                 .await
-                .map_err(|_| failure(format!("the TLS handshake with {remote} timed out")))?
-                .map_err(|e| failure(format!("the TLS handshake with {remote} failed: {e}")))?;
+                .map_err(|_| {
+                    plain(failure(format!(
+                        "the TLS handshake with {remote} timed out"
+                    )))
+                })?
+                .map_err(|e| {
+                    plain(failure(format!(
+                        "the TLS handshake with {remote} failed: {e}"
+                    )))
+                })?;
             self.step(
                 "the greeting",
                 AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.helo),
             )
-            .await?
+            .await
+            .map_err(plain)?
         } else {
             self.step(
                 "the greeting",
                 AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.helo),
             )
-            .await?
+            .await
+            .map_err(plain)?
         };
         if self.implicit_tls_config.is_none() {
             let offered = connection.can_starttls();
-            match (self.tls, offered) {
+            match (tls, offered) {
                 (TlsPolicy::None, _) | (TlsPolicy::Opportunistic, false) => {}
                 (TlsPolicy::Required, false) => {
-                    return Err(failure(format!(
+                    return Err(plain(failure(format!(
                         "{remote} does not offer STARTTLS and the relay URL says tls=required"
-                    )));
+                    ))));
                 }
                 (policy, true) => {
                     let parameters = self
                         .tls_parameters(policy == TlsPolicy::Required)
-                        .map_err(failure)?;
+                        .map_err(|e| plain(failure(e)))?;
                     self.step("STARTTLS", connection.starttls(parameters, &self.helo))
-                        .await?;
+                        .await
+                        .map_err(|reply| (reply, true))?;
                 }
             }
         }
         if let Some(credentials) = &self.credentials {
-            self.step(
-                "AUTH",
-                connection.auth(&[Mechanism::Plain, Mechanism::Login], credentials),
-            )
-            .await?;
+            let authenticated = self
+                .step(
+                    "AUTH",
+                    connection.auth(&[Mechanism::Plain, Mechanism::Login], credentials),
+                )
+                .await;
+            match authenticated {
+                Ok(_) => *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = None,
+                Err(reply) => {
+                    if (500..600).contains(&reply.code) {
+                        self.pause(&reply);
+                    }
+                    return Err(plain(reply));
+                }
+            }
         }
         Ok(connection)
     }

@@ -12,7 +12,9 @@
 //! final dot without a reply, `drop250@` 250 after the final dot and then
 //! the connection closed, `hang@` no reply to the final dot at all.
 //! Per server: the greeting ([`Script::banner`]), required credentials
-//! ([`Script::auth`]).
+//! ([`Script::auth`]), a delay before the 250 to DATA ([`Script::data_delay`],
+//! plus up to [`Script::data_jitter`] at random), a STARTTLS offer that
+//! fails ([`Script::starttls`]).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -33,6 +35,9 @@ pub struct Script {
     pub data_delay: std::time::Duration,
     /// Up to this much more, chosen at random for each message.
     pub data_jitter: std::time::Duration,
+    /// When set, EHLO offers STARTTLS and the command gets this reply (the
+    /// server never actually speaks TLS: a broken offer).
+    pub starttls: Option<String>,
 }
 
 impl Default for Script {
@@ -42,6 +47,7 @@ impl Default for Script {
             auth: None,
             data_delay: std::time::Duration::ZERO,
             data_jitter: std::time::Duration::ZERO,
+            starttls: None,
         }
     }
 }
@@ -169,11 +175,18 @@ impl FaultSmtp {
                     if script.auth.is_some() {
                         lines.push("250-AUTH PLAIN LOGIN");
                     }
+                    if script.starttls.is_some() {
+                        lines.push("250-STARTTLS");
+                    }
                     lines.push("250 ENHANCEDSTATUSCODES");
                     lines.iter().map(|l| say(l)).collect()
                 }
                 "HELO" => say("250 faultsmtp.test"),
                 "NOOP" => say("250 2.0.0 ok"),
+                "STARTTLS" => match &script.starttls {
+                    Some(reply) => say(reply),
+                    None => say("502 5.5.1 STARTTLS not offered"),
+                },
                 "QUIT" => {
                     let _ = write.write_all(say("221 2.0.0 bye").as_bytes()).await;
                     return;

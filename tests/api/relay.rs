@@ -702,3 +702,77 @@ async fn aiosmtpd_receives_the_message_intact_and_python_parses_it_cleanly() {
     find("multipart/related");
     find("multipart/alternative");
 }
+
+/// D7's 535: a refused login is the relay's configuration, the same for
+/// every message. The first refusal opens the circuit: the messages behind
+/// it defer with that refusal without another login, instead of each one
+/// hammering the relay with bad credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_535_pauses_the_relay_instead_of_logging_in_for_every_message_d7() {
+    let sink = FaultSmtp::start(Script {
+        auth: Some(("relay-user".into(), "right".into())),
+        ..Script::default()
+    })
+    .await;
+    let bad = format!(
+        "smtp://relay-user:wrong@{}?tls=none&max_connections=2",
+        sink.addr
+    );
+    let app = relay_app(Backend::Sqlite, bad, 600).await.expect("SQLite");
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            send(
+                &app,
+                &app.account_a.key,
+                to(&[&format!("r{i}@example.com")]),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        let events = events_after_queued(&app, id, 1).await;
+        assert_eq!(kind(&events[0]), v1::EventType::Deferred, "{events:?}");
+        let details = events[0].details.clone().unwrap();
+        assert_eq!(details.smtp_code, 535, "{details:?}");
+    }
+    assert!(
+        sink.count("AUTH") <= 2,
+        "{} logins for 6 messages: at most one per connection before the circuit opened",
+        sink.count("AUTH")
+    );
+    assert!(sink.accepted().is_empty());
+}
+
+/// tls=opportunistic against a relay that offers STARTTLS and then fails
+/// it: the session is opened again in plain text and the message goes;
+/// tls=required defers instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opportunistic_tls_falls_back_to_plain_text_when_starttls_fails() {
+    let sink = FaultSmtp::start(Script {
+        starttls: Some("454 4.7.0 TLS not available due to temporary reason".into()),
+        ..Script::default()
+    })
+    .await;
+    let app = relay_app(Backend::Sqlite, sink.url("?tls=opportunistic"), 600)
+        .await
+        .expect("SQLite");
+    let id = send(&app, &app.account_a.key, to(&["jane@example.com"])).await;
+    let events = events_after_queued(&app, &id, 1).await;
+    assert_eq!(kind(&events[0]), v1::EventType::Sent, "{events:?}");
+    assert_eq!(sink.count("STARTTLS"), 1);
+    assert_eq!(
+        sink.connections(),
+        2,
+        "one for the failed STARTTLS, one plain"
+    );
+
+    let app = relay_app(Backend::Sqlite, sink.url("?tls=required"), 600)
+        .await
+        .expect("SQLite");
+    let id = send(&app, &app.account_a.key, to(&["jane@example.com"])).await;
+    let events = events_after_queued(&app, &id, 1).await;
+    assert_eq!(kind(&events[0]), v1::EventType::Deferred, "{events:?}");
+    assert_eq!(events[0].details.as_ref().unwrap().smtp_code, 454);
+    assert_eq!(sink.accepted().len(), 1, "nothing went in plain text");
+}
