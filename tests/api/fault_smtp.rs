@@ -6,7 +6,8 @@
 //!
 //! Per recipient, by the local part (as KumoMTA's sink does):
 //! `tempfail@` 450 4.2.0 at RCPT, `nouser@` 550 5.1.1 at RCPT, `policy@`
-//! 550 5.7.1 at RCPT, `once451@` 451 4.3.0 at RCPT the first time it is seen
+//! 550 5.7.1 at RCPT, `full@` 452 4.2.2 at RCPT, `cutdata@` the connection
+//! closed after the first line of DATA, `once451@` 451 4.3.0 at RCPT the first time it is seen
 //! and 250 after, `datatemp@` 451 4.3.0 after the final dot, `dataperm@`
 //! 554 5.6.0 after the final dot, `dropdot@` the connection closed after the
 //! final dot without a reply, `drop250@` 250 after the final dot and then
@@ -246,6 +247,7 @@ impl FaultSmtp {
                         "tempfail" => say("450 4.2.0 mailbox busy, try later"),
                         "nouser" => say("550 5.1.1 no such user here"),
                         "policy" => say("550 5.7.1 refused by local policy"),
+                        "full" => say("452 4.2.2 mailbox full"),
                         "once451" if self.lock().refused_once.insert(rcpt.clone()) => {
                             say("451 4.3.0 temporary local problem, try again")
                         }
@@ -262,6 +264,12 @@ impl FaultSmtp {
                         .await
                         .is_err()
                     {
+                        return;
+                    }
+                    if to.iter().any(|r| r.split('@').next() == Some("cutdata")) {
+                        // One line of the message, then the connection is
+                        // gone, as a reset or a proxy's byte limit would.
+                        let _ = read_line(&mut lines).await;
                         return;
                     }
                     let Some(data) = read_data(&mut lines).await else {

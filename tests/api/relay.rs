@@ -389,6 +389,49 @@ async fn a_421_greeting_a_drop_after_the_dot_and_a_hung_relay_all_defer() {
     assert_eq!(kind(&events[0]), v1::EventType::Sent, "{events:?}");
 }
 
+/// More of D6: a full mailbox (452 4.2.2), a connection cut in the middle
+/// of DATA, and a relay that is not there at all all defer, each with what
+/// happened; the next message on a healthy relay still goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_a_cut_in_data_and_a_refused_connection_all_defer_d6() {
+    let sink = FaultSmtp::start(Script::default()).await;
+    let app = relay_app(Backend::Sqlite, sink.url("?timeout=2"), 600)
+        .await
+        .expect("SQLite");
+    let id = send(&app, &app.account_a.key, to(&["full@example.com"])).await;
+    let events = events_after_queued(&app, &id, 1).await;
+    assert_eq!(kind(&events[0]), v1::EventType::Deferred, "{events:?}");
+    let details = events[0].details.clone().unwrap();
+    assert_eq!(
+        (details.smtp_code, details.enhanced_code.as_str()),
+        (452, "4.2.2")
+    );
+
+    let id = send(&app, &app.account_a.key, to(&["cutdata@example.com"])).await;
+    let events = events_after_queued(&app, &id, 1).await;
+    assert_eq!(kind(&events[0]), v1::EventType::Deferred, "{events:?}");
+    let details = events[0].details.clone().unwrap();
+    assert_eq!(details.smtp_code, 0, "no reply: {details:?}");
+    assert!(!details.smtp_reply.is_empty(), "{details:?}");
+    let id = send(&app, &app.account_a.key, to(&["jane@example.com"])).await;
+    let events = events_after_queued(&app, &id, 1).await;
+    assert_eq!(kind(&events[0]), v1::EventType::Sent, "{events:?}");
+    assert!(sink.accepted().iter().all(|a| a.to == ["jane@example.com"]));
+
+    // Nothing listens on this port any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let app = relay_app(Backend::Sqlite, format!("smtp://127.0.0.1:{port}"), 600)
+        .await
+        .expect("SQLite");
+    let id = send(&app, &app.account_a.key, to(&["jane@example.com"])).await;
+    let events = events_after_queued(&app, &id, 1).await;
+    assert_eq!(kind(&events[0]), v1::EventType::Deferred, "{events:?}");
+    let details = events[0].details.clone().unwrap();
+    assert!(details.smtp_reply.contains("cannot connect"), "{details:?}");
+}
+
 /// The Python of the test tools (scripts/test-tools.sh installs aiosmtpd
 /// into it).
 fn python() -> PathBuf {
