@@ -200,7 +200,8 @@ pub struct AttemptResult {
 /// What the worker pool needs from storage.
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Leases up to `limit` due recipients (queued or deferred, next attempt
-    /// due, no live lease) under the token `lease` until `lease_until`.
+    /// due, no lease at all: an expired one is the rescuer's) under the token
+    /// `lease` until `lease_until`.
     fn claim_due(
         &self,
         lease: &str,

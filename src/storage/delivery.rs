@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait, UpdateMany, Value,
+    QuerySelect, QueryTrait, Statement, TransactionTrait, UpdateMany, Value,
 };
 
 use super::entities::{delivery_attempts, events, recipients};
@@ -148,17 +148,17 @@ impl DeliveryStore for Store {
                  WHERE id IN (SELECT id FROM recipients \
                    WHERE state IN {CLAIMABLE} \
                      AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-                     AND (lease_until IS NULL OR lease_until < ?) \
+                     AND lease_owner IS NULL \
                    ORDER BY next_attempt_at, id LIMIT ?{lock}) \
                  RETURNING id, message_id, account_id, email, attempts"
             ),
         );
-        let now = to_micros(now);
+        // An expired lease is not claimed here: the rescuer takes it over
+        // and records the ambiguous attempt first.
         let values: Vec<Value> = vec![
             lease.into(),
             to_micros(lease_until).into(),
-            now.into(),
-            now.into(),
+            to_micros(now).into(),
             (limit as i64).into(),
         ];
         // Every queue write goes through the writer: on SQLite that is one
@@ -359,7 +359,9 @@ impl DeliveryStore for Store {
             return Ok(());
         }
 
-        // 2. The attempt history.
+        // 2. The attempt history. The rest of the writes go to the
+        // database together at the end (one query on SQLite).
+        let mut writes: Vec<Statement> = Vec::new();
         for chunk in changed.chunks(RECORD_CHUNK) {
             let rows = chunk
                 .iter()
@@ -381,10 +383,7 @@ impl DeliveryStore for Store {
                     attempted_at: Set(to_micros(result.attempted_at)),
                     ..Default::default()
                 });
-            delivery_attempts::Entity::insert_many(rows)
-                .exec_without_returning(&tx)
-                .await
-                .map_err(db_error)?;
+            writes.push(delivery_attempts::Entity::insert_many(rows).build(backend));
         }
 
         // 3. Each touched message's aggregate over all its recipients, and
@@ -414,7 +413,6 @@ impl DeliveryStore for Store {
             }
         }
         let mut aggregates: HashMap<String, Status> = HashMap::new();
-        let mut statements = Vec::with_capacity(states.len());
         for (message_id, statuses) in states {
             let status = aggregate(statuses);
             let record = records.iter().find(|r| r.message_id == message_id);
@@ -425,7 +423,7 @@ impl DeliveryStore for Store {
                 .max()
                 .unwrap_or_default();
             let raw: Option<Vec<u8>> = record.and_then(|r| r.raw_mime.clone());
-            statements.push(Statement::from_sql_and_values(
+            writes.push(Statement::from_sql_and_values(
                 backend,
                 placeholders(
                     backend,
@@ -441,7 +439,6 @@ impl DeliveryStore for Store {
             ));
             aggregates.insert(message_id, status);
         }
-        super::messages::execute_all(&tx, statements).await?;
 
         // 4. One event per changed recipient, in cursor order.
         for chunk in changed.chunks(RECORD_CHUNK) {
@@ -470,11 +467,9 @@ impl DeliveryStore for Store {
                     ..Default::default()
                 }
             });
-            events::Entity::insert_many(rows)
-                .exec_without_returning(&tx)
-                .await
-                .map_err(db_error)?;
+            writes.push(events::Entity::insert_many(rows).build(backend));
         }
+        super::messages::execute_all(&tx, writes).await?;
         tx.commit().await.map_err(db_error)?;
         self.events_written();
         Ok(())
