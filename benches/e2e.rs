@@ -16,7 +16,8 @@
 //! - RSS of the server process (`/proc/PID/status`), sampled every 100 ms
 //!   during its run, and after start-up before any load.
 //!
-//! Run: `cargo bench --bench e2e` (options `--messages N`, `--rounds N`).
+//! Run: `cargo bench --bench e2e` (options `--messages N`, `--rounds N`
+//! (0: only the B5 leg), `--clients N` (gRPC streams, 64)).
 
 mod support;
 
@@ -33,6 +34,7 @@ use tonic::transport::Channel;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// gRPC streams sending at once, unless `--clients` says otherwise.
 const CLIENTS: usize = 64;
 const CONNECTIONS: usize = 8;
 
@@ -162,7 +164,7 @@ fn request(key: &str, i: u64) -> tonic::Request<v1::SendEmailRequest> {
     request
 }
 
-async fn posthorn(sink: u16, messages: u64, replied: Option<Replied>) -> Run {
+async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replied>) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_posthorn"))
         .arg("serve")
@@ -264,7 +266,7 @@ async fn posthorn(sink: u16, messages: u64, replied: Option<Replied>) -> Run {
         (started.elapsed(), latencies)
     });
     let key = Arc::new(key);
-    let senders: Vec<_> = (0..CLIENTS as u64)
+    let senders: Vec<_> = (0..clients)
         .map(|client| {
             let (channel, key) = (channels[client as usize % CONNECTIONS].clone(), key.clone());
             tokio::spawn(async move {
@@ -272,7 +274,7 @@ async fn posthorn(sink: u16, messages: u64, replied: Option<Replied>) -> Run {
                 let mut i = client;
                 while i < messages {
                     grpc.send_email(request(&key, i)).await.expect("accepted");
-                    i += CLIENTS as u64;
+                    i += clients;
                 }
             })
         })
@@ -311,6 +313,11 @@ fn main() {
     let given = support::numeric_options();
     let messages = given.get("messages").copied().unwrap_or(50_000);
     let rounds = given.get("rounds").copied().unwrap_or(3) as usize;
+    let clients = given
+        .get("clients")
+        .copied()
+        .unwrap_or(CLIENTS as u64)
+        .max(1);
     println!(
         "B3/B7 end to end into smtp-sink: {messages} messages of 1 KB per leg, {rounds} rounds, {} build",
         if cfg!(debug_assertions) {
@@ -329,7 +336,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         let (injected, relayed) = postfix(&relay, messages);
-        let run = runtime.block_on(posthorn(sink.port, messages, None));
+        let run = runtime.block_on(posthorn(sink.port, messages, clients, None));
         let ratio = run.delivered.as_secs_f64() / relayed.as_secs_f64();
         println!(
             "round {round}: Postfix injected in {:.1} s, relayed all in {:.1} s | Posthorn accepted in {:.1} s, delivered all in {:.1} s ({:.0}/s) = {ratio:.3} of Postfix's time | Posthorn RSS idle {:.0} MB, peak {:.0} MB",
@@ -346,13 +353,15 @@ fn main() {
         peaks.push(run.peak_rss);
         idles.push(run.idle_rss);
     }
-    println!(
-        "median: Posthorn's wall time = {:.3} of Postfix's (bar ≤ 0.167, i.e. {:.1}x faster; bar 6x); RSS peak {:.0} MB (bar ≤ 150), idle {:.0} MB (bar ≤ 40)",
-        median(ratios),
-        median(walls),
-        median(peaks),
-        median(idles)
-    );
+    if rounds > 0 {
+        println!(
+            "median: Posthorn's wall time = {:.3} of Postfix's (bar ≤ 0.167, i.e. {:.1}x faster; bar 6x); RSS peak {:.0} MB (bar ≤ 150), idle {:.0} MB (bar ≤ 40)",
+            median(ratios),
+            median(walls),
+            median(peaks),
+            median(idles)
+        );
+    }
     drop(relay);
     drop(sink);
 
@@ -360,7 +369,7 @@ fn main() {
     // answers 250; the latency is from there to the watcher's event.
     let mut latencies = runtime.block_on(async {
         let (port, replied) = timing_sink().await;
-        let run = posthorn(port, messages, Some(replied)).await;
+        let run = posthorn(port, messages, clients, Some(replied)).await;
         println!(
             "B5 leg: accepted in {:.1} s, delivered all in {:.1} s ({:.0}/s), {} latencies",
             run.accepted.as_secs_f64(),

@@ -103,7 +103,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     },
     SettingInfo {
         key: "delivery_concurrency",
-        default: "16",
+        default: "64",
         accepts: "an integer from 1 to 1024: messages the worker pool delivers at once",
     },
     SettingInfo {

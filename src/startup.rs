@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -91,7 +92,14 @@ impl Application {
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             let _ = stopping_tx.send(true);
         };
-        let serve = axum::serve(self.listener, self.router)
+        // Replies and stream messages are small writes: without
+        // TCP_NODELAY each waits for the peer's delayed ACK (Nagle).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+            }
+        });
+        let serve = axum::serve(listener, self.router)
             .with_graceful_shutdown(signal)
             .into_future();
         tokio::pin!(serve);

@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::domain::delivery::{
     AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome, Reply, RetryPolicy, classify,
@@ -51,7 +50,7 @@ pub struct DeliverySettings {
 impl Default for DeliverySettings {
     fn default() -> Self {
         DeliverySettings {
-            concurrency: 16,
+            concurrency: 64,
             batch: 256,
             lease: Duration::from_secs(120),
             idle_poll: Duration::from_millis(500),
@@ -105,7 +104,9 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         let mut work = self.store.event_signal();
         let mut last_rescue: Option<Instant> = None;
         let mut waiting: VecDeque<Job> = VecDeque::new();
-        let mut running = FuturesUnordered::new();
+        // Each delivery is a task of its own, so a claim this loop waits
+        // for never holds up a delivery's reply being recorded.
+        let mut running: JoinSet<()> = JoinSet::new();
         let mut dry = false;
         let mut last_claim = Instant::now();
         loop {
@@ -128,7 +129,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
                     break;
                 };
                 let pool = self.clone();
-                running.push(async move { pool.deliver(job).await });
+                running.spawn(async move { pool.deliver(job).await });
             }
             if dry && last_claim.elapsed() >= self.settings.idle_poll {
                 dry = false;
@@ -154,7 +155,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
             }
             let poll = self.settings.idle_poll.saturating_sub(last_claim.elapsed());
             tokio::select! {
-                Some(()) = running.next(), if !running.is_empty() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
                 _ = work.changed() => dry = false,
                 () = tokio::time::sleep(poll) => dry = false,
                 _ = stopping.changed() => {}
@@ -174,7 +175,7 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
                 }
             }
         }
-        while running.next().await.is_some() {}
+        while running.join_next().await.is_some() {}
     }
 
     /// A lease token no claim used before: the pool's id and a counter.
