@@ -123,6 +123,26 @@ fn response_text(result: &AttemptResult) -> String {
     }
 }
 
+/// The recipients a claim's `RETURNING id, message_id, account_id, email,
+/// attempts` leased under `lease`, in id order.
+fn claimed_rows(rows: Vec<sea_orm::QueryResult>, lease: &str) -> Result<Vec<Claimed>> {
+    let mut claimed = rows
+        .into_iter()
+        .map(|row| {
+            Ok(Claimed {
+                lease: lease.to_owned(),
+                recipient_id: row.try_get("", "id").map_err(db_error)?,
+                message_id: row.try_get("", "message_id").map_err(db_error)?,
+                account_id: row.try_get("", "account_id").map_err(db_error)?,
+                email: row.try_get("", "email").map_err(db_error)?,
+                attempts: row.try_get("", "attempts").map_err(db_error)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    claimed.sort_by_key(|c| c.recipient_id);
+    Ok(claimed)
+}
+
 /// Recipients per statement when recording (SQLite binds at most 32,766
 /// parameters in one statement).
 const RECORD_CHUNK: usize = 256;
@@ -169,19 +189,7 @@ impl DeliveryStore for Store {
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
             .await
             .map_err(db_error)?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            claimed.push(Claimed {
-                lease: lease.to_owned(),
-                recipient_id: row.try_get("", "id").map_err(db_error)?,
-                message_id: row.try_get("", "message_id").map_err(db_error)?,
-                account_id: row.try_get("", "account_id").map_err(db_error)?,
-                email: row.try_get("", "email").map_err(db_error)?,
-                attempts: row.try_get("", "attempts").map_err(db_error)?,
-            });
-        }
-        claimed.sort_by_key(|c| c.recipient_id);
-        Ok(claimed)
+        claimed_rows(rows, lease)
     }
 
     async fn renew_leases(
@@ -228,17 +236,7 @@ impl DeliveryStore for Store {
             ))
             .await
             .map_err(db_error)?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            claimed.push(Claimed {
-                lease: lease.to_owned(),
-                recipient_id: row.try_get("", "id").map_err(db_error)?,
-                message_id: row.try_get("", "message_id").map_err(db_error)?,
-                account_id: row.try_get("", "account_id").map_err(db_error)?,
-                email: row.try_get("", "email").map_err(db_error)?,
-                attempts: row.try_get("", "attempts").map_err(db_error)?,
-            });
-        }
+        let claimed = claimed_rows(rows, lease)?;
         // Leases left on recipients that were cancelled or finished meanwhile.
         free_lease(recipients::Entity::update_many())
             .filter(recipients::Column::LeaseUntil.lt(now))
@@ -246,7 +244,6 @@ impl DeliveryStore for Store {
             .exec(self.writer())
             .await
             .map_err(db_error)?;
-        claimed.sort_by_key(|c| c.recipient_id);
         Ok(claimed)
     }
 

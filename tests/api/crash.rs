@@ -42,7 +42,7 @@ async fn kill_9_during_sustained_sending_loses_nothing_d1_postgres() {
 type Current = (usize, Option<Channel>);
 
 /// The Message-ID header of a raw message, as `<id@host>`.
-fn message_id(data: &[u8]) -> String {
+pub(crate) fn message_id(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(data);
     text.lines()
         .find_map(|l| l.strip_prefix("Message-ID: "))

@@ -1,6 +1,25 @@
 //! Posthorn's integration tests: one binary, the real server on port 0, a
 //! fresh database per test.
 
+/// Runs a scenario on SQLite, and on PostgreSQL when it is configured.
+macro_rules! on_both_databases_with {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(crate::helpers::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
 mod auth;
 mod binary;
 mod contract;

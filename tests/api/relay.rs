@@ -15,25 +15,6 @@ use crate::fault_smtp::{FaultSmtp, Script};
 use crate::helpers::{Backend, KeyHeader, TestApp, try_spawn_app_with, with_key};
 use crate::send::{get, inline};
 
-/// Runs a scenario on SQLite, and on PostgreSQL when it is configured.
-macro_rules! on_both_databases_with {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::helpers::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(crate::helpers::Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
 on_both_databases_with!(
     a_relayed_message_arrives_intact_and_the_stream_shows_queued_then_sent,
     a_451_then_250_is_deferred_then_sent_with_both_attempts_in_the_timeline,

@@ -16,26 +16,7 @@ use crate::fault_smtp::{FaultSmtp, Script};
 use crate::helpers::{Backend, KeyHeader, TestApp, try_spawn_app_with, with_key};
 use crate::send::inline;
 
-/// Runs a scenario on SQLite, and on PostgreSQL when it is configured.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::helpers::Backend::Sqlite).await
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(crate::helpers::Backend::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
-on_both_databases!(
+on_both_databases_with!(
     a_slow_but_healthy_worker_keeps_its_lease_and_nothing_goes_twice_d5,
     refused_attempts_are_spaced_by_the_doubling_backoff_d6,
     a_message_never_deliverable_fails_expired_at_its_max_age_d8,

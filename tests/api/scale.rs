@@ -21,20 +21,11 @@ use sea_orm::{ConnectionTrait, Statement};
 use tonic::transport::Channel;
 
 use crate::binary::{serve_with, terminate};
+use crate::crash::message_id;
 use crate::delivery::send;
 use crate::fault_smtp::{FaultSmtp, Script};
 use crate::helpers::{Backend, KeyHeader, TestDatabase, try_spawn_app, with_key};
 use crate::send::inline;
-
-/// The Message-ID header of a raw message.
-fn message_id(data: &[u8]) -> String {
-    let text = String::from_utf8_lossy(data);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Message-ID: "))
-        .expect("a Message-ID header")
-        .trim()
-        .to_owned()
-}
 
 /// The environment of a process on `database` relaying to `sink`.
 fn environment(database: &str, sink: &FaultSmtp, lease: u64) -> Vec<(&'static str, String)> {
