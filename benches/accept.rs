@@ -62,6 +62,20 @@ struct Leg {
     rate: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU time of this process (server and load generator) per call.
+    cpu: Duration,
+}
+
+/// CPU time this process has used, user and system.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -81,6 +95,7 @@ where
     let call = Arc::new(call);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let (call, stop) = (call.clone(), stop.clone());
@@ -117,8 +132,10 @@ where
         all.extend(task.await.expect("client task"));
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu_before) / all.len().max(1) as u32;
     all.sort();
     Leg {
+        cpu,
         rate: all.len() as f64 / elapsed,
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
@@ -268,9 +285,9 @@ fn main() {
             let b1 = measure(o.clients, o.seconds, None, grpc(format!("{round}"))).await;
             let b2 = measure(o.clients, o.seconds, None, rest(format!("{round}"))).await;
             println!(
-                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC)",
-                b1.rate, ms(b1.p50), ms(b1.p99), b1.rate / postfix_rate,
-                b2.rate, ms(b2.p50), ms(b2.p99), b2.rate / b1.rate
+                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix, CPU {} us each) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC, CPU {} us each)",
+                b1.rate, ms(b1.p50), ms(b1.p99), b1.rate / postfix_rate, b1.cpu.as_micros(),
+                b2.rate, ms(b2.p50), ms(b2.p99), b2.rate / b1.rate, b2.cpu.as_micros()
             );
             pf.push(postfix_rate);
             g.push(b1.rate);

@@ -28,7 +28,7 @@ use crate::domain::{Error, Result};
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's
 /// 65,535 bind parameters for the widest table.
-const ROWS_PER_INSERT: usize = 400;
+pub(super) const ROWS_PER_INSERT: usize = 400;
 
 fn corrupt(what: &str, id: &str) -> Error {
     Error::Internal(anyhow::anyhow!("stored {what} of {id} is unreadable"))
@@ -186,6 +186,20 @@ fn record_from(m: idempotency_keys::Model) -> IdempotencyRecord {
     }
 }
 
+/// The stored row of an idempotency record.
+pub(super) fn key_row(r: &IdempotencyRecord) -> idempotency_keys::ActiveModel {
+    idempotency_keys::ActiveModel {
+        account_id: Set(r.account_id.clone()),
+        idempotency_key: Set(r.key.clone()),
+        method: Set(r.method.clone()),
+        fingerprint: Set(r.fingerprint.clone()),
+        state: Set("complete".into()),
+        response: Set(Some(r.response.clone())),
+        created_at: Set(to_micros(r.created_at)),
+        expires_at: Set(to_micros(r.expires_at)),
+    }
+}
+
 /// Claims the jobs' idempotency keys: inserts each, or takes over a record
 /// that expired. Returns the jobs whose key another live record holds.
 async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<HashSet<usize>> {
@@ -199,16 +213,7 @@ async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<Hash
     }
     let mut claimed: HashSet<(String, String)> = HashSet::new();
     for chunk in claims.chunks(ROWS_PER_INSERT) {
-        let rows = chunk.iter().map(|(_, r)| idempotency_keys::ActiveModel {
-            account_id: Set(r.account_id.clone()),
-            idempotency_key: Set(r.key.clone()),
-            method: Set(r.method.clone()),
-            fingerprint: Set(r.fingerprint.clone()),
-            state: Set("complete".into()),
-            response: Set(Some(r.response.clone())),
-            created_at: Set(to_micros(r.created_at)),
-            expires_at: Set(to_micros(r.expires_at)),
-        });
+        let rows = chunk.iter().map(|(_, r)| key_row(r));
         let on_conflict = OnConflict::columns([
             idempotency_keys::Column::AccountId,
             idempotency_keys::Column::IdempotencyKey,
@@ -332,6 +337,82 @@ async fn count_quota(
     Ok((over, writes))
 }
 
+/// The INSERTs that store the jobs `stored` selects: messages, recipients
+/// (the queue), attachments, first events and tags, in that order.
+pub(super) fn job_inserts(
+    backend: DatabaseBackend,
+    jobs: &[CommitJob],
+    stored: impl Fn(usize) -> bool,
+) -> Vec<Statement> {
+    let (mut message_rows, mut recipient_rows, mut attachment_rows) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let (mut event_rows, mut tag_rows) = (Vec::new(), Vec::new());
+    for job in jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, job)| stored(i).then_some(job))
+    {
+        for m in &job.messages {
+            message_rows.push(message_row(m));
+            for r in &m.recipients {
+                recipient_rows.push(recipients::ActiveModel {
+                    message_id: Set(m.id.clone()),
+                    account_id: Set(m.account_id.clone()),
+                    email: Set(r.email.clone()),
+                    name: Set(r.name.clone()),
+                    kind: Set(r.kind.as_str().to_owned()),
+                    state: Set(r.status.as_str().to_owned()),
+                    next_attempt_at: Set(r.next_attempt_at.map(to_micros)),
+                    lease_owner: Set(None),
+                    lease_until: Set(None),
+                    attempts: Set(r.attempts),
+                    last_response: Set(None),
+                    created_at: Set(to_micros(m.created_at)),
+                    updated_at: Set(to_micros(r.updated_at)),
+                    ..Default::default()
+                });
+            }
+            for a in &m.attachments {
+                attachment_rows.push(attachments::ActiveModel {
+                    message_id: Set(m.id.clone()),
+                    filename: Set(a.filename.clone()),
+                    content_type: Set(a.content_type.clone()),
+                    content_id: Set(a.content_id.clone()),
+                    size_bytes: Set(a.size_bytes),
+                    content: Set(a.content.clone()),
+                    ..Default::default()
+                });
+            }
+            for e in &m.events {
+                event_rows.push(event_row(&m.account_id, e));
+            }
+            let mut seen = HashSet::new();
+            for tag in m.tags.iter().filter(|t| seen.insert(t.as_str())) {
+                tag_rows.push(message_tags::ActiveModel {
+                    message_id: Set(m.id.clone()),
+                    tag: Set(tag.clone()),
+                    account_id: Set(m.account_id.clone()),
+                    created_at: Set(to_micros(m.created_at)),
+                });
+            }
+        }
+    }
+    let mut statements = inserts(backend, message_rows);
+    statements.extend(inserts(backend, recipient_rows));
+    // Attachments can be megabytes each: one per statement.
+    statements.extend(
+        attachment_rows
+            .into_iter()
+            .map(|row| attachments::Entity::insert(row).build(backend)),
+    );
+    // Events last, after PostgreSQL's ordering lock, so it is held as
+    // briefly as possible.
+    statements.extend(super::delivery::event_order_lock(backend));
+    statements.extend(inserts(backend, event_rows));
+    statements.extend(inserts(backend, tag_rows));
+    statements
+}
+
 /// Multi-row INSERTs of `rows`, as statements.
 fn inserts<A>(backend: DatabaseBackend, rows: Vec<A>) -> Vec<Statement>
 where
@@ -361,9 +442,25 @@ pub(super) async fn execute_all(
         }
         return Ok(());
     }
-    // SQLite binds at most 32,766 parameters per statement, not per query,
-    // so statements are joined while the text stays reasonable; large
-    // values (attachments) make a query of their own.
+    for (sql, values) in joined(statements) {
+        tx.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Sqlite,
+            sql,
+            values,
+        ))
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Joins SQLite `statements` into multi-statement queries with their
+/// values. SQLite binds at most 32,766 parameters per statement, not per
+/// query, so statements are joined while the text stays reasonable; large
+/// values (attachments) make a query of their own. Only positional `?`
+/// parameters join: a numbered one would index the whole query's values.
+pub(super) fn joined(statements: Vec<Statement>) -> Vec<(String, Vec<sea_orm::Value>)> {
+    let mut queries = Vec::new();
     let mut sql = String::new();
     let mut values: Vec<sea_orm::Value> = Vec::new();
     let mut bytes = 0usize;
@@ -374,7 +471,7 @@ pub(super) async fn execute_all(
                 .as_ref()
                 .map_or(0, |v| v.0.iter().map(value_size).sum());
         if !sql.is_empty() && bytes + size > JOINED_QUERY_BYTES {
-            run_joined(tx, std::mem::take(&mut sql), std::mem::take(&mut values)).await?;
+            queries.push((std::mem::take(&mut sql), std::mem::take(&mut values)));
             bytes = 0;
         }
         if !sql.is_empty() {
@@ -385,9 +482,9 @@ pub(super) async fn execute_all(
         bytes += size;
     }
     if !sql.is_empty() {
-        run_joined(tx, sql, values).await?;
+        queries.push((sql, values));
     }
-    Ok(())
+    queries
 }
 
 /// Past this many bytes of SQL and values a joined query is sent and a new
@@ -402,23 +499,10 @@ fn value_size(value: &sea_orm::Value) -> usize {
     }
 }
 
-async fn run_joined(
-    tx: &DatabaseTransaction,
-    sql: String,
-    values: Vec<sea_orm::Value>,
-) -> Result<()> {
-    tx.execute_raw(Statement::from_sql_and_values(
-        DatabaseBackend::Sqlite,
-        sql,
-        values,
-    ))
-    .await
-    .map_err(db_error)?;
-    Ok(())
-}
-
-impl AcceptStore for Store {
-    async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
+impl Store {
+    /// The accept transaction decided job by job: claims the keys, counts
+    /// each job against its quota, then stores the jobs that may be.
+    async fn commit_job_by_job(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
         let tx = self.writer().begin().await.map_err(db_error)?;
         let backend = tx.get_database_backend();
         let taken = claim_keys(&tx, jobs).await?;
@@ -435,81 +519,33 @@ impl AcceptStore for Store {
             }
         }
         let mut outcomes = Vec::with_capacity(jobs.len());
-        let (mut message_rows, mut recipient_rows, mut attachment_rows) =
-            (Vec::new(), Vec::new(), Vec::new());
-        let (mut event_rows, mut tag_rows) = (Vec::new(), Vec::new());
-        for (i, job) in jobs.iter().enumerate() {
-            if taken.contains(&i) {
-                outcomes.push(JobOutcome::KeyTaken);
-                continue;
-            }
-            if let Some(quota) = over.get(&i) {
-                outcomes.push(JobOutcome::OverQuota(*quota));
-                continue;
-            }
-            outcomes.push(JobOutcome::Committed);
-            for m in &job.messages {
-                message_rows.push(message_row(m));
-                for r in &m.recipients {
-                    recipient_rows.push(recipients::ActiveModel {
-                        message_id: Set(m.id.clone()),
-                        account_id: Set(m.account_id.clone()),
-                        email: Set(r.email.clone()),
-                        name: Set(r.name.clone()),
-                        kind: Set(r.kind.as_str().to_owned()),
-                        state: Set(r.status.as_str().to_owned()),
-                        next_attempt_at: Set(r.next_attempt_at.map(to_micros)),
-                        lease_owner: Set(None),
-                        lease_until: Set(None),
-                        attempts: Set(r.attempts),
-                        last_response: Set(None),
-                        created_at: Set(to_micros(m.created_at)),
-                        updated_at: Set(to_micros(r.updated_at)),
-                        ..Default::default()
-                    });
-                }
-                for a in &m.attachments {
-                    attachment_rows.push(attachments::ActiveModel {
-                        message_id: Set(m.id.clone()),
-                        filename: Set(a.filename.clone()),
-                        content_type: Set(a.content_type.clone()),
-                        content_id: Set(a.content_id.clone()),
-                        size_bytes: Set(a.size_bytes),
-                        content: Set(a.content.clone()),
-                        ..Default::default()
-                    });
-                }
-                for e in &m.events {
-                    event_rows.push(event_row(&m.account_id, e));
-                }
-                let mut seen = HashSet::new();
-                for tag in m.tags.iter().filter(|t| seen.insert(t.as_str())) {
-                    tag_rows.push(message_tags::ActiveModel {
-                        message_id: Set(m.id.clone()),
-                        tag: Set(tag.clone()),
-                        account_id: Set(m.account_id.clone()),
-                        created_at: Set(to_micros(m.created_at)),
-                    });
-                }
-            }
+        for i in 0..jobs.len() {
+            outcomes.push(if taken.contains(&i) {
+                JobOutcome::KeyTaken
+            } else if let Some(quota) = over.get(&i) {
+                JobOutcome::OverQuota(*quota)
+            } else {
+                JobOutcome::Committed
+            });
         }
-        statements.extend(inserts(backend, message_rows));
-        statements.extend(inserts(backend, recipient_rows));
-        // Attachments can be megabytes each: one per statement.
-        statements.extend(
-            attachment_rows
-                .into_iter()
-                .map(|row| attachments::Entity::insert(row).build(backend)),
-        );
-        // Events last, after PostgreSQL's ordering lock, so it is held as
-        // briefly as possible.
-        statements.extend(super::delivery::event_order_lock(backend));
-        statements.extend(inserts(backend, event_rows));
-        statements.extend(inserts(backend, tag_rows));
+        statements.extend(job_inserts(backend, jobs, |i| {
+            outcomes[i] == JobOutcome::Committed
+        }));
         execute_all(&tx, statements).await?;
         tx.commit().await.map_err(db_error)?;
         self.events_written();
         Ok(outcomes)
+    }
+}
+
+impl AcceptStore for Store {
+    async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
+        if self.writer().get_database_backend() == DatabaseBackend::Sqlite
+            && let Some(outcomes) = self.commit_in_two_trips(jobs).await?
+        {
+            return Ok(outcomes);
+        }
+        self.commit_job_by_job(jobs).await
     }
 
     async fn idempotency_record(

@@ -8,6 +8,7 @@ pub mod entities;
 mod messages;
 mod suppressions;
 mod templates;
+mod two_trips;
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct Store {
     /// whenever any process sharing the database did: wakes watchers and
     /// the worker pool.
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// What the SQLite checkpoints last saw of the write-ahead log.
+    wal: std::sync::Arc<Wal>,
     /// The PostgreSQL `LISTEN` task, stopped with the last handle.
     _listening: Option<std::sync::Arc<Listening>>,
 }
@@ -114,6 +117,8 @@ fn options(url: &str, max_connections: u32) -> ConnectOptions {
                 // Checkpoints run in the background (`checkpoint_loop`),
                 // not inside whichever commit crosses the threshold.
                 .pragma("wal_autocheckpoint", "0")
+                // A log started over keeps its file; beyond this it shrinks.
+                .pragma("journal_size_limit", "67108864")
         });
     options
 }
@@ -121,12 +126,66 @@ fn options(url: &str, max_connections: u32) -> ConnectOptions {
 /// How often the SQLite write-ahead log is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
+/// Past this many frames (4 KB pages) the write-ahead log is started over
+/// from its beginning (`Wal::restart_due`): 64 MB.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// At most this many frames still to copy for the writer to finish a
+/// checkpoint itself: 4 MB, a few milliseconds.
+const WAL_RESTART_REMAINING: i64 = 1_024;
+
+/// Past this many frames (256 MB) the writer finishes the checkpoint
+/// whatever is left to copy.
+const WAL_MAX_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
+
+/// The SQLite write-ahead log as the last checkpoint found it.
+///
+/// SQLite starts the log over from its beginning only when a write begins
+/// after a checkpoint that copied every frame. Under steady writes the
+/// background checkpoint never catches up with the frames added while it
+/// runs, so the log would grow without end (gigabytes within a minute of
+/// B1, every fsync paying for the growing file). So once the log is long
+/// and the background checkpoint has copied nearly all of it, the writer
+/// runs one checkpoint itself just before its next transaction, with
+/// nothing being written meanwhile: it completes, and that transaction
+/// starts the log over.
+#[derive(Debug, Default)]
+pub(crate) struct Wal {
+    /// Frames in the log.
+    frames: std::sync::atomic::AtomicI64,
+    /// Of those, frames copied into the database.
+    copied: std::sync::atomic::AtomicI64,
+}
+
+impl Wal {
+    /// Notes what a checkpoint reported.
+    fn saw(&self, frames: i64, copied: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.frames.store(frames, Relaxed);
+        self.copied.store(copied, Relaxed);
+    }
+
+    /// Whether the writer should checkpoint before its next transaction;
+    /// once true it is false until the next checkpoint reports.
+    pub(crate) fn restart_due(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let frames = self.frames.load(Relaxed);
+        let due = frames >= WAL_MAX_FRAMES
+            || (frames >= WAL_RESTART_FRAMES
+                && frames - self.copied.load(Relaxed) <= WAL_RESTART_REMAINING);
+        if due {
+            self.saw(0, 0);
+        }
+        due
+    }
+}
+
 /// Copies the SQLite write-ahead log into the database file every
 /// [`CHECKPOINT_EVERY`], on a pooled connection, so no accept waits for a
 /// checkpoint (SQLite's own would run inside the commit that crossed 1,000
 /// pages, and showed as the p99 of B1). PASSIVE never blocks the writer.
 /// Ends when the pool is closed.
-async fn checkpoint_loop(db: DatabaseConnection) {
+async fn checkpoint_loop(db: DatabaseConnection, wal: std::sync::Arc<Wal>) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -135,8 +194,15 @@ async fn checkpoint_loop(db: DatabaseConnection) {
             DatabaseBackend::Sqlite,
             "PRAGMA wal_checkpoint(PASSIVE)",
         );
-        match db.execute_raw(checkpoint).await {
-            Ok(_) => {}
+        match db.query_one_raw(checkpoint).await {
+            // (busy, frames in the log, frames copied); -1 when not in WAL mode.
+            Ok(Some(row)) => {
+                if let (Ok(frames), Ok(copied)) = (row.try_get_by_index(1), row.try_get_by_index(2))
+                {
+                    wal.saw(frames, copied);
+                }
+            }
+            Ok(None) => {}
             Err(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => return,
             Err(error) if is_closed(&error) => return,
             Err(error) => {
@@ -175,9 +241,10 @@ impl Store {
             .map_err(db_error)?;
         let event_signal = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
         let mut listening = None;
+        let wal = std::sync::Arc::new(Wal::default());
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
-                tokio::spawn(checkpoint_loop(db.clone()));
+                tokio::spawn(checkpoint_loop(db.clone(), wal.clone()));
                 Database::connect(options(url, 1)).await.map_err(db_error)?
             }
             DatabaseBackend::Postgres => {
@@ -198,6 +265,7 @@ impl Store {
             db,
             writer,
             event_signal,
+            wal,
             _listening: listening,
         })
     }
@@ -280,6 +348,10 @@ impl Store {
         &self.writer
     }
 
+    pub(crate) fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
     /// Wakes the watchers after a commit that wrote events.
     pub(crate) fn events_written(&self) {
         self.event_signal.send_modify(|n| *n = n.wrapping_add(1));
@@ -304,5 +376,31 @@ pub(crate) fn db_error(err: DbErr) -> Error {
         Error::StorageUnavailable(err.into())
     } else {
         Error::Internal(err.into())
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_started_over_once_long_and_nearly_copied_or_too_long() {
+        let wal = Wal::default();
+        assert!(!wal.restart_due(), "an empty log");
+        wal.saw(WAL_RESTART_FRAMES - 1, WAL_RESTART_FRAMES - 1);
+        assert!(!wal.restart_due(), "short, all copied");
+        wal.saw(
+            WAL_RESTART_FRAMES,
+            WAL_RESTART_FRAMES - WAL_RESTART_REMAINING - 1,
+        );
+        assert!(!wal.restart_due(), "long, but too much left to copy");
+        wal.saw(
+            WAL_RESTART_FRAMES,
+            WAL_RESTART_FRAMES - WAL_RESTART_REMAINING,
+        );
+        assert!(wal.restart_due(), "long and nearly copied");
+        assert!(!wal.restart_due(), "once until the next checkpoint reports");
+        wal.saw(WAL_MAX_FRAMES, 0);
+        assert!(wal.restart_due(), "too long, whatever is left");
     }
 }
