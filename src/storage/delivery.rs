@@ -11,7 +11,10 @@ use sea_orm::{
     QuerySelect, QueryTrait, Statement, TransactionTrait, UpdateMany, Value,
 };
 
+use sea_orm::sqlx::Row;
+
 use super::entities::{delivery_attempts, events, recipients};
+use super::two_trips::{Open, sqlx_error};
 use super::{Store, db_error};
 use crate::domain::Result;
 use crate::domain::clock::to_micros;
@@ -292,16 +295,164 @@ impl DeliveryStore for Store {
         if results.is_empty() {
             return Ok(());
         }
+        if self.writer().get_database_backend() == DatabaseBackend::Sqlite {
+            return self.record_in_two_trips(records, &results).await;
+        }
         let writer = self.writer();
         let backend = writer.get_database_backend();
         let tx = writer.begin().await.map_err(db_error)?;
 
-        // 1. Each recipient's new state, where the lease it was claimed
-        // under still holds: a lost lease (rescued and claimed elsewhere, or the
-        // message cancelled) means this result does not count. The first
-        // statement writes, so SQLite takes the write lock at once.
+        // 1. Each recipient's new state, where its lease still holds. The
+        // first statement writes, so the write lock is taken at once.
         let mut held: HashSet<i64> = HashSet::with_capacity(results.len());
-        for chunk in results.chunks(RECORD_CHUNK) {
+        for update in state_updates(backend, &results, "RETURNING id") {
+            for row in tx.query_all_raw(update).await.map_err(db_error)? {
+                held.insert(row.try_get("", "id").map_err(db_error)?);
+            }
+        }
+        let changed = changed(&results, &held);
+        if changed.is_empty() {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(());
+        }
+
+        // 2. The touched messages' recipients as they now stand. The
+        // event-order lock comes first: on PostgreSQL it also serialises
+        // the reads of pools recording recipients of the same message.
+        lock_event_order(&tx).await?;
+        let touched: Vec<&str> = changed
+            .iter()
+            .map(|(r, _)| r.claimed.message_id.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
+        for chunk in touched.chunks(RECORD_CHUNK) {
+            let rows: Vec<(String, String)> = recipients::Entity::find()
+                .select_only()
+                .columns([recipients::Column::MessageId, recipients::Column::State])
+                .filter(recipients::Column::MessageId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&tx)
+                .await
+                .map_err(db_error)?;
+            for (message_id, state) in rows {
+                if let Some(status) = Status::parse(&state) {
+                    states.entry(message_id).or_default().push(status);
+                }
+            }
+        }
+
+        // 3. The attempts, the aggregates and the events.
+        super::messages::execute_all(&tx, later_writes(backend, records, &changed, states)).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.events_written();
+        Ok(())
+    }
+}
+
+impl Store {
+    /// `record_attempts` on SQLite in two trips to the driver's thread
+    /// (see `two_trips`): the `BEGIN`, the recipients' new states and a read
+    /// of every recipient of the batch's messages as one query; the
+    /// attempts, aggregates, events and the `COMMIT` as the second.
+    async fn record_in_two_trips(
+        &self,
+        records: &[DeliveryRecord],
+        results: &[&AttemptResult],
+    ) -> Result<()> {
+        let backend = DatabaseBackend::Sqlite;
+        let mut first = vec![Statement::from_string(backend, "BEGIN IMMEDIATE")];
+        first.extend(state_updates(
+            backend,
+            results,
+            &format!("RETURNING {HELD}, id, '', ''"),
+        ));
+        let messages: Vec<&str> = results
+            .iter()
+            .map(|r| r.claimed.message_id.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in messages.chunks(RECORD_CHUNK) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            first.push(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "SELECT {STATE}, 0, message_id, state FROM recipients \
+                     WHERE message_id IN ({marks})"
+                ),
+                chunk.iter().map(|id| Value::from(*id)),
+            ));
+        }
+        let mut open = Open::acquire(self.writer()).await?;
+        let rows = open.fetch(first).await?;
+        let mut held: HashSet<i64> = HashSet::with_capacity(results.len());
+        let mut all_states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
+        for row in &rows {
+            match row.try_get::<i64, _>(0).map_err(sqlx_error)? {
+                HELD => {
+                    held.insert(row.try_get(1).map_err(sqlx_error)?);
+                }
+                STATE => {
+                    let state: String = row.try_get(3).map_err(sqlx_error)?;
+                    if let Some(status) = Status::parse(&state) {
+                        all_states
+                            .entry(row.try_get(2).map_err(sqlx_error)?)
+                            .or_default()
+                            .push(status);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let changed = changed(results, &held);
+        if changed.is_empty() {
+            return open.finish("ROLLBACK").await;
+        }
+        let touched: BTreeSet<&str> = changed
+            .iter()
+            .map(|(r, _)| r.claimed.message_id.as_str())
+            .collect();
+        all_states.retain(|id, _| touched.contains(id.as_str()));
+        let mut second = later_writes(backend, records, &changed, all_states);
+        second.push(Statement::from_string(backend, "COMMIT"));
+        open.fetch(second).await?;
+        open.release();
+        self.events_written();
+        Ok(())
+    }
+}
+
+/// What the first trip of `record_in_two_trips` returns, one row shape for
+/// both: a recipient whose lease held (its id), or a recipient's state.
+const HELD: i64 = 1;
+const STATE: i64 = 2;
+
+/// The results whose recipient's lease held, with the recipient's new state.
+fn changed<'a>(
+    results: &[&'a AttemptResult],
+    held: &HashSet<i64>,
+) -> Vec<(&'a AttemptResult, Status)> {
+    results
+        .iter()
+        .filter(|r| held.contains(&r.claimed.recipient_id))
+        .map(|r| (*r, new_state(&r.outcome, r.retry_at.is_some())))
+        .collect()
+}
+
+/// Each recipient's new state, where the lease it was claimed under still
+/// holds: a lost lease (rescued and claimed elsewhere, or the message
+/// cancelled) means the result does not count. `returning` names what the
+/// updated rows return (their id).
+fn state_updates(
+    backend: DatabaseBackend,
+    results: &[&AttemptResult],
+    returning: &str,
+) -> Vec<Statement> {
+    results
+        .chunks(RECORD_CHUNK)
+        .map(|chunk| {
             let mut sql = String::from(
                 "UPDATE recipients SET state = v.column2, attempts = v.column3, \
                  last_response = v.column4, next_attempt_at = v.column5, \
@@ -332,143 +483,104 @@ impl DeliveryStore for Store {
                 ]);
             }
             sql.push_str(
-                ") AS v WHERE recipients.id = v.column1 AND recipients.lease_owner = v.column7 RETURNING id",
+                ") AS v WHERE recipients.id = v.column1 AND recipients.lease_owner = v.column7 ",
             );
-            let rows = tx
-                .query_all_raw(Statement::from_sql_and_values(
-                    backend,
-                    placeholders(backend, &sql),
-                    values,
-                ))
-                .await
-                .map_err(db_error)?;
-            for row in rows {
-                held.insert(row.try_get("", "id").map_err(db_error)?);
-            }
-        }
-        let changed: Vec<(&AttemptResult, Status)> = results
-            .iter()
-            .filter(|r| held.contains(&r.claimed.recipient_id))
-            .map(|r| (*r, new_state(&r.outcome, r.retry_at.is_some())))
-            .collect();
-        if changed.is_empty() {
-            tx.rollback().await.map_err(db_error)?;
-            return Ok(());
-        }
+            sql.push_str(returning);
+            Statement::from_sql_and_values(backend, placeholders(backend, &sql), values)
+        })
+        .collect()
+}
 
-        // 2. The attempt history. The rest of the writes go to the
-        // database together at the end (one query on SQLite).
-        let mut writes: Vec<Statement> = Vec::new();
-        for chunk in changed.chunks(RECORD_CHUNK) {
-            let rows = chunk
-                .iter()
-                .map(|(result, _)| delivery_attempts::ActiveModel {
-                    recipient_id: Set(result.claimed.recipient_id),
-                    message_id: Set(result.claimed.message_id.clone()),
-                    outcome: Set(outcome_name(&result.outcome).to_owned()),
-                    smtp_code: Set((result.reply.code > 0).then_some(i32::from(result.reply.code))),
-                    enhanced_code: Set(
-                        (!result.reply.enhanced.is_empty()).then(|| result.reply.enhanced.clone())
-                    ),
-                    response: Set(response_text(result)),
-                    remote_mta: Set(Some(if result.reply.remote.is_empty() {
-                        result.transport.clone()
-                    } else {
-                        format!("{} {}", result.transport, result.reply.remote)
-                    })),
-                    duration_us: Set(result.duration.as_micros().min(i64::MAX as u128) as i64),
-                    attempted_at: Set(to_micros(result.attempted_at)),
-                    ..Default::default()
-                });
-            writes.push(delivery_attempts::Entity::insert_many(rows).build(backend));
-        }
-
-        // 3. Each touched message's aggregate over all its recipients, and
-        // its MIME the first time it was built. The event-order lock comes
-        // first: on PostgreSQL it also serialises the aggregate reads of
-        // pools recording recipients of the same message.
-        lock_event_order(&tx).await?;
-        let touched: BTreeSet<&str> = changed
+/// The writes that follow the state updates: the attempt history, each
+/// touched message's aggregate over all its recipients (`states`, read after
+/// the updates) with its MIME the first time it was built, and one event
+/// per changed recipient in cursor order.
+fn later_writes(
+    backend: DatabaseBackend,
+    records: &[DeliveryRecord],
+    changed: &[(&AttemptResult, Status)],
+    states: BTreeMap<String, Vec<Status>>,
+) -> Vec<Statement> {
+    let mut writes: Vec<Statement> = Vec::new();
+    for chunk in changed.chunks(RECORD_CHUNK) {
+        let rows = chunk
             .iter()
-            .map(|(r, _)| r.claimed.message_id.as_str())
-            .collect();
-        let mut states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
-        let touched_ids: Vec<&str> = touched.iter().copied().collect();
-        for chunk in touched_ids.chunks(RECORD_CHUNK) {
-            let rows: Vec<(String, String)> = recipients::Entity::find()
-                .select_only()
-                .columns([recipients::Column::MessageId, recipients::Column::State])
-                .filter(recipients::Column::MessageId.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(&tx)
-                .await
-                .map_err(db_error)?;
-            for (message_id, state) in rows {
-                if let Some(status) = Status::parse(&state) {
-                    states.entry(message_id).or_default().push(status);
-                }
-            }
-        }
-        let mut aggregates: HashMap<String, Status> = HashMap::new();
-        for (message_id, statuses) in states {
-            let status = aggregate(statuses);
-            let record = records.iter().find(|r| r.message_id == message_id);
-            let updated_at = record
-                .into_iter()
-                .flat_map(|r| &r.results)
-                .map(|r| to_micros(r.attempted_at))
-                .max()
-                .unwrap_or_default();
-            let raw: Option<Vec<u8>> = record.and_then(|r| r.raw_mime.clone());
-            writes.push(Statement::from_sql_and_values(
-                backend,
-                placeholders(
-                    backend,
-                    "UPDATE messages SET status = ?, updated_at = ?, \
-                     raw_mime = COALESCE(raw_mime, ?) WHERE id = ?",
+            .map(|(result, _)| delivery_attempts::ActiveModel {
+                recipient_id: Set(result.claimed.recipient_id),
+                message_id: Set(result.claimed.message_id.clone()),
+                outcome: Set(outcome_name(&result.outcome).to_owned()),
+                smtp_code: Set((result.reply.code > 0).then_some(i32::from(result.reply.code))),
+                enhanced_code: Set(
+                    (!result.reply.enhanced.is_empty()).then(|| result.reply.enhanced.clone())
                 ),
-                [
-                    status.as_str().into(),
-                    updated_at.into(),
-                    raw.into(),
-                    message_id.as_str().into(),
-                ],
-            ));
-            aggregates.insert(message_id, status);
-        }
-
-        // 4. One event per changed recipient, in cursor order.
-        for chunk in changed.chunks(RECORD_CHUNK) {
-            let rows = chunk.iter().map(|(result, state)| {
-                let reason = match (&result.outcome, state) {
-                    (Outcome::Deferred | Outcome::Ambiguous, Status::Failed) => "expired",
-                    (Outcome::Ambiguous, _) => "lease_expired",
-                    (Outcome::Bounced { hard: true }, _) => "hard_bounce",
-                    (Outcome::Bounced { hard: false }, _) => "soft_bounce",
-                    _ => "",
-                };
-                let details = result.reply.details(reason);
-                events::ActiveModel {
-                    account_id: Set(result.claimed.account_id.clone()),
-                    message_id: Set(result.claimed.message_id.clone()),
-                    recipient: Set(result.claimed.email.clone()),
-                    event_type: Set(event_type(*state).as_str().to_owned()),
-                    status: Set(aggregates
-                        .get(&result.claimed.message_id)
-                        .copied()
-                        .unwrap_or(*state)
-                        .as_str()
-                        .to_owned()),
-                    details: Set(serde_json::to_string(&details).expect("details serialise")),
-                    occurred_at: Set(to_micros(result.attempted_at)),
-                    ..Default::default()
-                }
+                response: Set(response_text(result)),
+                remote_mta: Set(Some(if result.reply.remote.is_empty() {
+                    result.transport.clone()
+                } else {
+                    format!("{} {}", result.transport, result.reply.remote)
+                })),
+                duration_us: Set(result.duration.as_micros().min(i64::MAX as u128) as i64),
+                attempted_at: Set(to_micros(result.attempted_at)),
+                ..Default::default()
             });
-            writes.push(events::Entity::insert_many(rows).build(backend));
-        }
-        super::messages::execute_all(&tx, writes).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.events_written();
-        Ok(())
+        writes.push(delivery_attempts::Entity::insert_many(rows).build(backend));
     }
+    let mut aggregates: HashMap<String, Status> = HashMap::new();
+    for (message_id, statuses) in states {
+        let status = aggregate(statuses);
+        let record = records.iter().find(|r| r.message_id == message_id);
+        let updated_at = record
+            .into_iter()
+            .flat_map(|r| &r.results)
+            .map(|r| to_micros(r.attempted_at))
+            .max()
+            .unwrap_or_default();
+        let raw: Option<Vec<u8>> = record.and_then(|r| r.raw_mime.clone());
+        writes.push(Statement::from_sql_and_values(
+            backend,
+            placeholders(
+                backend,
+                "UPDATE messages SET status = ?, updated_at = ?, \
+                 raw_mime = COALESCE(raw_mime, ?) WHERE id = ?",
+            ),
+            [
+                status.as_str().into(),
+                updated_at.into(),
+                raw.into(),
+                message_id.as_str().into(),
+            ],
+        ));
+        aggregates.insert(message_id, status);
+    }
+
+    // 4. One event per changed recipient, in cursor order.
+    for chunk in changed.chunks(RECORD_CHUNK) {
+        let rows = chunk.iter().map(|(result, state)| {
+            let reason = match (&result.outcome, state) {
+                (Outcome::Deferred | Outcome::Ambiguous, Status::Failed) => "expired",
+                (Outcome::Ambiguous, _) => "lease_expired",
+                (Outcome::Bounced { hard: true }, _) => "hard_bounce",
+                (Outcome::Bounced { hard: false }, _) => "soft_bounce",
+                _ => "",
+            };
+            let details = result.reply.details(reason);
+            events::ActiveModel {
+                account_id: Set(result.claimed.account_id.clone()),
+                message_id: Set(result.claimed.message_id.clone()),
+                recipient: Set(result.claimed.email.clone()),
+                event_type: Set(event_type(*state).as_str().to_owned()),
+                status: Set(aggregates
+                    .get(&result.claimed.message_id)
+                    .copied()
+                    .unwrap_or(*state)
+                    .as_str()
+                    .to_owned()),
+                details: Set(serde_json::to_string(&details).expect("details serialise")),
+                occurred_at: Set(to_micros(result.attempted_at)),
+                ..Default::default()
+            }
+        });
+        writes.push(events::Entity::insert_many(rows).build(backend));
+    }
+    writes
 }

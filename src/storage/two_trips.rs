@@ -1,12 +1,14 @@
-//! The SQLite accept transaction in two trips to the driver's worker
-//! thread. Every statement of a group commit is a message to that thread
+//! SQLite transactions in two trips to the driver's worker thread: the
+//! accept path's group commit here, the delivery recorder's in
+//! `delivery.rs`. Every statement of a group commit is a message to that thread
 //! and a wake-up back; under load each trip costs a scheduling delay of
 //! 0.2–1 ms, more than the statement itself. Here the `BEGIN`, the key
 //! claims, the usage counts and every INSERT travel as one query and the
 //! `COMMIT` as the second. When a key turns out to be taken or an account
 //! out of quota, the transaction is rolled back and the careful path
 //! decides job by job (`Store::commit_job_by_job`): replays and refusals
-//! are rare, so they pay for the extra trips.
+//! are rare, so they pay for the extra trips. [`Open`] holds the writer
+//! connection while such a hand-begun transaction is open.
 
 use std::collections::HashMap;
 
@@ -14,7 +16,9 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{Sqlite, SqliteRow};
 use sea_orm::sqlx::{self, AssertSqlSafe, Row};
-use sea_orm::{DatabaseBackend, DbErr, EntityTrait, QueryTrait, RuntimeErr, Statement};
+use sea_orm::{
+    DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryTrait, RuntimeErr, Statement,
+};
 use sea_query_sqlx::SqlxValues;
 
 use super::entities::idempotency_keys;
@@ -31,28 +35,66 @@ const KEY_CLAIMED: i64 = 1;
 const USAGE: i64 = 2;
 const ROW_WIDTH: usize = 5;
 
-fn sqlx_error(error: sqlx::Error) -> Error {
+pub(super) fn sqlx_error(error: sqlx::Error) -> Error {
     db_error(DbErr::Query(RuntimeErr::SqlxError(error.into())))
 }
 
 /// The writer connection while a transaction begun by hand may be open.
 /// Dropped open (an error, or a cancelled future), it closes the connection
 /// instead of returning it to the pool, and SQLite rolls back.
-struct Open(Option<PoolConnection<Sqlite>>);
+pub(super) struct Open(Option<PoolConnection<Sqlite>>);
 
 impl Open {
+    /// Takes the SQLite writer connection of `writer`.
+    pub(super) async fn acquire(writer: &DatabaseConnection) -> Result<Open> {
+        let pool = writer.get_sqlite_connection_pool();
+        Ok(Open(Some(pool.acquire().await.map_err(sqlx_error)?)))
+    }
+
     fn conn(&mut self) -> &mut PoolConnection<Sqlite> {
         self.0
             .as_mut()
-            .expect("the connection is held until finished")
+            .expect("the connection is held until released")
+    }
+
+    /// Runs `statements`, joined into as few queries as they fit, and
+    /// returns every row they return. On an error the transaction is
+    /// rolled back (or, failing that, the connection closed).
+    pub(super) async fn fetch(&mut self, statements: Vec<Statement>) -> Result<Vec<SqliteRow>> {
+        let mut rows = Vec::new();
+        for (sql, values) in joined(statements) {
+            let query = sqlx::query_with(AssertSqlSafe(sql), SqlxValues(sea_orm::Values(values)));
+            match query.fetch_all(&mut **self.conn()).await {
+                Ok(more) => rows.extend(more),
+                Err(error) => {
+                    if sqlx::raw_sql("ROLLBACK")
+                        .execute(&mut **self.conn())
+                        .await
+                        .is_ok()
+                    {
+                        self.release();
+                    }
+                    return Err(sqlx_error(error));
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// Ends the transaction with `sql` (COMMIT or ROLLBACK); the connection
     /// goes back to the pool only if that worked.
-    async fn finish(mut self, sql: &'static str) -> std::result::Result<(), sqlx::Error> {
-        sqlx::raw_sql(sql).execute(&mut **self.conn()).await?;
-        self.0.take();
+    pub(super) async fn finish(mut self, sql: &'static str) -> Result<()> {
+        sqlx::raw_sql(sql)
+            .execute(&mut **self.conn())
+            .await
+            .map_err(sqlx_error)?;
+        self.release();
         Ok(())
+    }
+
+    /// Returns the connection to the pool: no transaction is open on it.
+    pub(super) fn release(&mut self) {
+        self.0.take();
     }
 }
 
@@ -127,28 +169,13 @@ impl Store {
         }
         statements.extend(job_inserts(backend, jobs, |_| true));
 
-        let pool = self.writer().get_sqlite_connection_pool();
-        let mut open = Open(Some(pool.acquire().await.map_err(sqlx_error)?));
-        let mut rows: Vec<SqliteRow> = Vec::new();
-        for (sql, values) in joined(statements) {
-            let query = sqlx::query_with(AssertSqlSafe(sql), SqlxValues(sea_orm::Values(values)));
-            match query.fetch_all(&mut **open.conn()).await {
-                Ok(more) => rows.extend(more),
-                Err(error) => {
-                    // Nothing was committed; a failed rollback (no
-                    // transaction began) closes the connection.
-                    let _ = open.finish("ROLLBACK").await;
-                    return Err(sqlx_error(error));
-                }
-            }
-        }
+        let mut open = Open::acquire(self.writer()).await?;
+        let rows = open.fetch(statements).await?;
         if !all_fit(jobs, claims.len(), &rows).map_err(sqlx_error)? {
-            open.finish("ROLLBACK").await.map_err(sqlx_error)?;
+            open.finish("ROLLBACK").await?;
             return Ok(None);
         }
-        if let Err(error) = open.finish("COMMIT").await {
-            return Err(sqlx_error(error));
-        }
+        open.finish("COMMIT").await?;
         self.events_written();
         Ok(Some(vec![JobOutcome::Committed; jobs.len()]))
     }
