@@ -320,12 +320,7 @@ impl DeliveryStore for Store {
         // event-order lock comes first: on PostgreSQL it also serialises
         // the reads of pools recording recipients of the same message.
         lock_event_order(&tx).await?;
-        let touched: Vec<&str> = changed
-            .iter()
-            .map(|(r, _)| r.claimed.message_id.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let touched = distinct_messages(changed.iter().map(|(r, _)| *r));
         let mut states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
         for chunk in touched.chunks(RECORD_CHUNK) {
             let rows: Vec<(String, String)> = recipients::Entity::find()
@@ -362,18 +357,8 @@ impl Store {
         results: &[&AttemptResult],
     ) -> Result<()> {
         let backend = DatabaseBackend::Sqlite;
-        let mut first = vec![Statement::from_string(backend, "BEGIN IMMEDIATE")];
-        first.extend(state_updates(
-            backend,
-            results,
-            &format!("RETURNING {HELD}, id, '', ''"),
-        ));
-        let messages: Vec<&str> = results
-            .iter()
-            .map(|r| r.claimed.message_id.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let mut first = state_updates(backend, results, &format!("RETURNING {HELD}, id, '', ''"));
+        let messages = distinct_messages(results.iter().copied());
         for chunk in messages.chunks(RECORD_CHUNK) {
             let marks = vec!["?"; chunk.len()].join(", ");
             first.push(Statement::from_sql_and_values(
@@ -385,7 +370,7 @@ impl Store {
                 chunk.iter().map(|id| Value::from(*id)),
             ));
         }
-        let mut open = Open::acquire(self.writer()).await?;
+        let mut open = Open::begin(self).await?;
         let rows = open.fetch(first).await?;
         let mut held: HashSet<i64> = HashSet::with_capacity(results.len());
         let mut all_states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
@@ -410,11 +395,8 @@ impl Store {
         if changed.is_empty() {
             return open.finish("ROLLBACK").await;
         }
-        let touched: BTreeSet<&str> = changed
-            .iter()
-            .map(|(r, _)| r.claimed.message_id.as_str())
-            .collect();
-        all_states.retain(|id, _| touched.contains(id.as_str()));
+        let touched = distinct_messages(changed.iter().map(|(r, _)| *r));
+        all_states.retain(|id, _| touched.binary_search(&id.as_str()).is_ok());
         let mut second = later_writes(backend, records, &changed, all_states);
         second.push(Statement::from_string(backend, "COMMIT"));
         open.fetch(second).await?;
@@ -428,6 +410,15 @@ impl Store {
 /// both: a recipient whose lease held (its id), or a recipient's state.
 const HELD: i64 = 1;
 const STATE: i64 = 2;
+
+/// The messages of `results`, each once, in order.
+fn distinct_messages<'a>(results: impl Iterator<Item = &'a AttemptResult>) -> Vec<&'a str> {
+    results
+        .map(|r| r.claimed.message_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
 
 /// The results whose recipient's lease held, with the recipient's new state.
 fn changed<'a>(

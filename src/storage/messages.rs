@@ -303,7 +303,6 @@ async fn count_quota(
             .map_err(db_error)?
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("the usage upsert returned no row")))?;
         let recipients: i64 = row.try_get("", "recipients").map_err(db_error)?;
-        // `Some(0)` is an account without a limit.
         let own: Option<i64> = row.try_get("", "own_quota").map_err(db_error)?;
         let mut used = Ord::max(recipients, 0) as u64;
         let before = used;
@@ -312,12 +311,7 @@ async fn count_quota(
                 continue;
             }
             let wanted = job.recipients();
-            let quota = match own {
-                Some(0) => None,
-                Some(n) => Some(Ord::max(n, 0) as u64),
-                None => job.daily_quota,
-            };
-            match quota {
+            match quota_of(own, job.daily_quota) {
                 Some(quota) if used + wanted > quota => {
                     over.insert(i, quota);
                 }
@@ -411,6 +405,16 @@ pub(super) fn job_inserts(
     statements.extend(inserts(backend, event_rows));
     statements.extend(inserts(backend, tag_rows));
     statements
+}
+
+/// The daily quota that applies: the account's own (`Some(0)` is an
+/// account without a limit), else the server's `default`.
+pub(super) fn quota_of(own: Option<i64>, default: Option<u64>) -> Option<u64> {
+    match own {
+        Some(0) => None,
+        Some(n) => Some(Ord::max(n, 0) as u64),
+        None => default,
+    }
 }
 
 /// Multi-row INSERTs of `rows`, as statements.

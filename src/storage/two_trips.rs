@@ -8,7 +8,8 @@
 //! out of quota, the transaction is rolled back and the careful path
 //! decides job by job (`Store::commit_job_by_job`): replays and refusals
 //! are rare, so they pay for the extra trips. [`Open`] holds the writer
-//! connection while such a hand-begun transaction is open.
+//! connection while such a hand-begun transaction is open, and begins it,
+//! with the checkpoint that restarts the write-ahead log when one is due.
 
 use std::collections::HashMap;
 
@@ -16,13 +17,11 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{Sqlite, SqliteRow};
 use sea_orm::sqlx::{self, AssertSqlSafe, Row};
-use sea_orm::{
-    DatabaseBackend, DatabaseConnection, DbErr, EntityTrait, QueryTrait, RuntimeErr, Statement,
-};
+use sea_orm::{DatabaseBackend, DbErr, EntityTrait, QueryTrait, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
 
 use super::entities::idempotency_keys;
-use super::messages::{ROWS_PER_INSERT, job_inserts, joined, key_row};
+use super::messages::{ROWS_PER_INSERT, job_inserts, joined, key_row, quota_of};
 use super::{Store, db_error};
 use crate::domain::send::commit::{CommitJob, JobOutcome};
 use crate::domain::{Error, Result};
@@ -30,10 +29,8 @@ use crate::domain::{Error, Result};
 /// What the claims and usage statements return, one shape for both so a
 /// multi-statement query yields rows of one kind: (what, account, day,
 /// recipients counted for the day, the account's own quota).
-/// Rows of other widths (a checkpoint's) are not these.
 const KEY_CLAIMED: i64 = 1;
 const USAGE: i64 = 2;
-const ROW_WIDTH: usize = 5;
 
 pub(super) fn sqlx_error(error: sqlx::Error) -> Error {
     db_error(DbErr::Query(RuntimeErr::SqlxError(error.into())))
@@ -42,17 +39,42 @@ pub(super) fn sqlx_error(error: sqlx::Error) -> Error {
 /// The writer connection while a transaction begun by hand may be open.
 /// Dropped open (an error, or a cancelled future), it closes the connection
 /// instead of returning it to the pool, and SQLite rolls back.
-pub(super) struct Open(Option<PoolConnection<Sqlite>>);
+pub(super) struct Open {
+    conn: Option<PoolConnection<Sqlite>>,
+    /// What goes ahead of the first query: `BEGIN IMMEDIATE`, after the
+    /// checkpoint that lets the write-ahead log start over when it is due
+    /// (see `Wal`).
+    opening: Vec<Statement>,
+    /// Rows of `opening` to leave out of what the first query returns: the
+    /// checkpoint's.
+    skip: usize,
+}
 
 impl Open {
-    /// Takes the SQLite writer connection of `writer`.
-    pub(super) async fn acquire(writer: &DatabaseConnection) -> Result<Open> {
-        let pool = writer.get_sqlite_connection_pool();
-        Ok(Open(Some(pool.acquire().await.map_err(sqlx_error)?)))
+    /// Takes the SQLite writer connection of `store`; the transaction
+    /// begins with the first [`Open::fetch`].
+    pub(super) async fn begin(store: &Store) -> Result<Open> {
+        let pool = store.writer().get_sqlite_connection_pool();
+        let conn = pool.acquire().await.map_err(sqlx_error)?;
+        let backend = DatabaseBackend::Sqlite;
+        let mut opening = Vec::new();
+        let restart = store.wal().restart_due();
+        if restart {
+            opening.push(Statement::from_string(
+                backend,
+                "PRAGMA wal_checkpoint(PASSIVE)",
+            ));
+        }
+        opening.push(Statement::from_string(backend, "BEGIN IMMEDIATE"));
+        Ok(Open {
+            conn: Some(conn),
+            opening,
+            skip: usize::from(restart),
+        })
     }
 
     fn conn(&mut self) -> &mut PoolConnection<Sqlite> {
-        self.0
+        self.conn
             .as_mut()
             .expect("the connection is held until released")
     }
@@ -61,8 +83,10 @@ impl Open {
     /// returns every row they return. On an error the transaction is
     /// rolled back (or, failing that, the connection closed).
     pub(super) async fn fetch(&mut self, statements: Vec<Statement>) -> Result<Vec<SqliteRow>> {
+        let mut all = std::mem::take(&mut self.opening);
+        all.extend(statements);
         let mut rows = Vec::new();
-        for (sql, values) in joined(statements) {
+        for (sql, values) in joined(all) {
             let query = sqlx::query_with(AssertSqlSafe(sql), SqlxValues(sea_orm::Values(values)));
             match query.fetch_all(&mut **self.conn()).await {
                 Ok(more) => rows.extend(more),
@@ -78,6 +102,8 @@ impl Open {
                 }
             }
         }
+        let skip = std::mem::take(&mut self.skip).min(rows.len());
+        rows.drain(..skip);
         Ok(rows)
     }
 
@@ -94,13 +120,13 @@ impl Open {
 
     /// Returns the connection to the pool: no transaction is open on it.
     pub(super) fn release(&mut self) {
-        self.0.take();
+        self.conn.take();
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
+        if let Some(conn) = self.conn.take() {
             drop(conn.detach());
         }
     }
@@ -116,13 +142,6 @@ impl Store {
     ) -> Result<Option<Vec<JobOutcome>>> {
         let backend = DatabaseBackend::Sqlite;
         let mut statements = Vec::new();
-        if self.wal().restart_due() {
-            statements.push(Statement::from_string(
-                backend,
-                "PRAGMA wal_checkpoint(PASSIVE)",
-            ));
-        }
-        statements.push(Statement::from_string(backend, "BEGIN IMMEDIATE"));
         let claims: Vec<_> = jobs.iter().filter_map(|j| j.idempotency.as_ref()).collect();
         for chunk in claims.chunks(ROWS_PER_INSERT) {
             let mut claim = idempotency_keys::Entity::insert_many(chunk.iter().map(|r| key_row(r)))
@@ -169,7 +188,7 @@ impl Store {
         }
         statements.extend(job_inserts(backend, jobs, |_| true));
 
-        let mut open = Open::acquire(self.writer()).await?;
+        let mut open = Open::begin(self).await?;
         let rows = open.fetch(statements).await?;
         if !all_fit(jobs, claims.len(), &rows).map_err(sqlx_error)? {
             open.finish("ROLLBACK").await?;
@@ -190,7 +209,7 @@ fn all_fit(
 ) -> std::result::Result<bool, sqlx::Error> {
     let mut claimed = 0;
     let mut usage: HashMap<(String, i64), (i64, Option<i64>)> = HashMap::new();
-    for row in rows.iter().filter(|r| r.len() == ROW_WIDTH) {
+    for row in rows {
         match row.try_get::<i64, _>(0)? {
             KEY_CLAIMED => claimed += 1,
             USAGE => {
@@ -209,12 +228,6 @@ fn all_fit(
         let Some((used, own)) = usage.get(&(job.account_id.clone(), job.day)) else {
             return false;
         };
-        // An own quota of 0 is an account without a limit.
-        let quota = match own {
-            Some(0) => None,
-            Some(n) => Some(Ord::max(*n, 0) as u64),
-            None => job.daily_quota,
-        };
-        quota.is_none_or(|quota| Ord::max(*used, 0) as u64 <= quota)
+        quota_of(*own, job.daily_quota).is_none_or(|quota| Ord::max(*used, 0) as u64 <= quota)
     }))
 }
