@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261122_000002_limits;
+mod m20261201_000003_lean_indexes;
 
 /// Applies Posthorn's migrations in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_limits::Migration),
+            Box::new(m20261201_000003_lean_indexes::Migration),
         ]
     }
 }
