@@ -21,7 +21,10 @@ use crate::domain::clock::to_micros;
 use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
 use crate::domain::messages::{EventType, Message, Status, aggregate};
 
-/// States a worker may claim.
+/// States a worker may claim. The queue's partial index (`ix_recipients_due`,
+/// migration 3) repeats this list word for word: SQLite uses a partial index
+/// only for a query that repeats its condition, so a change here needs a
+/// migration there.
 const CLAIMABLE: &str = "('queued', 'scheduled', 'deferred')";
 
 /// PostgreSQL hands out event ids when rows are inserted, not when they
