@@ -319,6 +319,8 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Result<()> {
+    // Before the banner: whoever reads it may signal at once.
+    let shutdown = shutdown_signal();
     let bootstrap = if settings.bootstrap && !args.no_bootstrap {
         Accounts::new(store.clone()).bootstrap().await?
     } else {
@@ -359,7 +361,7 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
         );
         println!();
     }
-    app.run_until(shutdown_signal()).await
+    app.run_until(shutdown).await
 }
 
 fn describe_transport(transport: &str) -> String {
