@@ -547,7 +547,7 @@ fn later_writes(
         aggregates.insert(message_id, status);
     }
 
-    // 4. One event per changed recipient, in cursor order.
+    // One event per changed recipient, in cursor order.
     for chunk in changed.chunks(RECORD_CHUNK) {
         let rows = chunk.iter().map(|(result, state)| {
             let reason = match (&result.outcome, state) {

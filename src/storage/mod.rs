@@ -172,8 +172,8 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
-    /// Notes what a checkpoint reported.
-    fn saw(&self, frames: i64, copied: i64) {
+    /// Notes what a checkpoint reported; returns how many frames it copied.
+    fn saw(&self, frames: i64, copied: i64) -> i64 {
         use std::sync::atomic::Ordering::Relaxed;
         let before = self.copied.swap(copied, Relaxed);
         // Fewer copied than before: the log was started over meanwhile.
@@ -184,6 +184,7 @@ impl Wal {
         };
         self.last_copy.store(last_copy, Relaxed);
         self.frames.store(frames, Relaxed);
+        last_copy
     }
 
     /// About how many frames a checkpoint would copy now.
@@ -229,28 +230,18 @@ async fn checkpoint_loop(db: DatabaseConnection, wal: std::sync::Arc<Wal>) {
     loop {
         tick.tick().await;
         for _ in 0..CATCH_UP_PASSES {
-            let checkpoint = sea_orm::Statement::from_string(
-                DatabaseBackend::Sqlite,
-                "PRAGMA wal_checkpoint(PASSIVE)",
-            );
-            match db.query_one_raw(checkpoint).await {
-                // (busy, frames in the log, frames copied); -1 when not in WAL mode.
-                Ok(Some(row)) => {
-                    if let (Ok(frames), Ok(copied)) =
-                        (row.try_get_by_index(1), row.try_get_by_index(2))
-                    {
-                        wal.saw(frames, copied);
-                    }
-                }
-                Ok(None) => {}
+            let copied = match checkpoint(&db).await {
+                Ok(Some((frames, copied))) => wal.saw(frames, copied),
+                Ok(None) => 0,
                 Err(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => return,
                 Err(error) if is_closed(&error) => return,
                 Err(error) => {
                     tracing::warn!(%error, "the SQLite checkpoint failed; it runs again shortly");
                     break;
                 }
-            }
-            if let Some(file) = &file {
+            };
+            // Nothing copied, nothing to flush.
+            if let (true, Some(file)) = (copied > 0, &file) {
                 let file = file.clone();
                 match tokio::task::spawn_blocking(move || flush_in_steps(&file)).await {
                     Ok(Ok(())) => {}
@@ -265,6 +256,19 @@ async fn checkpoint_loop(db: DatabaseConnection, wal: std::sync::Arc<Wal>) {
             }
         }
     }
+}
+
+/// One PASSIVE checkpoint: the frames in the log and the frames copied, or
+/// `None` when the database is not in WAL mode.
+async fn checkpoint(db: &DatabaseConnection) -> std::result::Result<Option<(i64, i64)>, DbErr> {
+    let sql = "PRAGMA wal_checkpoint(PASSIVE)";
+    let statement = sea_orm::Statement::from_string(DatabaseBackend::Sqlite, sql);
+    // (busy, frames in the log, frames copied); -1 when not in WAL mode.
+    Ok(db.query_one_raw(statement).await?.and_then(|row| {
+        let frames: i64 = row.try_get_by_index(1).ok()?;
+        let copied: i64 = row.try_get_by_index(2).ok()?;
+        (frames >= 0).then_some((frames, copied))
+    }))
 }
 
 /// The SQLite database file, opened once more so the checkpoint loop can
