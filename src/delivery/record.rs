@@ -41,6 +41,24 @@ impl Recorder {
     }
 }
 
+/// Tells every worker of a batch how its recording ended.
+fn answer(replies: Vec<oneshot::Sender<Result<()>>>, result: Result<()>) {
+    let cause = match result {
+        Ok(()) => {
+            for reply in replies {
+                let _ = reply.send(Ok(()));
+            }
+            return;
+        }
+        Err(error) => format!("{error:#}"),
+    };
+    for reply in replies {
+        let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
+            "recording the attempts failed: {cause}"
+        ))));
+    }
+}
+
 async fn record_loop<S: DeliveryStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
     let mut held: Option<Pending> = None;
     loop {
@@ -69,19 +87,15 @@ async fn record_loop<S: DeliveryStore>(store: S, mut rx: mpsc::Receiver<Pending>
         }
         let (records, replies): (Vec<DeliveryRecord>, Vec<_>) = batch.into_iter().unzip();
         match store.record_attempts(&records).await {
-            Ok(()) => {
-                for reply in replies {
-                    let _ = reply.send(Ok(()));
-                }
+            // The workers hear once the transaction is durable; meanwhile
+            // the next batch is written.
+            Ok(durable) => {
+                tokio::spawn(async move {
+                    let result = durable.await;
+                    answer(replies, result);
+                });
             }
-            Err(error) => {
-                let cause = format!("{error:#}");
-                for reply in replies {
-                    let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
-                        "recording the attempts failed: {cause}"
-                    ))));
-                }
-            }
+            Err(error) => answer(replies, Err(error)),
         }
     }
 }

@@ -245,11 +245,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// recipient's new state, its `delivery_attempts` row, its event, the
     /// message's aggregate status and its built MIME (stored the first
     /// time). Only recipients still held under the lease they were claimed
-    /// with change.
+    /// with change. Returns once the transaction has committed; the
+    /// workers are answered once the returned [`Durable`] resolves.
     fn record_attempts(
         &self,
         records: &[DeliveryRecord],
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<crate::domain::Durable>> + Send;
 }
 
 /// One delivery of one message to its claimed recipients, as recorded.

@@ -21,3 +21,8 @@ pub mod watch;
 
 pub use error::{Error, FieldViolation, Reason, Result};
 pub use scope::{Scope, Scopes};
+
+/// Resolves once a committed transaction is durable: the callers it
+/// concerns are answered only then, while the next transaction may already
+/// be written.
+pub type Durable = futures::future::BoxFuture<'static, Result<()>>;

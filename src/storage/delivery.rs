@@ -16,10 +16,10 @@ use sea_orm::sqlx::Row;
 use super::entities::{delivery_attempts, events, recipients};
 use super::two_trips::{Open, sqlx_error};
 use super::{Store, db_error};
-use crate::domain::Result;
 use crate::domain::clock::to_micros;
 use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
 use crate::domain::messages::{EventType, Message, Status, aggregate};
+use crate::domain::{Durable, Result};
 
 /// States a worker may claim. The queue's partial index (`ix_recipients_due`,
 /// migration 3) repeats this list word for word: SQLite uses a partial index
@@ -293,10 +293,10 @@ impl DeliveryStore for Store {
         Ok(messages)
     }
 
-    async fn record_attempts(&self, records: &[DeliveryRecord]) -> Result<()> {
+    async fn record_attempts(&self, records: &[DeliveryRecord]) -> Result<Durable> {
         let results: Vec<&AttemptResult> = records.iter().flat_map(|r| &r.results).collect();
         if results.is_empty() {
-            return Ok(());
+            return Ok(nothing_to_flush());
         }
         if self.writer().get_database_backend() == DatabaseBackend::Sqlite {
             return self.record_in_two_trips(records, &results).await;
@@ -316,7 +316,7 @@ impl DeliveryStore for Store {
         let changed = changed(&results, &held);
         if changed.is_empty() {
             tx.rollback().await.map_err(db_error)?;
-            return Ok(());
+            return Ok(nothing_to_flush());
         }
 
         // 2. The touched messages' recipients as they now stand. The
@@ -344,8 +344,7 @@ impl DeliveryStore for Store {
         // 3. The attempts, the aggregates and the events.
         super::messages::execute_all(&tx, later_writes(backend, records, &changed, states)).await?;
         tx.commit().await.map_err(db_error)?;
-        self.events_written();
-        Ok(())
+        Ok(self.durable_then_signal())
     }
 }
 
@@ -358,7 +357,7 @@ impl Store {
         &self,
         records: &[DeliveryRecord],
         results: &[&AttemptResult],
-    ) -> Result<()> {
+    ) -> Result<Durable> {
         let backend = DatabaseBackend::Sqlite;
         let mut first = state_updates(backend, results, &format!("RETURNING {HELD}, id, '', ''"));
         let messages = distinct_messages(results.iter().copied());
@@ -396,7 +395,8 @@ impl Store {
         }
         let changed = changed(results, &held);
         if changed.is_empty() {
-            return open.finish("ROLLBACK").await;
+            open.finish("ROLLBACK").await?;
+            return Ok(nothing_to_flush());
         }
         let touched = distinct_messages(changed.iter().map(|(r, _)| *r));
         all_states.retain(|id, _| touched.binary_search(&id.as_str()).is_ok());
@@ -404,9 +404,14 @@ impl Store {
         second.push(Statement::from_string(backend, "COMMIT"));
         open.fetch(second).await?;
         open.release();
-        self.events_written();
-        Ok(())
+        // The workers are answered, and the watchers woken, once durable.
+        Ok(self.durable_then_signal())
     }
+}
+
+/// The wait of a transaction that changed nothing.
+fn nothing_to_flush() -> Durable {
+    Box::pin(std::future::ready(Ok(())))
 }
 
 /// What the first trip of `record_in_two_trips` returns, one row shape for

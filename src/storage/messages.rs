@@ -22,7 +22,7 @@ use crate::domain::messages::{
     ChangeOutcome, Event, EventDetails, EventType, Message, MessageCursor, MessageFilter,
     MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
 };
-use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
+use crate::domain::send::commit::{AcceptStore, CommitJob, Durable, IdempotencyRecord, JobOutcome};
 use crate::domain::watch::{EventStore, WatchFilter};
 use crate::domain::{Error, Result};
 
@@ -537,19 +537,22 @@ impl Store {
         }));
         execute_all(&tx, statements).await?;
         tx.commit().await.map_err(db_error)?;
-        self.events_written();
         Ok(outcomes)
     }
 }
 
 impl AcceptStore for Store {
-    async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
-        if self.writer().get_database_backend() == DatabaseBackend::Sqlite
-            && let Some(outcomes) = self.commit_in_two_trips(jobs).await?
-        {
-            return Ok(outcomes);
-        }
-        self.commit_job_by_job(jobs).await
+    async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<(Vec<JobOutcome>, Durable)> {
+        let outcomes = match self.writer().get_database_backend() {
+            DatabaseBackend::Sqlite => match self.commit_in_two_trips(jobs).await? {
+                Some(outcomes) => outcomes,
+                None => self.commit_job_by_job(jobs).await?,
+            },
+            _ => self.commit_job_by_job(jobs).await?,
+        };
+        // The ticket is taken now, after the COMMIT: the flush it waits for
+        // covers this transaction.
+        Ok((outcomes, self.durable_then_signal()))
     }
 
     async fn idempotency_record(
@@ -558,14 +561,20 @@ impl AcceptStore for Store {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<IdempotencyRecord>> {
-        Ok(idempotency_keys::Entity::find()
+        let record = idempotency_keys::Entity::find()
             .filter(idempotency_keys::Column::AccountId.eq(account_id))
             .filter(idempotency_keys::Column::IdempotencyKey.eq(key))
             .filter(idempotency_keys::Column::ExpiresAt.gt(to_micros(now)))
             .one(self.db())
             .await
             .map_err(db_error)?
-            .map(record_from))
+            .map(record_from);
+        // A record read here may come from a commit whose callers are still
+        // waiting for its flush: it is replayed only once durable.
+        if record.is_some() {
+            self.durable().await?;
+        }
+        Ok(record)
     }
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64> {

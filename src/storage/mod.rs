@@ -5,6 +5,7 @@
 mod accounts;
 mod delivery;
 pub mod entities;
+mod flush;
 mod messages;
 mod suppressions;
 mod templates;
@@ -37,6 +38,10 @@ pub struct Store {
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// What the SQLite checkpoints last saw of the write-ahead log.
     wal: std::sync::Arc<Wal>,
+    /// Makes the SQLite writer's commits durable (see `flush`); `None` on
+    /// PostgreSQL, whose commits are durable when they return, and for an
+    /// in-memory database.
+    flusher: Option<std::sync::Arc<flush::Flusher>>,
     /// The PostgreSQL `LISTEN` task, stopped with the last handle.
     _listening: Option<std::sync::Arc<Listening>>,
 }
@@ -102,7 +107,7 @@ async fn forward_notifications(
 /// pages count as the server's resident memory, and with the log started
 /// over (see [`Wal`]) reads come from the database file, so a 256 MB map
 /// took B3's peak RSS from 88 MB to 170 MB.
-fn options(url: &str, max_connections: u32) -> ConnectOptions {
+fn options(url: &str, max_connections: u32, synchronous: SqliteSynchronous) -> ConnectOptions {
     let url = normalise_url(url);
     let mut options = ConnectOptions::new(url.as_str());
     options
@@ -115,9 +120,9 @@ fn options(url: &str, max_connections: u32) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| {
+        .map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
+                .synchronous(synchronous)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
                 .pragma("mmap_size", "67108864")
@@ -347,19 +352,39 @@ pub fn normalise_url(url: &str) -> String {
 
 impl Store {
     /// Connects to the database at `url` (`sqlite://…` or `postgres://…`).
-    /// SQLite runs in WAL mode with `synchronous=FULL`, a busy timeout and
-    /// foreign keys on, so an acknowledged commit survives power loss.
+    /// SQLite runs in WAL mode with a busy timeout and foreign keys on, and
+    /// an acknowledged commit survives power loss: the pool commits with
+    /// `synchronous=FULL`, the writer with `synchronous=NORMAL` and its
+    /// commits waited for through [`Store::durable`] (see `flush`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, Error> {
-        let db = Database::connect(options(url, max_connections))
+        let db = Database::connect(options(url, max_connections, SqliteSynchronous::Full))
             .await
             .map_err(db_error)?;
         let event_signal = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
         let mut listening = None;
         let wal = std::sync::Arc::new(Wal::default());
+        let mut flusher = None;
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
                 tokio::spawn(checkpoint_loop(db.clone(), wal.clone()));
-                Database::connect(options(url, 1)).await.map_err(db_error)?
+                let pool = db.get_sqlite_connection_pool();
+                let file = pool.connect_options().get_filename().to_path_buf();
+                // The writer's commits are flushed by the flusher, off its
+                // path; without a file there is nothing to flush.
+                let synchronous = if file.is_file() {
+                    let started = flush::Flusher::start(file).map_err(|e| {
+                        Error::StorageUnavailable(
+                            anyhow::Error::new(e).context("starting the log-flushing thread"),
+                        )
+                    })?;
+                    flusher = Some(std::sync::Arc::new(started));
+                    SqliteSynchronous::Normal
+                } else {
+                    SqliteSynchronous::Full
+                };
+                Database::connect(options(url, 1, synchronous))
+                    .await
+                    .map_err(db_error)?
             }
             DatabaseBackend::Postgres => {
                 let listener = listen(url)
@@ -380,6 +405,7 @@ impl Store {
             writer,
             event_signal,
             wal,
+            flusher,
             _listening: listening,
         })
     }
@@ -464,6 +490,29 @@ impl Store {
 
     pub(crate) fn wal(&self) -> &Wal {
         &self.wal
+    }
+
+    /// Waits until every commit the writer made before this call is
+    /// durable; what the writer commits is not acknowledged before.
+    pub(crate) fn durable(&self) -> impl std::future::Future<Output = Result<(), Error>> + use<> {
+        let ticket = self.flusher.as_ref().map(|f| (f.clone(), f.ticket()));
+        async move {
+            match ticket {
+                Some((flusher, ticket)) => flusher.wait(ticket).await,
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Resolves once every commit the writer made before this call is
+    /// durable, and then wakes the watchers and the workers.
+    pub(crate) fn durable_then_signal(&self) -> crate::domain::Durable {
+        let (durable, store) = (self.durable(), self.clone());
+        Box::pin(async move {
+            durable.await?;
+            store.events_written();
+            Ok(())
+        })
     }
 
     /// Wakes the watchers after a commit that wrote events.

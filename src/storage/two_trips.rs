@@ -195,7 +195,6 @@ impl Store {
             return Ok(None);
         }
         open.finish("COMMIT").await?;
-        self.events_written();
         Ok(Some(vec![JobOutcome::Committed; jobs.len()]))
     }
 }

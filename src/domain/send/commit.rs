@@ -70,14 +70,18 @@ pub enum JobOutcome {
     OverQuota(u64),
 }
 
+pub use crate::domain::Durable;
+
 /// What the accept path needs from storage.
 pub trait AcceptStore: Send + Sync + 'static {
     /// Stores `jobs` in one transaction and says what became of each, in
-    /// order. An error means nothing of any job was stored.
+    /// order, once it has committed; nobody is answered before the
+    /// returned [`Durable`] resolves, while the next transaction may
+    /// already begin. An error means nothing of any job was stored.
     fn commit_jobs(
         &self,
         jobs: &[CommitJob],
-    ) -> impl Future<Output = Result<Vec<JobOutcome>>> + Send;
+    ) -> impl Future<Output = Result<(Vec<JobOutcome>, Durable)>> + Send;
     /// The live (unexpired at `now`) record of `key` in the account.
     fn idempotency_record(
         &self,
@@ -143,10 +147,27 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
         }
         let (jobs, replies): (Vec<CommitJob>, Vec<_>) = batch.into_iter().unzip();
         match store.commit_jobs(&jobs).await {
-            Ok(outcomes) if outcomes.len() == jobs.len() => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
+            Ok((outcomes, durable)) if outcomes.len() == jobs.len() => {
+                // The callers hear once the commit is durable; meanwhile the
+                // next batch is written.
+                tokio::spawn(async move {
+                    match durable.await {
+                        Ok(()) => {
+                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                                let _ = reply.send(Ok(outcome));
+                            }
+                        }
+                        Err(error) => {
+                            let cause = format!("{error:#}");
+                            for reply in replies {
+                                let _ =
+                                    reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
+                                        "the accept could not be made durable: {cause}"
+                                    ))));
+                            }
+                        }
+                    }
+                });
             }
             result => {
                 let cause = match result {
@@ -166,5 +187,102 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A store that commits at once and makes each batch durable only when
+    /// the test opens that batch's gate.
+    #[derive(Default)]
+    struct GatedStore {
+        gates: Mutex<Vec<oneshot::Sender<Result<()>>>>,
+        written: tokio::sync::Notify,
+    }
+
+    impl AcceptStore for std::sync::Arc<GatedStore> {
+        async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<(Vec<JobOutcome>, Durable)> {
+            let (open, gate) = oneshot::channel();
+            self.gates.lock().expect("gates").push(open);
+            self.written.notify_one();
+            let durable = async move { gate.await.unwrap_or_else(|_| Ok(())) };
+            Ok((vec![JobOutcome::Committed; jobs.len()], Box::pin(durable)))
+        }
+        async fn idempotency_record(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+        ) -> Result<Option<IdempotencyRecord>> {
+            Ok(None)
+        }
+        async fn purge_idempotency(&self, _: DateTime<Utc>) -> Result<u64> {
+            Ok(0)
+        }
+    }
+
+    impl GatedStore {
+        /// Waits until `n` batches were written.
+        async fn batches(&self, n: usize) {
+            while self.gates.lock().expect("gates").len() < n {
+                self.written.notified().await;
+            }
+        }
+
+        fn open(&self, batch: usize, result: Result<()>) {
+            let gate = std::mem::replace(
+                &mut self.gates.lock().expect("gates")[batch],
+                oneshot::channel().0,
+            );
+            let _ = gate.send(result);
+        }
+    }
+
+    fn job(account: &str) -> CommitJob {
+        CommitJob {
+            account_id: account.to_owned(),
+            idempotency: None,
+            messages: Vec::new(),
+            daily_quota: None,
+            day: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_are_answered_once_their_commit_is_durable_while_the_next_is_written() {
+        let store = std::sync::Arc::new(GatedStore::default());
+        let committer = Committer::start(store.clone());
+        let first = tokio::spawn({
+            let committer = committer.clone();
+            async move { committer.commit(job("first")).await }
+        });
+        store.batches(1).await;
+        let second = tokio::spawn({
+            let committer = committer.clone();
+            async move { committer.commit(job("second")).await }
+        });
+        // The second batch is written while the first still waits to be
+        // durable, and the first caller has not been answered.
+        store.batches(2).await;
+        assert!(
+            !first.is_finished(),
+            "answered before its commit was durable"
+        );
+
+        store.open(0, Ok(()));
+        assert_eq!(first.await.unwrap().unwrap(), JobOutcome::Committed);
+        store.open(
+            1,
+            Err(Error::Internal(anyhow::anyhow!("the device failed"))),
+        );
+        let refused = second.await.unwrap().unwrap_err();
+        assert!(
+            matches!(refused, Error::StorageUnavailable(_)),
+            "a commit that could not be made durable is retryable: {refused:?}"
+        );
     }
 }

@@ -1,0 +1,208 @@
+//! Durability of the SQLite writer's commits, flushed off its path.
+//!
+//! The writer connection runs with `synchronous=NORMAL`: its COMMIT writes
+//! the transaction's frames to the write-ahead log and returns without
+//! flushing the file, so the writer can begin its next transaction while
+//! the device works. A thread of its own flushes the log ([`Flusher`]);
+//! every commit that answers somebody waits for a flush that began after
+//! its COMMIT returned, so what is acknowledged is exactly as durable as
+//! with `synchronous=FULL`, whose COMMIT flushes the same file before it
+//! returns. Flushes are shared: one flush covers every commit made before
+//! it began.
+//!
+//! A failed flush leaves the kernel free to have dropped the pages it could
+//! not write, so a later flush that succeeds proves nothing about them:
+//! after one failure every wait fails (STORAGE_UNAVAILABLE) until the
+//! server is restarted and SQLite recovers the log from the file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use tokio::sync::watch;
+
+use crate::domain::{Error, Result};
+
+/// How far the flushes have come.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    /// Every ticket up to this one is durable.
+    through: u64,
+    /// Set by the first failed flush; every wait fails from then on.
+    failed: Option<Arc<str>>,
+}
+
+#[derive(Debug, Default)]
+struct Requests {
+    /// The newest ticket handed out.
+    newest: u64,
+    stop: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    requests: Mutex<Requests>,
+    wake: Condvar,
+    progress: watch::Sender<Progress>,
+}
+
+/// Flushes the write-ahead log of one SQLite database on a thread of its
+/// own; stops when the last handle is dropped.
+#[derive(Debug)]
+pub(crate) struct Flusher {
+    shared: Arc<Shared>,
+}
+
+impl Flusher {
+    /// Starts the flushing thread for the database file `database`; its
+    /// log is the file beside it with `-wal` appended.
+    pub(crate) fn start(database: PathBuf) -> std::io::Result<Flusher> {
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Requests::default()),
+            wake: Condvar::new(),
+            progress: watch::Sender::new(Progress::default()),
+        });
+        let mut log = database.clone().into_os_string();
+        log.push("-wal");
+        let log = PathBuf::from(log);
+        let thread = shared.clone();
+        std::thread::Builder::new()
+            .name("posthorn-flush".into())
+            .spawn(move || flush_loop(&thread, &database, &log))?;
+        Ok(Flusher { shared })
+    }
+
+    /// A ticket for everything committed before this call: [`Flusher::wait`]
+    /// returns once a flush that began after it has finished.
+    pub(crate) fn ticket(&self) -> u64 {
+        let ticket = {
+            let mut requests = self.shared.requests.lock().expect("flush requests");
+            requests.newest += 1;
+            requests.newest
+        };
+        self.shared.wake.notify_one();
+        ticket
+    }
+
+    /// Waits until `ticket` is durable.
+    pub(crate) async fn wait(&self, ticket: u64) -> Result<()> {
+        let mut progress = self.shared.progress.subscribe();
+        let reached = progress
+            .wait_for(|p| p.failed.is_some() || p.through >= ticket)
+            .await
+            .map_err(|_| unavailable("the flushing thread has stopped"))?;
+        match &reached.failed {
+            Some(error) => Err(unavailable(error)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shared.requests.lock().expect("flush requests").stop = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn unavailable(cause: &str) -> Error {
+    Error::StorageUnavailable(anyhow::anyhow!(
+        "flushing the SQLite write-ahead log failed: {cause}"
+    ))
+}
+
+/// Waits for tickets, flushes the log once for all handed out so far, and
+/// reports them durable.
+fn flush_loop(shared: &Shared, database: &std::path::Path, log: &std::path::Path) {
+    let mut done = 0;
+    loop {
+        let target = {
+            let mut requests = shared.requests.lock().expect("flush requests");
+            while requests.newest == done && !requests.stop {
+                requests = shared.wake.wait(requests).expect("flush requests");
+            }
+            if requests.newest == done {
+                return;
+            }
+            requests.newest
+        };
+        match flush(database, log) {
+            Ok(()) => {
+                done = target;
+                shared.progress.send_modify(|p| p.through = target);
+            }
+            Err(error) => {
+                tracing::error!(%error, log = %log.display(), "flushing the SQLite write-ahead log failed; nothing more is acknowledged until the server restarts");
+                let message: Arc<str> = Arc::from(error.to_string());
+                shared
+                    .progress
+                    .send_modify(|p| p.failed = Some(message.clone()));
+                return;
+            }
+        }
+    }
+}
+
+/// Flushes the log file. Opened anew each time: SQLite deletes the log
+/// when its last connection closes and creates a new one later, and an
+/// old descriptor would flush the deleted file. With no log, everything
+/// committed was copied into the database file (and flushed) when the last
+/// connection closed; the database file is flushed once more all the same.
+fn flush(database: &std::path::Path, log: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(log) {
+        Ok(file) => file.sync_data(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::File::open(database)?.sync_data()
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_ticket_is_durable_once_a_flush_after_it_finished() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("posthorn.db");
+        std::fs::write(&database, b"").expect("database file");
+        std::fs::write(dir.path().join("posthorn.db-wal"), b"frames").expect("log file");
+        let flusher = Flusher::start(database).expect("flusher");
+        let (first, second) = (flusher.ticket(), flusher.ticket());
+        assert!(second > first, "tickets are handed out in order");
+        flusher.wait(second).await.expect("durable");
+        flusher
+            .wait(first)
+            .await
+            .expect("an older ticket is durable too");
+    }
+
+    #[tokio::test]
+    async fn without_a_log_the_database_file_is_flushed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("posthorn.db");
+        std::fs::write(&database, b"").expect("database file");
+        let flusher = Flusher::start(database).expect("flusher");
+        flusher.wait(flusher.ticket()).await.expect("durable");
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_flush_every_wait_fails() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flusher = Flusher::start(dir.path().join("gone").join("posthorn.db")).expect("flusher");
+        for _ in 0..2 {
+            let error = flusher.wait(flusher.ticket()).await.unwrap_err();
+            assert!(
+                matches!(error, Error::StorageUnavailable(_)),
+                "retryable, and never an acknowledgement: {error:?}"
+            );
+            let cause = std::error::Error::source(&error).map(ToString::to_string);
+            assert!(
+                cause
+                    .as_deref()
+                    .is_some_and(|c| c.contains("write-ahead log")),
+                "{cause:?}"
+            );
+        }
+    }
+}
