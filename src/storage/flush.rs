@@ -75,7 +75,7 @@ impl Flusher {
     /// returns once a flush that began after it has finished.
     pub(crate) fn ticket(&self) -> u64 {
         let ticket = {
-            let mut requests = self.shared.requests.lock().expect("flush requests");
+            let mut requests = lock(&self.shared.requests);
             requests.newest += 1;
             requests.newest
         };
@@ -99,9 +99,17 @@ impl Flusher {
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        self.shared.requests.lock().expect("flush requests").stop = true;
+        lock(&self.shared.requests).stop = true;
         self.shared.wake.notify_one();
     }
+}
+
+/// The requests; nothing panics while holding them, so a poisoned lock
+/// still holds consistent numbers.
+fn lock(requests: &Mutex<Requests>) -> std::sync::MutexGuard<'_, Requests> {
+    requests
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn unavailable(cause: &str) -> Error {
@@ -116,9 +124,12 @@ fn flush_loop(shared: &Shared, database: &std::path::Path, log: &std::path::Path
     let mut done = 0;
     loop {
         let target = {
-            let mut requests = shared.requests.lock().expect("flush requests");
+            let mut requests = lock(&shared.requests);
             while requests.newest == done && !requests.stop {
-                requests = shared.wake.wait(requests).expect("flush requests");
+                requests = shared
+                    .wake
+                    .wait(requests)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             if requests.newest == done {
                 return;
