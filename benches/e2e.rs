@@ -2,8 +2,8 @@
 //! relaying the same number to the same sink, in the same run; and the
 //! server's memory while it works and when idle.
 //!
-//! - Posthorn: the real `posthorn` binary (release, SQLite, WAL with
-//!   `synchronous=FULL`) relaying to Postfix's `smtp-sink` over its own
+//! - Posthorn: the real `posthorn` binary (release, SQLite in WAL mode,
+//!   every accept on disk before its answer) relaying to Postfix's `smtp-sink` over its own
 //!   pool; 64 gRPC streams over 8 connections send `--messages` 1 KB
 //!   messages with one recipient each; the clock stops when a
 //!   `WatchMessages` client has seen a `sent` event for every one.
