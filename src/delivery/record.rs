@@ -50,7 +50,7 @@ fn answer(replies: Vec<oneshot::Sender<Result<()>>>, result: Result<()>) {
             }
             return;
         }
-        Err(error) => format!("{error:#}"),
+        Err(error) => format!("{:#}", anyhow::Error::from(error)),
     };
     for reply in replies {
         let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(

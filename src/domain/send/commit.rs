@@ -157,21 +157,19 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                                 let _ = reply.send(Ok(outcome));
                             }
                         }
-                        Err(error) => {
-                            let cause = format!("{error:#}");
-                            for reply in replies {
-                                let _ =
-                                    reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
-                                        "the accept could not be made durable: {cause}"
-                                    ))));
-                            }
-                        }
+                        Err(error) => refuse(
+                            replies,
+                            &format!(
+                                "the accept could not be made durable: {:#}",
+                                anyhow::Error::from(error)
+                            ),
+                        ),
                     }
                 });
             }
             result => {
                 let cause = match result {
-                    Err(e) => format!("{e:#}"),
+                    Err(e) => format!("{:#}", anyhow::Error::from(e)),
                     Ok(_) => "the store answered a different number of jobs".to_owned(),
                 };
                 tracing::warn!(
@@ -180,13 +178,17 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                     error = %cause,
                     "group commit failed; every caller in the batch is told to retry"
                 );
-                for reply in replies {
-                    let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
-                        "the accept transaction failed: {cause}"
-                    ))));
-                }
+                refuse(replies, &format!("the accept transaction failed: {cause}"));
             }
         }
+    }
+}
+
+/// Tells every caller of a batch that nothing of it is acknowledged, and
+/// that retrying is safe.
+fn refuse(replies: Vec<oneshot::Sender<Result<JobOutcome>>>, why: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!("{why}"))));
     }
 }
 
