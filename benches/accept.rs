@@ -2,9 +2,10 @@
 //!
 //! - Posthorn: `SendEmail` with 1 recipient and a 2 KB body, 64 concurrent
 //!   clients, a unique idempotency key per request, the real server on
-//!   SQLite (WAL; every accept on disk before its answer) on loopback: over gRPC (B1) and over
-//!   REST/JSON (B2). Throughput and p50/p99 latency; then, in each round,
-//!   gRPC paced at half that round's rate for the latency bar.
+//!   SQLite (WAL; every accept on disk before its answer) on loopback:
+//!   over gRPC (B1) and over REST/JSON (B2). Throughput and p50/p99
+//!   latency; then, in each round, gRPC paced at half that round's rate for
+//!   the latency bar.
 //! - Postfix: a private instance (`scripts/postfix-peer.sh`: its own config
 //!   and queue under a temporary directory, loopback only, mail discarded
 //!   after queueing) accepting 1 KB messages from `smtp-source`.

@@ -43,19 +43,11 @@ impl Recorder {
 
 /// Tells every worker of a batch how its recording ended.
 fn answer(replies: Vec<oneshot::Sender<Result<()>>>, result: Result<()>) {
-    let cause = match result {
-        Ok(()) => {
-            for reply in replies {
-                let _ = reply.send(Ok(()));
-            }
-            return;
-        }
-        Err(error) => format!("{:#}", anyhow::Error::from(error)),
-    };
+    let result = result.map_err(|error| format!("{:#}", anyhow::Error::from(error)));
     for reply in replies {
-        let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!(
-            "recording the attempts failed: {cause}"
-        ))));
+        let _ = reply.send(result.clone().map_err(|cause| {
+            Error::StorageUnavailable(anyhow::anyhow!("recording the attempts failed: {cause}"))
+        }));
     }
 }
 

@@ -22,9 +22,9 @@ use crate::domain::messages::{
     ChangeOutcome, Event, EventDetails, EventType, Message, MessageCursor, MessageFilter,
     MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
 };
-use crate::domain::send::commit::{AcceptStore, CommitJob, Durable, IdempotencyRecord, JobOutcome};
+use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
 use crate::domain::watch::{EventStore, WatchFilter};
-use crate::domain::{Error, Result};
+use crate::domain::{Durable, Error, Result};
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's
 /// 65,535 bind parameters for the widest table.

@@ -7,6 +7,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::Durable;
 use crate::domain::error::{Error, Result};
 use crate::domain::messages::Message;
 
@@ -69,8 +70,6 @@ pub enum JobOutcome {
     /// job; nothing was stored.
     OverQuota(u64),
 }
-
-pub use crate::domain::Durable;
 
 /// What the accept path needs from storage.
 pub trait AcceptStore: Send + Sync + 'static {
