@@ -11,10 +11,8 @@ use sea_orm::{
     QuerySelect, QueryTrait, Statement, TransactionTrait, UpdateMany, Value,
 };
 
-use sea_orm::sqlx::Row;
-
 use super::entities::{delivery_attempts, events, recipients};
-use super::two_trips::{Open, sqlx_error};
+use super::writer::Row;
 use super::{Store, db_error};
 use crate::domain::clock::to_micros;
 use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
@@ -153,6 +151,25 @@ fn claimed_rows(rows: Vec<sea_orm::QueryResult>, lease: &str) -> Result<Vec<Clai
 /// parameters in one statement).
 const RECORD_CHUNK: usize = 256;
 
+/// [`claimed_rows`] from the SQLite writer's rows.
+fn claimed_from(rows: Vec<Row>, lease: &str) -> Result<Vec<Claimed>> {
+    let mut claimed = rows
+        .into_iter()
+        .map(|row| {
+            Ok(Claimed {
+                lease: lease.to_owned(),
+                recipient_id: row.int(0)?,
+                message_id: row.text(1)?,
+                account_id: row.text(2)?,
+                email: row.text(3)?,
+                attempts: i32::try_from(row.int(4)?).unwrap_or(i32::MAX),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    claimed.sort_by_key(|c| c.recipient_id);
+    Ok(claimed)
+}
+
 impl DeliveryStore for Store {
     async fn claim_due(
         &self,
@@ -188,13 +205,13 @@ impl DeliveryStore for Store {
             (limit as i64).into(),
         ];
         // Every queue write goes through the writer: on SQLite that is one
-        // connection, so writers queue in order instead of sleeping in the
+        // thread, so writers queue in order instead of sleeping in the
         // busy handler.
-        let rows = self
-            .writer()
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await
-            .map_err(db_error)?;
+        let claim = Statement::from_sql_and_values(backend, sql, values);
+        if backend == DatabaseBackend::Sqlite {
+            return claimed_from(self.write_on_thread(vec![claim]).await?, lease);
+        }
+        let rows = self.writer().query_all_raw(claim).await.map_err(db_error)?;
         claimed_rows(rows, lease)
     }
 
@@ -204,16 +221,20 @@ impl DeliveryStore for Store {
         recipient_ids: &[i64],
         lease_until: DateTime<Utc>,
     ) -> Result<()> {
-        recipients::Entity::update_many()
+        let backend = self.writer().get_database_backend();
+        let renew = recipients::Entity::update_many()
             .col_expr(
                 recipients::Column::LeaseUntil,
                 Expr::value(to_micros(lease_until)),
             )
             .filter(recipients::Column::Id.is_in(recipient_ids.iter().copied()))
             .filter(recipients::Column::LeaseOwner.eq(lease))
-            .exec(self.writer())
-            .await
-            .map_err(db_error)?;
+            .build(backend);
+        if backend == DatabaseBackend::Sqlite {
+            self.write_on_thread(vec![renew]).await?;
+        } else {
+            self.writer().execute_raw(renew).await.map_err(db_error)?;
+        }
         Ok(())
     }
 
@@ -233,23 +254,22 @@ impl DeliveryStore for Store {
                  RETURNING id, message_id, account_id, email, attempts"
             ),
         );
-        let rows = self
-            .writer()
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [lease.into(), to_micros(lease_until).into(), now.into()],
-            ))
-            .await
-            .map_err(db_error)?;
-        let claimed = claimed_rows(rows, lease)?;
+        let claim = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [lease.into(), to_micros(lease_until).into(), now.into()],
+        );
         // Leases left on recipients that were cancelled or finished meanwhile.
-        free_lease(recipients::Entity::update_many())
+        let free = free_lease(recipients::Entity::update_many())
             .filter(recipients::Column::LeaseUntil.lt(now))
             .filter(recipients::Column::LeaseOwner.is_not_null())
-            .exec(self.writer())
-            .await
-            .map_err(db_error)?;
+            .build(backend);
+        if backend == DatabaseBackend::Sqlite {
+            return claimed_from(self.write_on_thread(vec![claim, free]).await?, lease);
+        }
+        let rows = self.writer().query_all_raw(claim).await.map_err(db_error)?;
+        let claimed = claimed_rows(rows, lease)?;
+        self.writer().execute_raw(free).await.map_err(db_error)?;
         Ok(claimed)
     }
 
@@ -258,18 +278,32 @@ impl DeliveryStore for Store {
         for c in claimed {
             by_lease.entry(&c.lease).or_default().push(c.recipient_id);
         }
-        let mut released = 0;
+        let backend = self.writer().get_database_backend();
+        let mut frees = Vec::new();
         for (lease, ids) in by_lease {
             for chunk in ids.chunks(RECORD_CHUNK) {
-                let result = free_lease(recipients::Entity::update_many())
+                let mut free = free_lease(recipients::Entity::update_many())
                     .filter(recipients::Column::Id.is_in(chunk.iter().copied()))
                     .filter(recipients::Column::LeaseOwner.eq(lease))
-                    .exec(self.writer())
-                    .await
-                    .map_err(db_error)?;
-                released += result.rows_affected;
+                    .build(backend);
+                free.sql.push_str(" RETURNING id");
+                frees.push(free);
             }
         }
+        let released = if backend == DatabaseBackend::Sqlite {
+            self.write_on_thread(frees).await?.len()
+        } else {
+            let mut released = 0;
+            for free in frees {
+                released += self
+                    .writer()
+                    .query_all_raw(free)
+                    .await
+                    .map_err(db_error)?
+                    .len();
+            }
+            released
+        } as u64;
         // Another worker, here or in another process, may take them now.
         self.events_written();
         if backend_is_postgres(self.writer()) {
@@ -299,7 +333,7 @@ impl DeliveryStore for Store {
             return Ok(nothing_to_flush());
         }
         if self.writer().get_database_backend() == DatabaseBackend::Sqlite {
-            return self.record_in_two_trips(records, &results).await;
+            return self.record_on_thread(records, &results).await;
         }
         let writer = self.writer();
         let backend = writer.get_database_backend();
@@ -349,11 +383,19 @@ impl DeliveryStore for Store {
 }
 
 impl Store {
-    /// `record_attempts` on SQLite in two trips to the driver's thread
-    /// (see `two_trips`): the `BEGIN`, the recipients' new states and a read
-    /// of every recipient of the batch's messages as one query; the
-    /// attempts, aggregates, events and the `COMMIT` as the second.
-    async fn record_in_two_trips(
+    /// Runs `statements` on the SQLite writer thread, each on its own
+    /// (no explicit transaction), and returns the rows they return.
+    async fn write_on_thread(&self, statements: Vec<Statement>) -> Result<Vec<Row>> {
+        self.sqlite_writer()
+            .run(move |session| session.fetch(&statements))
+            .await
+    }
+
+    /// `record_attempts` on SQLite, as one transaction on the writer
+    /// thread (see `writer`): the recipients' new states and a read of
+    /// every recipient of the batch's messages, then the attempts,
+    /// aggregates and events.
+    async fn record_on_thread(
         &self,
         records: &[DeliveryRecord],
         results: &[&AttemptResult],
@@ -372,40 +414,47 @@ impl Store {
                 chunk.iter().map(|id| Value::from(*id)),
             ));
         }
-        let mut open = Open::begin(self).await?;
-        let rows = open.fetch(first).await?;
-        let mut held: HashSet<i64> = HashSet::with_capacity(results.len());
-        let mut all_states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
-        for row in &rows {
-            match row.try_get::<i64, _>(0).map_err(sqlx_error)? {
-                HELD => {
-                    held.insert(row.try_get(1).map_err(sqlx_error)?);
-                }
-                STATE => {
-                    let state: String = row.try_get(3).map_err(sqlx_error)?;
-                    if let Some(status) = Status::parse(&state) {
-                        all_states
-                            .entry(row.try_get(2).map_err(sqlx_error)?)
-                            .or_default()
-                            .push(status);
+        let records = records.to_vec();
+        let changed_any = self
+            .sqlite_writer()
+            .run(move |session| {
+                session.begin()?;
+                let rows = session.fetch(&first)?;
+                let mut held: HashSet<i64> = HashSet::with_capacity(rows.len());
+                let mut all_states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
+                for row in &rows {
+                    match row.int(0)? {
+                        HELD => {
+                            held.insert(row.int(1)?);
+                        }
+                        STATE => {
+                            if let Some(status) = Status::parse(&row.text(3)?) {
+                                all_states.entry(row.text(2)?).or_default().push(status);
+                            }
+                        }
+                        _ => {}
                     }
                 }
-                _ => {}
-            }
-        }
-        let changed = changed(results, &held);
-        if changed.is_empty() {
-            open.finish("ROLLBACK").await?;
-            return Ok(nothing_to_flush());
-        }
-        let touched = distinct_messages(changed.iter().map(|(r, _)| *r));
-        all_states.retain(|id, _| touched.binary_search(&id.as_str()).is_ok());
-        let mut second = later_writes(backend, records, &changed, all_states);
-        second.push(Statement::from_string(backend, "COMMIT"));
-        open.fetch(second).await?;
-        open.release();
+                let results: Vec<&AttemptResult> =
+                    records.iter().flat_map(|r| &r.results).collect();
+                let changed = changed(&results, &held);
+                if changed.is_empty() {
+                    session.rollback()?;
+                    return Ok(false);
+                }
+                let touched = distinct_messages(changed.iter().map(|(r, _)| *r));
+                all_states.retain(|id, _| touched.binary_search(&id.as_str()).is_ok());
+                session.fetch(&later_writes(backend, &records, &changed, all_states))?;
+                session.commit()?;
+                Ok(true)
+            })
+            .await?;
         // The workers are answered, and the watchers woken, once durable.
-        Ok(self.durable_then_signal())
+        Ok(if changed_any {
+            self.durable_then_signal()
+        } else {
+            nothing_to_flush()
+        })
     }
 }
 
@@ -414,7 +463,7 @@ fn nothing_to_flush() -> Durable {
     Box::pin(std::future::ready(Ok(())))
 }
 
-/// What the first trip of `record_in_two_trips` returns, one row shape for
+/// What the first statements of `record_on_thread` return, one row shape for
 /// both: a recipient whose lease held (its id), or a recipient's state.
 const HELD: i64 = 1;
 const STATE: i64 = 2;

@@ -463,7 +463,7 @@ pub(super) async fn execute_all(
 /// query, so statements are joined while the text stays reasonable; large
 /// values (attachments) make a query of their own. Only positional `?`
 /// parameters join: a numbered one would index the whole query's values.
-pub(super) fn joined(statements: Vec<Statement>) -> Vec<(String, Vec<sea_orm::Value>)> {
+fn joined(statements: Vec<Statement>) -> Vec<(String, Vec<sea_orm::Value>)> {
     let mut queries = Vec::new();
     let mut sql = String::new();
     let mut values: Vec<sea_orm::Value> = Vec::new();
@@ -507,6 +507,11 @@ impl Store {
     /// The accept transaction decided job by job: claims the keys, counts
     /// each job against its quota, then stores the jobs that may be.
     async fn commit_job_by_job(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
+        // On SQLite, the writer thread waits meanwhile (see `writer`).
+        let _turn = match &self.sqlite_writer {
+            Some(writer) => Some(writer.turn().await),
+            None => None,
+        };
         let tx = self.writer().begin().await.map_err(db_error)?;
         let backend = tx.get_database_backend();
         let taken = claim_keys(&tx, jobs).await?;
@@ -544,7 +549,7 @@ impl Store {
 impl AcceptStore for Store {
     async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<(Vec<JobOutcome>, Durable)> {
         let outcomes = match self.writer().get_database_backend() {
-            DatabaseBackend::Sqlite => match self.commit_in_two_trips(jobs).await? {
+            DatabaseBackend::Sqlite => match self.commit_at_once(jobs).await? {
                 Some(outcomes) => outcomes,
                 None => self.commit_job_by_job(jobs).await?,
             },

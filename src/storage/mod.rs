@@ -2,6 +2,7 @@
 //! module that imports `sea_orm`; it implements the store traits the domain
 //! defines.
 
+mod accept_at_once;
 mod accounts;
 mod delivery;
 pub mod entities;
@@ -9,7 +10,7 @@ mod flush;
 mod messages;
 mod suppressions;
 mod templates;
-mod two_trips;
+mod writer;
 
 use std::time::Duration;
 
@@ -26,18 +27,20 @@ use crate::domain::Error;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
-    /// The connection the accept path's group commit writes through. On
-    /// SQLite it is one connection of its own, so its page cache stays
-    /// warm (a pooled connection drops its cache whenever another one
-    /// wrote) and the writer never waits for the pool; on PostgreSQL it is
-    /// the pool.
+    /// The connection the accept path's careful commit writes through. On
+    /// SQLite it is one connection of its own, taken only on the writer
+    /// thread's turn (`Writer::turn`); on PostgreSQL it is the pool, and
+    /// every write goes through it.
     writer: DatabaseConnection,
+    /// On SQLite, the thread every frequent write goes through (see
+    /// `writer`): its connection's page cache stays warm (a pooled
+    /// connection drops its cache whenever another one wrote) and a
+    /// transaction is one call.
+    sqlite_writer: Option<std::sync::Arc<writer::Writer>>,
     /// Bumped after every commit that wrote events, and on PostgreSQL
     /// whenever any process sharing the database did: wakes watchers and
     /// the worker pool.
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
-    /// What the SQLite checkpoints last saw of the write-ahead log.
-    wal: std::sync::Arc<Wal>,
     /// Makes the SQLite writer's commits durable (see `flush`); `None` on
     /// PostgreSQL, whose commits are durable when they return, and for an
     /// in-memory database.
@@ -364,25 +367,31 @@ impl Store {
         let mut listening = None;
         let wal = std::sync::Arc::new(Wal::default());
         let mut flusher = None;
+        let mut sqlite_writer = None;
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
-                tokio::spawn(checkpoint_loop(db.clone(), wal.clone()));
                 let pool = db.get_sqlite_connection_pool();
                 let file = pool.connect_options().get_filename().to_path_buf();
-                // The writer's commits are flushed by the flusher, off its
-                // path; without a file there is nothing to flush.
-                let synchronous = if file.is_file() {
-                    let started = flush::Flusher::start(file).map_err(|e| {
-                        Error::StorageUnavailable(
-                            anyhow::Error::new(e).context("starting the log-flushing thread"),
-                        )
-                    })?;
-                    flusher = Some(std::sync::Arc::new(started));
-                    SqliteSynchronous::Normal
-                } else {
-                    SqliteSynchronous::Full
-                };
-                Database::connect(options(url, 1, synchronous))
+                if !file.is_file() {
+                    return Err(Error::StorageUnavailable(anyhow::anyhow!(
+                        "the SQLite database must be a file, not {}",
+                        file.display()
+                    )));
+                }
+                tokio::spawn(checkpoint_loop(db.clone(), wal.clone()));
+                // The writers' commits are flushed by the flusher, off
+                // their path.
+                let started = flush::Flusher::start(file.clone()).map_err(|e| {
+                    Error::StorageUnavailable(
+                        anyhow::Error::new(e).context("starting the log-flushing thread"),
+                    )
+                })?;
+                flusher = Some(std::sync::Arc::new(started));
+                sqlite_writer = Some(std::sync::Arc::new(writer::Writer::start(
+                    &file,
+                    wal.clone(),
+                )?));
+                Database::connect(options(url, 1, SqliteSynchronous::Normal))
                     .await
                     .map_err(db_error)?
             }
@@ -403,8 +412,8 @@ impl Store {
         Ok(Store {
             db,
             writer,
+            sqlite_writer,
             event_signal,
-            wal,
             flusher,
             _listening: listening,
         })
@@ -468,7 +477,8 @@ impl Store {
 
     /// Closes every connection; pending writes are complete when it returns.
     pub async fn close(self) -> Result<(), Error> {
-        if self.db.get_database_backend() == DatabaseBackend::Sqlite {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close().await;
             self.writer.close().await.map_err(db_error)?;
         }
         self.db.close().await.map_err(db_error)
@@ -488,8 +498,12 @@ impl Store {
         &self.writer
     }
 
-    pub(crate) fn wal(&self) -> &Wal {
-        &self.wal
+    /// The SQLite writer thread. Only SQLite's code paths call this, and
+    /// a SQLite store always has one.
+    fn sqlite_writer(&self) -> &writer::Writer {
+        self.sqlite_writer
+            .as_deref()
+            .expect("a SQLite store starts its writer thread")
     }
 
     /// Waits until every commit the writer made before this call is

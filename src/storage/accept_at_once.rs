@@ -1,0 +1,139 @@
+//! The accept path's group commit on SQLite, as one transaction on the
+//! writer thread (see `writer`): the `BEGIN`, the key claims, the usage
+//! counts, every INSERT and the `COMMIT` in one call. When a key turns out
+//! to be taken or an account out of quota, the transaction is rolled back
+//! and the careful path decides job by job (`Store::commit_job_by_job`):
+//! replays and refusals are rare, so they pay for the extra work.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{DatabaseBackend, EntityTrait, QueryTrait, Statement};
+
+use super::Store;
+use super::entities::idempotency_keys;
+use super::messages::{ROWS_PER_INSERT, job_inserts, key_row, quota_of};
+use super::writer::Row;
+use crate::domain::Result;
+use crate::domain::send::commit::{CommitJob, JobOutcome};
+
+/// What the claims and usage statements return, one shape for both so a
+/// multi-statement query yields rows of one kind: (what, account, day,
+/// recipients counted for the day, the account's own quota).
+const KEY_CLAIMED: i64 = 1;
+const USAGE: i64 = 2;
+
+/// What the quota check needs of a job, owned for the writer thread.
+struct Counted {
+    account_id: String,
+    day: i64,
+    daily_quota: Option<u64>,
+}
+
+impl Store {
+    /// Stores every job of `jobs` in one transaction on the writer thread,
+    /// when every key is free and every account has room; `None` (nothing
+    /// stored) when not, for the careful path to decide.
+    pub(super) async fn commit_at_once(
+        &self,
+        jobs: &[CommitJob],
+    ) -> Result<Option<Vec<JobOutcome>>> {
+        let backend = DatabaseBackend::Sqlite;
+        let mut statements = Vec::new();
+        let claims: Vec<_> = jobs.iter().filter_map(|j| j.idempotency.as_ref()).collect();
+        for chunk in claims.chunks(ROWS_PER_INSERT) {
+            let mut claim = idempotency_keys::Entity::insert_many(chunk.iter().map(|r| key_row(r)))
+                .on_conflict(
+                    OnConflict::columns([
+                        idempotency_keys::Column::AccountId,
+                        idempotency_keys::Column::IdempotencyKey,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .build(backend);
+            claim
+                .sql
+                .push_str(&format!(" RETURNING {KEY_CLAIMED}, account_id, 0, 0, NULL"));
+            statements.push(claim);
+        }
+        let mut wanted: Vec<((&str, i64), i64)> = Vec::new();
+        for job in jobs {
+            let group = (job.account_id.as_str(), job.day);
+            let count = job.recipients() as i64;
+            match wanted.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, n)) => *n += count,
+                None => wanted.push((group, count)),
+            }
+        }
+        for ((account_id, day), count) in &wanted {
+            statements.push(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "INSERT INTO daily_usage (account_id, day, recipients) VALUES (?, ?, ?) \
+                     ON CONFLICT (account_id, day) DO UPDATE \
+                     SET recipients = daily_usage.recipients + excluded.recipients \
+                     RETURNING {USAGE}, account_id, day, recipients, \
+                     (SELECT daily_quota FROM accounts WHERE id = ?)"
+                ),
+                [
+                    (*account_id).into(),
+                    (*day).into(),
+                    (*count).into(),
+                    (*account_id).into(),
+                ],
+            ));
+        }
+        statements.extend(job_inserts(backend, jobs, |_| true));
+
+        let counted: Vec<Counted> = jobs
+            .iter()
+            .map(|job| Counted {
+                account_id: job.account_id.clone(),
+                day: job.day,
+                daily_quota: job.daily_quota,
+            })
+            .collect();
+        let claims = claims.len();
+        let stored = self
+            .sqlite_writer()
+            .run(move |session| {
+                session.begin()?;
+                let rows = session.fetch(&statements)?;
+                if all_fit(&counted, claims, &rows)? {
+                    session.commit()?;
+                    Ok(true)
+                } else {
+                    session.rollback()?;
+                    Ok(false)
+                }
+            })
+            .await?;
+        Ok(stored.then(|| vec![JobOutcome::Committed; jobs.len()]))
+    }
+}
+
+/// Whether every one of `claims` keys was claimed and every job's account
+/// stays within its quota with the whole batch counted.
+fn all_fit(jobs: &[Counted], claims: usize, rows: &[Row]) -> Result<bool> {
+    let mut claimed = 0;
+    let mut usage: HashMap<(String, i64), (i64, Option<i64>)> = HashMap::new();
+    for row in rows {
+        match row.int(0)? {
+            KEY_CLAIMED => claimed += 1,
+            USAGE => {
+                usage.insert((row.text(1)?, row.int(2)?), (row.int(3)?, row.opt_int(4)?));
+            }
+            _ => {}
+        }
+    }
+    if claimed != claims {
+        return Ok(false);
+    }
+    Ok(jobs.iter().all(|job| {
+        let Some((used, own)) = usage.get(&(job.account_id.clone(), job.day)) else {
+            return false;
+        };
+        quota_of(*own, job.daily_quota).is_none_or(|quota| Ord::max(*used, 0) as u64 <= quota)
+    }))
+}
