@@ -1,8 +1,7 @@
-//! The accept path's group commit on SQLite, as one transaction on the
-//! writer thread (see `writer`): the `BEGIN`, the key claims, the usage
-//! counts, every INSERT and the `COMMIT` in one call. When a key turns out
-//! to be taken or an account out of quota, the transaction is rolled back
-//! and the careful path decides job by job (`Store::commit_job_by_job`):
+//! The accept path's group commit on SQLite, as one piece of work on the
+//! writer thread (see `writer`): the key claims, the usage counts and every
+//! INSERT in one call. When a key turns out to be taken or an account out
+//! of quota, its writes are undone and the careful path decides job by job (`Store::commit_job_by_job`):
 //! replays and refusals are rare, so they pay for the extra work.
 
 use std::collections::HashMap;
@@ -13,7 +12,7 @@ use sea_orm::{DatabaseBackend, EntityTrait, QueryTrait, Statement};
 use super::Store;
 use super::entities::idempotency_keys;
 use super::messages::{ROWS_PER_INSERT, job_inserts, key_row, quota_of};
-use super::writer::Row;
+use super::writer::{Row, Writes};
 use crate::domain::Result;
 use crate::domain::send::commit::{CommitJob, JobOutcome};
 
@@ -97,16 +96,13 @@ impl Store {
         let claims = claims.len();
         let stored = self
             .sqlite_writer()
-            .run(move |session| {
-                session.begin()?;
+            .transaction(move |session| {
                 let rows = session.fetch(&statements)?;
-                if all_fit(&counted, claims, &rows)? {
-                    session.commit()?;
-                    Ok(true)
+                Ok(if all_fit(&counted, claims, &rows)? {
+                    Writes::Keep(true)
                 } else {
-                    session.rollback()?;
-                    Ok(false)
-                }
+                    Writes::Undo(false)
+                })
             })
             .await?;
         Ok(stored.then(|| vec![JobOutcome::Committed; jobs.len()]))

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 
 use super::entities::{delivery_attempts, events, recipients};
-use super::writer::Row;
+use super::writer::{Row, Writes};
 use super::{Store, db_error};
 use crate::domain::clock::to_micros;
 use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
@@ -209,7 +209,7 @@ impl DeliveryStore for Store {
         // busy handler.
         let claim = Statement::from_sql_and_values(backend, sql, values);
         if backend == DatabaseBackend::Sqlite {
-            return claimed_from(self.write_on_thread(vec![claim]).await?, lease);
+            return claimed_from(self.sqlite_writer().write(vec![claim]).await?, lease);
         }
         let rows = self.writer().query_all_raw(claim).await.map_err(db_error)?;
         claimed_rows(rows, lease)
@@ -231,7 +231,7 @@ impl DeliveryStore for Store {
             .filter(recipients::Column::LeaseOwner.eq(lease))
             .build(backend);
         if backend == DatabaseBackend::Sqlite {
-            self.write_on_thread(vec![renew]).await?;
+            self.sqlite_writer().write(vec![renew]).await?;
         } else {
             self.writer().execute_raw(renew).await.map_err(db_error)?;
         }
@@ -265,7 +265,7 @@ impl DeliveryStore for Store {
             .filter(recipients::Column::LeaseOwner.is_not_null())
             .build(backend);
         if backend == DatabaseBackend::Sqlite {
-            return claimed_from(self.write_on_thread(vec![claim, free]).await?, lease);
+            return claimed_from(self.sqlite_writer().write(vec![claim, free]).await?, lease);
         }
         let rows = self.writer().query_all_raw(claim).await.map_err(db_error)?;
         let claimed = claimed_rows(rows, lease)?;
@@ -291,7 +291,7 @@ impl DeliveryStore for Store {
             }
         }
         let released = if backend == DatabaseBackend::Sqlite {
-            self.write_on_thread(frees).await?.len()
+            self.sqlite_writer().write(frees).await?.len()
         } else {
             let mut released = 0;
             for free in frees {
@@ -383,15 +383,7 @@ impl DeliveryStore for Store {
 }
 
 impl Store {
-    /// Runs `statements` on the SQLite writer thread, each on its own
-    /// (no explicit transaction), and returns the rows they return.
-    async fn write_on_thread(&self, statements: Vec<Statement>) -> Result<Vec<Row>> {
-        self.sqlite_writer()
-            .run(move |session| session.fetch(&statements))
-            .await
-    }
-
-    /// `record_attempts` on SQLite, as one transaction on the writer
+    /// `record_attempts` on SQLite, as one piece of work on the writer
     /// thread (see `writer`): the recipients' new states and a read of
     /// every recipient of the batch's messages, then the attempts,
     /// aggregates and events.
@@ -417,8 +409,7 @@ impl Store {
         let records = records.to_vec();
         let changed_any = self
             .sqlite_writer()
-            .run(move |session| {
-                session.begin()?;
+            .transaction(move |session| {
                 let rows = session.fetch(&first)?;
                 let mut held: HashSet<i64> = HashSet::with_capacity(rows.len());
                 let mut all_states: BTreeMap<String, Vec<Status>> = BTreeMap::new();
@@ -439,14 +430,12 @@ impl Store {
                     records.iter().flat_map(|r| &r.results).collect();
                 let changed = changed(&results, &held);
                 if changed.is_empty() {
-                    session.rollback()?;
-                    return Ok(false);
+                    return Ok(Writes::Undo(false));
                 }
                 let touched = distinct_messages(changed.iter().map(|(r, _)| *r));
                 all_states.retain(|id, _| touched.binary_search(&id.as_str()).is_ok());
                 session.fetch(&later_writes(backend, &records, &changed, all_states))?;
-                session.commit()?;
-                Ok(true)
+                Ok(Writes::Keep(true))
             })
             .await?;
         // The workers are answered, and the watchers woken, once durable.

@@ -503,6 +503,137 @@ fn value_size(value: &sea_orm::Value) -> usize {
     }
 }
 
+/// The queries for the recipients and attachments of the messages `ids`,
+/// in id order.
+fn parts_of(
+    ids: Vec<String>,
+) -> (
+    sea_orm::Select<recipients::Entity>,
+    sea_orm::Select<attachments::Entity>,
+) {
+    (
+        recipients::Entity::find()
+            .filter(recipients::Column::MessageId.is_in(ids.clone()))
+            .order_by_asc(recipients::Column::Id),
+        attachments::Entity::find()
+            .filter(attachments::Column::MessageId.is_in(ids))
+            .order_by_asc(attachments::Column::Id),
+    )
+}
+
+/// Gives each of `messages` its recipients and attachments.
+fn attach(
+    messages: &mut [Message],
+    recipients: Vec<recipients::Model>,
+    attachments: Vec<attachments::Model>,
+) -> Result<()> {
+    let index: HashMap<String, usize> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id.clone(), i))
+        .collect();
+    for row in recipients {
+        if let Some(&i) = index.get(&row.message_id) {
+            messages[i].recipients.push(recipient_from(row)?);
+        }
+    }
+    for row in attachments {
+        if let Some(&i) = index.get(&row.message_id) {
+            messages[i].attachments.push(StoredAttachment {
+                filename: row.filename,
+                content_type: row.content_type,
+                content_id: row.content_id,
+                size_bytes: row.size_bytes,
+                content: row.content,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A model read from a row on the SQLite writer, each field from the
+/// column of its name.
+macro_rules! model {
+    ($row:expr, $($model:ident)::+ { $($field:ident),* $(,)? }) => {
+        Ok($($model)::+ { $($field: $row.get(stringify!($field))?),* })
+    };
+}
+
+fn message_model(row: &rusqlite::Row<'_>) -> rusqlite::Result<messages::Model> {
+    model!(
+        row,
+        messages::Model {
+            id,
+            account_id,
+            status,
+            from_email,
+            from_name,
+            to_addrs,
+            cc_addrs,
+            bcc_addrs,
+            reply_to,
+            subject,
+            html,
+            text_body,
+            template_slug,
+            template_version,
+            variables,
+            headers,
+            tags,
+            metadata,
+            message_id_header,
+            track_opens,
+            track_clicks,
+            unsubscribe,
+            test_mode,
+            size_bytes,
+            raw_mime,
+            resent_from,
+            idempotency_key,
+            scheduled_at,
+            created_at,
+            updated_at,
+        }
+    )
+}
+
+fn recipient_model(row: &rusqlite::Row<'_>) -> rusqlite::Result<recipients::Model> {
+    model!(
+        row,
+        recipients::Model {
+            id,
+            message_id,
+            account_id,
+            email,
+            name,
+            kind,
+            state,
+            next_attempt_at,
+            lease_owner,
+            lease_until,
+            attempts,
+            last_response,
+            created_at,
+            updated_at,
+        }
+    )
+}
+
+fn attachment_model(row: &rusqlite::Row<'_>) -> rusqlite::Result<attachments::Model> {
+    model!(
+        row,
+        attachments::Model {
+            id,
+            message_id,
+            filename,
+            content_type,
+            content_id,
+            size_bytes,
+            content,
+        }
+    )
+}
+
 impl Store {
     /// The accept transaction decided job by job: claims the keys, counts
     /// each job against its quota, then stores the jobs that may be.
@@ -596,11 +727,32 @@ impl Store {
     /// The messages `ids` with their recipients and attachment contents,
     /// for delivery (three queries however many).
     pub(super) async fn load_for_delivery(&self, ids: &[String]) -> Result<Vec<Message>> {
-        let rows = messages::Entity::find()
-            .filter(messages::Column::Id.is_in(ids.iter().cloned()))
-            .all(self.db())
-            .await
-            .map_err(db_error)?;
+        let found =
+            messages::Entity::find().filter(messages::Column::Id.is_in(ids.iter().cloned()));
+        if let Some(writer) = &self.sqlite_writer {
+            // On SQLite the writer reads them: it wrote them moments ago, so
+            // its page cache holds them, where a pooled connection would
+            // start with an emptied cache.
+            let backend = DatabaseBackend::Sqlite;
+            let (found, parts) = (found.build(backend), parts_of(ids.to_vec()));
+            let (recipients, attachments) = (parts.0.build(backend), parts.1.build(backend));
+            let (rows, recipients, attachments) = writer
+                .read(move |s| {
+                    Ok((
+                        s.query(&found, message_model)?,
+                        s.query(&recipients, recipient_model)?,
+                        s.query(&attachments, attachment_model)?,
+                    ))
+                })
+                .await?;
+            let mut list = rows
+                .into_iter()
+                .map(message_from)
+                .collect::<Result<Vec<_>>>()?;
+            attach(&mut list, recipients, attachments)?;
+            return Ok(list);
+        }
+        let rows = found.all(self.db()).await.map_err(db_error)?;
         let mut list = rows
             .into_iter()
             .map(message_from)
@@ -609,7 +761,6 @@ impl Store {
         Ok(list)
     }
 
-    /// Fills in the recipients and attachment descriptions of `messages`.
     async fn attach_parts<C: ConnectionTrait>(
         db: &C,
         messages: &mut [Message],
@@ -619,58 +770,41 @@ impl Store {
             return Ok(());
         }
         let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
+        let (recipients, attachments) = parts_of(ids.clone());
+        let recipients = recipients.all(db).await.map_err(db_error)?;
+        if with_content {
+            let attachments = attachments.all(db).await.map_err(db_error)?;
+            return attach(messages, recipients, attachments);
+        }
+        attach(messages, recipients, Vec::new())?;
         let index: HashMap<String, usize> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| (id.clone(), i))
             .collect();
-        let rows = recipients::Entity::find()
-            .filter(recipients::Column::MessageId.is_in(ids.clone()))
-            .order_by_asc(recipients::Column::Id)
-            .all(db)
-            .await
-            .map_err(db_error)?;
-        for row in rows {
-            if let Some(&i) = index.get(&row.message_id) {
-                messages[i].recipients.push(recipient_from(row)?);
-            }
-        }
-        let mut query = attachments::Entity::find()
-            .filter(attachments::Column::MessageId.is_in(ids))
-            .order_by_asc(attachments::Column::Id);
-        if !with_content {
-            query = query.select_only().columns([
+        let rows: Vec<(i64, String, String, String, Option<String>, i64)> = attachments
+            .select_only()
+            .columns([
                 attachments::Column::Id,
                 attachments::Column::MessageId,
                 attachments::Column::Filename,
                 attachments::Column::ContentType,
                 attachments::Column::ContentId,
                 attachments::Column::SizeBytes,
-            ]);
-            let rows: Vec<(i64, String, String, String, Option<String>, i64)> =
-                query.into_tuple().all(db).await.map_err(db_error)?;
-            for (_, message_id, filename, content_type, content_id, size_bytes) in rows {
-                if let Some(&i) = index.get(&message_id) {
-                    messages[i].attachments.push(StoredAttachment {
-                        filename,
-                        content_type,
-                        content_id,
-                        size_bytes,
-                        content: Vec::new(),
-                    });
-                }
-            }
-        } else {
-            for row in query.all(db).await.map_err(db_error)? {
-                if let Some(&i) = index.get(&row.message_id) {
-                    messages[i].attachments.push(StoredAttachment {
-                        filename: row.filename,
-                        content_type: row.content_type,
-                        content_id: row.content_id,
-                        size_bytes: row.size_bytes,
-                        content: row.content,
-                    });
-                }
+            ])
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(db_error)?;
+        for (_, message_id, filename, content_type, content_id, size_bytes) in rows {
+            if let Some(&i) = index.get(&message_id) {
+                messages[i].attachments.push(StoredAttachment {
+                    filename,
+                    content_type,
+                    content_id,
+                    size_bytes,
+                    content: Vec::new(),
+                });
             }
         }
         Ok(())

@@ -1,19 +1,28 @@
 //! The SQLite writer: one thread that owns the connection every frequent
-//! write goes through (accepts, delivery records, queue claims and leases)
-//! and runs each of those transactions from `BEGIN` to `COMMIT` in one call.
+//! write goes through (accepts, delivery records, queue claims and leases).
 //!
 //! Through the driver, every statement was a message to the driver's thread
 //! and every result a message back, each with a wake-up on both sides; with
 //! two cores busy, a two-query transaction waited 2–3 ms for scheduling while
 //! SQLite itself needed a fraction of that, and every accept and delivery
-//! record queued behind it. Here a transaction is one closure sent to the
-//! thread and one answer back; statements are prepared once and kept.
+//! record queued behind it. Here a piece of work is one closure sent to the
+//! thread and one answer back, and statements are prepared once and kept.
+//!
+//! The thread runs everything that waited while it was busy as one
+//! transaction, each piece of work inside a savepoint of its own: a piece
+//! that fails, panics or decides to keep nothing has its writes undone
+//! without touching the others', and every piece is answered once the
+//! `COMMIT` returned (or with the error, when it failed). Accepts and
+//! delivery records touch the same pages (the message an accept stored is
+//! the one a record updates, the events table's last page), so one commit
+//! writes them to the log once.
 //!
 //! The rare writes that stay on the driver's writer connection (an accept
 //! batch decided job by job) take [`Writer::turn`] first, which the thread
 //! holds while it runs a transaction, so the two connections never wait for
 //! each other in SQLite's busy handler, which sleeps in steps of milliseconds.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -29,7 +38,25 @@ use crate::domain::{Error, Result};
 /// their row count, so a busy writer sees a few dozen distinct statements.
 const KEPT_STATEMENTS: usize = 256;
 
-type Job = Box<dyn FnOnce(&mut Session) + Send>;
+/// The most pieces of work one transaction carries.
+const MAX_GROUP: usize = 64;
+
+/// What a piece of work decided about its writes.
+pub(super) enum Writes<R> {
+    /// Commit them; the caller gets `R` once the transaction committed.
+    Keep(R),
+    /// Undo them; the caller gets `R` at once, whatever becomes of the
+    /// transaction.
+    Undo(R),
+}
+
+/// Tells a caller how its work ended, given how the transaction did.
+type Answer = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
+
+/// A piece of work: runs inside its savepoint and says whether its writes
+/// stay, with the answer to give once the transaction ended. Given the
+/// error instead of the session when its transaction could not begin.
+type Job = Box<dyn FnOnce(std::result::Result<&mut Session, &Error>) -> (bool, Answer) + Send>;
 
 enum Message {
     Run(Job),
@@ -67,22 +94,74 @@ impl Writer {
         Ok(Writer { jobs, turn })
     }
 
-    /// Runs `work` on the writer thread and returns what it returned. A
-    /// transaction `work` leaves open is rolled back.
-    pub(super) async fn run<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Session) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
+    /// Sends `work` to the writer thread now; the future resolves with
+    /// what it returned once its transaction committed (a `Writes::Undo`
+    /// at once), or with the error that undid its writes.
+    pub(super) fn transaction<R, W>(&self, work: W) -> impl Future<Output = Result<R>> + use<R, W>
+    where
+        R: Send + 'static,
+        W: FnOnce(&mut Session) -> Result<Writes<R>> + Send + 'static,
+    {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |session| {
-            let _ = answer.send(work(session));
+            let session = match session {
+                Ok(session) => session,
+                Err(error) => {
+                    let error = again(error);
+                    let answer: Answer = Box::new(move |_| {
+                        let _ = answer.send(Err(error));
+                    });
+                    return (false, answer);
+                }
+            };
+            let (keep, result) = match work(session) {
+                Ok(Writes::Keep(value)) => (true, Ok(value)),
+                Ok(Writes::Undo(value)) => {
+                    let answer: Answer = Box::new(move |_| {
+                        let _ = answer.send(Ok(value));
+                    });
+                    return (false, answer);
+                }
+                Err(error) => (false, Err(error)),
+            };
+            let answer: Answer = Box::new(move |committed| {
+                let _ = answer.send(match (result, committed) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Ok(_), Err(error)) => Err(again(error)),
+                    (Err(error), _) => Err(error),
+                });
+            });
+            (keep, answer)
         });
-        self.jobs.send(Message::Run(job)).map_err(|_| closed())?;
-        answered.await.map_err(|_| {
-            Error::Internal(anyhow::anyhow!(
-                "the SQLite writer failed while running a transaction"
-            ))
-        })?
+        let sent = self.jobs.send(Message::Run(job));
+        async move {
+            sent.map_err(|_| closed())?;
+            answered.await.map_err(|_| {
+                Error::Internal(anyhow::anyhow!(
+                    "the SQLite writer failed while running a transaction"
+                ))
+            })?
+        }
+    }
+
+    /// Runs `read` on the writer's connection, whose page cache holds what
+    /// was written last; nothing it writes is kept. It sees what the
+    /// thread committed, and what runs before it in its transaction.
+    pub(super) fn read<R, W>(&self, read: W) -> impl Future<Output = Result<R>> + use<R, W>
+    where
+        R: Send + 'static,
+        W: FnOnce(&mut Session) -> Result<R> + Send + 'static,
+    {
+        self.transaction(move |session| read(session).map(Writes::Undo))
+    }
+
+    /// Runs `statements` in order, keeping their writes, and returns every
+    /// row they return.
+    pub(super) fn write(
+        &self,
+        statements: Vec<Statement>,
+    ) -> impl Future<Output = Result<Vec<Row>>> + use<> {
+        self.transaction(move |session| session.fetch(&statements).map(Writes::Keep))
     }
 
     /// Waits until the thread is between transactions and keeps it there
@@ -91,8 +170,8 @@ impl Writer {
         self.turn.lock().await
     }
 
-    /// Ends the thread and closes its connection once the transactions
-    /// sent before have run.
+    /// Ends the thread and closes its connection once the work sent before
+    /// has run.
     pub(super) async fn close(&self) {
         let (done, closed) = tokio::sync::oneshot::channel();
         if self.jobs.send(Message::Close(done)).is_ok() {
@@ -105,61 +184,172 @@ fn closed() -> Error {
     Error::StorageUnavailable(anyhow::anyhow!("the SQLite writer is closed"))
 }
 
+/// The failure of a whole transaction, once for each piece of work in it:
+/// retryable, with the cause's whole chain.
+fn again(error: &Error) -> Error {
+    Error::StorageUnavailable(anyhow::anyhow!(
+        "the SQLite transaction failed: {}",
+        chain(error)
+    ))
+}
+
+fn chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // The same settings as the pool's connections (see `options`).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-         PRAGMA mmap_size = 67108864; PRAGMA cache_size = -16384; PRAGMA temp_store = memory; \
+         PRAGMA mmap_size = 0; PRAGMA cache_size = -16384; PRAGMA temp_store = memory; \
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 268435456;",
     )?;
     conn.set_prepared_statement_cache_capacity(KEPT_STATEMENTS);
     Ok(conn)
 }
 
-/// The thread: runs each job in turn. A job that panicked or left its
-/// transaction open has it rolled back; its caller sees it fail.
+/// The thread: takes whatever work is waiting (up to [`MAX_GROUP`]) and
+/// runs it as one transaction, until closed.
 fn serve(mut session: Session, queue: mpsc::Receiver<Message>, turn: Arc<tokio::sync::Mutex<()>>) {
     loop {
-        let Ok(message) = queue.recv() else {
+        let Ok(first) = queue.recv() else {
             return;
         };
-        match message {
-            Message::Run(job) => {
-                let _turn = turn.blocking_lock();
-                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut session)));
-                if ran.is_err() {
-                    tracing::error!("a transaction on the SQLite writer panicked");
-                }
-                if !session.conn.is_autocommit()
-                    && let Err(error) = session.conn.execute_batch("ROLLBACK")
-                {
-                    tracing::error!(%error, "rolling back on the SQLite writer failed");
+        let mut group = Vec::new();
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Run(job) => group.push(job),
+                Message::Close(done) => {
+                    close = Some(done);
+                    break;
                 }
             }
-            Message::Close(done) => {
-                // Nothing is taken after this: later callers hear at once
-                // that the writer is closed.
-                drop(queue);
-                drop(session);
-                let _ = done.send(());
-                return;
+            if group.len() < MAX_GROUP {
+                next = queue.try_recv().ok();
             }
+        }
+        if !group.is_empty() {
+            let _turn = turn.blocking_lock();
+            session.run_group(group);
+        }
+        if let Some(done) = close {
+            // Nothing is taken after this: later callers hear at once
+            // that the writer is closed.
+            drop(queue);
+            drop(session);
+            let _ = done.send(());
+            return;
         }
     }
 }
 
-/// The writer's connection, as a job sees it.
+/// The writer's connection, as a piece of work sees it.
 pub(super) struct Session {
     conn: rusqlite::Connection,
     wal: Arc<Wal>,
 }
 
 impl Session {
-    /// Begins a write transaction, after the checkpoint that lets the
+    /// Runs `group` as one transaction, each piece in a savepoint, and
+    /// answers every piece once it ended.
+    fn run_group(&mut self, group: Vec<Job>) {
+        if let Err(error) = self.begin() {
+            for job in group {
+                // The piece never runs; its caller hears why.
+                let (_, answer) = job(Err(&error));
+                answer(Err(&error));
+            }
+            return;
+        }
+        let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+        let mut jobs = group.into_iter();
+        while let Some(job) = jobs.next() {
+            let step = self.run_one_job(job);
+            match step {
+                Ok(answer) => answers.push(answer),
+                Err((answer, error)) => {
+                    // The transaction is gone (SQLite rolled it back, or the
+                    // savepoint could not be ended): everything in it so
+                    // far failed, and the rest runs in a new one.
+                    answers.extend(answer);
+                    for answer in answers {
+                        answer(Err(&error));
+                    }
+                    self.roll_back();
+                    let rest: Vec<Job> = jobs.collect();
+                    if !rest.is_empty() {
+                        self.run_group(rest);
+                    }
+                    return;
+                }
+            }
+        }
+        let committed = self.conn.execute_batch("COMMIT").map_err(sqlite_error);
+        if committed.is_err() {
+            self.roll_back();
+        }
+        for answer in answers {
+            answer(committed.as_ref().map(|_| ()));
+        }
+    }
+
+    /// Runs one piece of work in its savepoint. An error means the whole
+    /// transaction is lost, with the piece's answer when it has one.
+    fn run_one_job(&mut self, job: Job) -> std::result::Result<Answer, (Option<Answer>, Error)> {
+        self.conn
+            .execute_batch("SAVEPOINT work")
+            .map_err(|e| (None, sqlite_error(e)))?;
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(self))));
+        let (keep, answer) = match ran {
+            Ok(ran) => (ran.0, Some(ran.1)),
+            Err(_) => {
+                // Its answer went with it: the caller hears of a failure.
+                tracing::error!("a piece of work on the SQLite writer panicked");
+                (false, None)
+            }
+        };
+        let end = if keep {
+            "RELEASE work"
+        } else {
+            "ROLLBACK TO work; RELEASE work"
+        };
+        if self.conn.is_autocommit() {
+            return Err((
+                answer,
+                Error::StorageUnavailable(anyhow::anyhow!(
+                    "SQLite rolled the writer's transaction back"
+                )),
+            ));
+        }
+        match self.conn.execute_batch(end) {
+            Ok(()) => Ok(answer.unwrap_or_else(|| Box::new(|_| {}))),
+            Err(error) => Err((answer, sqlite_error(error))),
+        }
+    }
+
+    /// Ends a transaction that failed; nothing of it is kept.
+    fn roll_back(&mut self) {
+        if !self.conn.is_autocommit()
+            && let Err(error) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "rolling back on the SQLite writer failed");
+        }
+    }
+
+    /// Begins the group's transaction, after the checkpoint that lets the
     /// write-ahead log start over when one is due (see `Wal`).
-    pub(super) fn begin(&mut self) -> Result<()> {
+    fn begin(&mut self) -> Result<()> {
         if self.wal.restart_due() {
             self.conn
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
@@ -170,14 +360,30 @@ impl Session {
             .map_err(sqlite_error)
     }
 
-    /// Ends the transaction with `COMMIT`.
-    pub(super) fn commit(&mut self) -> Result<()> {
-        self.conn.execute_batch("COMMIT").map_err(sqlite_error)
-    }
-
-    /// Ends the transaction with `ROLLBACK`.
-    pub(super) fn rollback(&mut self) -> Result<()> {
-        self.conn.execute_batch("ROLLBACK").map_err(sqlite_error)
+    /// Runs the query `statement` and returns its rows as `read` makes
+    /// them.
+    pub(super) fn query<T>(
+        &mut self,
+        statement: &Statement,
+        mut read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut prepared = self
+            .conn
+            .prepare_cached(&statement.sql)
+            .map_err(sqlite_error)?;
+        if let Some(values) = &statement.values {
+            for (i, value) in values.0.iter().enumerate() {
+                prepared
+                    .raw_bind_parameter(i + 1, Bind(value))
+                    .map_err(sqlite_error)?;
+            }
+        }
+        let mut rows = prepared.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sqlite_error)? {
+            out.push(read(row).map_err(sqlite_error)?);
+        }
+        Ok(out)
     }
 
     /// Runs `statements` in order and returns every row they return.
@@ -324,34 +530,62 @@ mod tests {
 
     use super::*;
 
-    fn writer() -> (tempfile::TempDir, Writer) {
+    fn writer() -> (tempfile::TempDir, Arc<Writer>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let writer = Writer::start(&dir.path().join("w.db"), Arc::default()).expect("writer");
-        (dir, writer)
+        (dir, Arc::new(writer))
     }
 
     fn sql(sql: &str, values: Vec<Value>) -> Statement {
         Statement::from_sql_and_values(DatabaseBackend::Sqlite, sql, values)
     }
 
-    async fn count(writer: &Writer) -> i64 {
+    fn insert(n: i64) -> Statement {
+        sql("INSERT INTO t (n) VALUES (?)", vec![n.into()])
+    }
+
+    /// The values of `n` in `t`, in order.
+    async fn stored(writer: &Writer) -> Vec<i64> {
         let rows = writer
-            .run(|s| s.fetch(&[sql("SELECT COUNT(*) FROM t", vec![])]))
+            .write(vec![sql("SELECT n FROM t ORDER BY n", vec![])])
             .await
-            .expect("count");
-        rows[0].int(0).expect("a count")
+            .expect("read");
+        rows.iter().map(|r| r.int(0).expect("an integer")).collect()
     }
 
     async fn create(writer: &Writer) {
         writer
-            .run(|s| {
-                s.fetch(&[sql(
-                    "CREATE TABLE t (b INTEGER, n INTEGER, x TEXT, y BLOB, r REAL)",
+            .write(vec![
+                sql(
+                    "CREATE TABLE t (b INTEGER, n INTEGER, x TEXT, y BLOB, r REAL, \
+                     p INTEGER REFERENCES t2 (id) DEFERRABLE INITIALLY DEFERRED)",
                     vec![],
-                )])
-            })
+                ),
+                sql("CREATE TABLE t2 (id INTEGER PRIMARY KEY)", vec![]),
+            ])
             .await
-            .expect("table");
+            .expect("tables");
+    }
+
+    /// Blocks the thread until the returned sender is used, so whatever is
+    /// sent meanwhile runs as one transaction after it.
+    async fn hold(
+        writer: &Writer,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        impl Future<Output = Result<()>>,
+    ) {
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let held = writer.transaction(move |_| {
+            started_tx.send(()).expect("started");
+            released.recv().expect("released");
+            Ok(Writes::Keep(()))
+        });
+        tokio::task::spawn_blocking(move || started.recv().expect("the hold started"))
+            .await
+            .expect("joined");
+        (release, held)
     }
 
     #[tokio::test]
@@ -359,19 +593,17 @@ mod tests {
         let (_dir, writer) = writer();
         create(&writer).await;
         let rows = writer
-            .run(|s| {
-                s.fetch(&[sql(
-                    "INSERT INTO t VALUES (?, ?, ?, ?, ?) \
-                     RETURNING b, n, x, typeof(y), r, typeof(b)",
-                    vec![
-                        true.into(),
-                        u32::MAX.into(),
-                        "zwölf".into(),
-                        vec![0u8, 1, 2].into(),
-                        1.5f64.into(),
-                    ],
-                )])
-            })
+            .write(vec![sql(
+                "INSERT INTO t (b, n, x, y, r) VALUES (?, ?, ?, ?, ?) \
+                 RETURNING b, n, x, typeof(y), r, typeof(b)",
+                vec![
+                    true.into(),
+                    u32::MAX.into(),
+                    "zwölf".into(),
+                    vec![0u8, 1, 2].into(),
+                    1.5f64.into(),
+                ],
+            )])
             .await
             .expect("insert");
         let row = &rows[0];
@@ -386,12 +618,10 @@ mod tests {
         assert!(error.to_string().contains("column 2"), "{error}");
         let missing: Option<String> = None;
         let rows = writer
-            .run(move |s| {
-                s.fetch(&[sql(
-                    "INSERT INTO t (n, x) VALUES (?, ?) RETURNING n, x",
-                    vec![Option::<i64>::None.into(), missing.into()],
-                )])
-            })
+            .write(vec![sql(
+                "INSERT INTO t (n, x) VALUES (?, ?) RETURNING n, x",
+                vec![Option::<i64>::None.into(), missing.into()],
+            )])
             .await
             .expect("nulls");
         assert_eq!(rows[0].opt_int(0).unwrap(), None);
@@ -402,82 +632,79 @@ mod tests {
         let (_dir, writer) = writer();
         create(&writer).await;
         let result = writer
-            .run(|s| s.fetch(&[sql("INSERT INTO t (n) VALUES (?)", vec![u64::MAX.into()])]))
+            .write(vec![
+                insert(1),
+                sql("INSERT INTO t (n) VALUES (?)", vec![u64::MAX.into()]),
+            ])
             .await;
         assert!(matches!(result, Err(Error::Internal(_))), "{result:?}");
-        assert_eq!(count(&writer).await, 0);
+        assert!(stored(&writer).await.is_empty());
     }
 
     #[tokio::test]
-    async fn a_transaction_left_open_or_a_panic_is_rolled_back_and_the_writer_goes_on() {
+    async fn work_sharing_a_transaction_keeps_or_loses_its_writes_on_its_own() {
         let (_dir, writer) = writer();
         create(&writer).await;
-        let left_open = writer
-            .run(|s| {
-                s.begin()?;
-                s.fetch(&[sql("INSERT INTO t (n) VALUES (1)", vec![])])?;
-                Err::<(), _>(Error::Internal(anyhow::anyhow!("gave up")))
-            })
-            .await;
-        assert!(left_open.is_err());
-        assert_eq!(
-            count(&writer).await,
-            0,
-            "the open transaction was rolled back"
-        );
-
-        let panicked = writer
-            .run(|s| -> Result<()> {
-                s.begin()?;
-                s.fetch(&[sql("INSERT INTO t (n) VALUES (2)", vec![])])?;
-                panic!("a bug in a job");
-            })
-            .await;
-        assert!(matches!(panicked, Err(Error::Internal(_))), "{panicked:?}");
-        assert_eq!(
-            count(&writer).await,
-            0,
-            "the panicked job's writes are gone"
-        );
-
-        writer
-            .run(|s| {
-                s.begin()?;
-                s.fetch(&[sql("INSERT INTO t (n) VALUES (3)", vec![])])?;
-                s.commit()
-            })
-            .await
-            .expect("a later transaction commits");
-        assert_eq!(count(&writer).await, 1);
+        let (release, held) = hold(&writer).await;
+        let kept = writer.write(vec![insert(1)]);
+        let failed = writer.transaction(|s| {
+            s.fetch(&[insert(2)])?;
+            Err::<Writes<()>, _>(Error::Internal(anyhow::anyhow!("gave up")))
+        });
+        let panicked = writer.transaction(|s| -> Result<Writes<()>> {
+            s.fetch(&[insert(3)])?;
+            panic!("a bug in a piece of work");
+        });
+        let undone = writer.transaction(|s| {
+            s.fetch(&[insert(4)])?;
+            Ok(Writes::Undo("nothing fit"))
+        });
+        let also_kept = writer.write(vec![insert(5)]);
+        release.send(()).expect("release");
+        held.await.expect("the hold");
+        kept.await.expect("kept");
+        assert!(matches!(failed.await, Err(Error::Internal(_))));
+        assert!(matches!(panicked.await, Err(Error::Internal(_))));
+        assert_eq!(undone.await.expect("undone"), "nothing fit");
+        also_kept.await.expect("also kept");
+        assert_eq!(stored(&writer).await, [1, 5]);
     }
 
     #[tokio::test]
-    async fn the_thread_holds_the_turn_while_a_job_runs_and_lets_it_go_after() {
+    async fn a_commit_that_fails_fails_everything_in_it_and_keeps_nothing() {
         let (_dir, writer) = writer();
-        let (started_tx, started) = std::sync::mpsc::channel();
-        let (finish, finishing) = std::sync::mpsc::channel::<()>();
-        let writer = Arc::new(writer);
-        let job = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .run(move |_| {
-                        started_tx.send(()).expect("started");
-                        finishing.recv().expect("told to finish");
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::task::spawn_blocking(move || started.recv().expect("the job started"))
+        create(&writer).await;
+        let (release, held) = hold(&writer).await;
+        let innocent = writer.write(vec![insert(1)]);
+        // A deferred foreign key fails only at COMMIT.
+        let orphan = writer.write(vec![sql("INSERT INTO t (n, p) VALUES (2, 99)", vec![])]);
+        release.send(()).expect("release");
+        held.await
+            .expect("the hold ran in a transaction of its own");
+        for result in [innocent.await, orphan.await] {
+            let Err(Error::StorageUnavailable(error)) = result else {
+                panic!("every piece of the transaction fails retryably: {result:?}");
+            };
+            assert!(error.to_string().contains("FOREIGN KEY"), "{error}");
+        }
+        assert!(stored(&writer).await.is_empty());
+        writer
+            .write(vec![insert(3)])
             .await
-            .expect("joined");
+            .expect("the writer goes on");
+        assert_eq!(stored(&writer).await, [3]);
+    }
+
+    #[tokio::test]
+    async fn the_thread_holds_the_turn_while_it_runs_and_lets_it_go_after() {
+        let (_dir, writer) = writer();
+        let (release, held) = hold(&writer).await;
         assert!(
             writer.turn.try_lock().is_err(),
-            "a careful commit cannot start while the job runs"
+            "a careful commit cannot start while the thread runs"
         );
-        finish.send(()).expect("finish");
-        job.await.expect("joined").expect("the job ran");
+        release.send(()).expect("release");
+        held.await.expect("the hold ran");
         drop(writer.turn().await);
     }
 
@@ -485,7 +712,7 @@ mod tests {
     async fn after_close_nothing_runs_and_callers_hear_unavailable() {
         let (_dir, writer) = writer();
         writer.close().await;
-        let result = writer.run(|_| Ok(())).await;
+        let result = writer.write(vec![]).await;
         assert!(
             matches!(result, Err(Error::StorageUnavailable(_))),
             "{result:?}"
