@@ -78,7 +78,7 @@ async fn record_loop<S: DeliveryStore>(store: S, mut rx: mpsc::Receiver<Pending>
             }
         }
         let (records, replies): (Vec<DeliveryRecord>, Vec<_>) = batch.into_iter().unzip();
-        match store.record_attempts(&records).await {
+        match store.record_attempts(records).await {
             // The workers hear once the transaction is durable; meanwhile
             // the next batch is written.
             Ok(durable) => {

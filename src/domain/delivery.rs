@@ -249,7 +249,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// workers are answered once the returned [`Durable`] resolves.
     fn record_attempts(
         &self,
-        records: &[DeliveryRecord],
+        records: Vec<DeliveryRecord>,
     ) -> impl Future<Output = Result<crate::domain::Durable>> + Send;
 }
 

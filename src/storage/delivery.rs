@@ -327,14 +327,14 @@ impl DeliveryStore for Store {
         Ok(messages)
     }
 
-    async fn record_attempts(&self, records: &[DeliveryRecord]) -> Result<Durable> {
-        let results: Vec<&AttemptResult> = records.iter().flat_map(|r| &r.results).collect();
-        if results.is_empty() {
+    async fn record_attempts(&self, records: Vec<DeliveryRecord>) -> Result<Durable> {
+        if records.iter().all(|r| r.results.is_empty()) {
             return Ok(nothing_to_flush());
         }
         if self.writer().get_database_backend() == DatabaseBackend::Sqlite {
-            return self.record_on_thread(records, &results).await;
+            return self.record_on_thread(records).await;
         }
+        let results: Vec<&AttemptResult> = records.iter().flat_map(|r| &r.results).collect();
         let writer = self.writer();
         let backend = writer.get_database_backend();
         let tx = writer.begin().await.map_err(db_error)?;
@@ -376,7 +376,8 @@ impl DeliveryStore for Store {
         }
 
         // 3. The attempts, the aggregates and the events.
-        super::messages::execute_all(&tx, later_writes(backend, records, &changed, states)).await?;
+        super::messages::execute_all(&tx, later_writes(backend, &records, &changed, states))
+            .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(self.durable_then_signal())
     }
@@ -387,13 +388,10 @@ impl Store {
     /// thread (see `writer`): the recipients' new states and a read of
     /// every recipient of the batch's messages, then the attempts,
     /// aggregates and events.
-    async fn record_on_thread(
-        &self,
-        records: &[DeliveryRecord],
-        results: &[&AttemptResult],
-    ) -> Result<Durable> {
+    async fn record_on_thread(&self, records: Vec<DeliveryRecord>) -> Result<Durable> {
         let backend = DatabaseBackend::Sqlite;
-        let mut first = state_updates(backend, results, &format!("RETURNING {HELD}, id, '', ''"));
+        let results: Vec<&AttemptResult> = records.iter().flat_map(|r| &r.results).collect();
+        let mut first = state_updates(backend, &results, &format!("RETURNING {HELD}, id, '', ''"));
         let messages = distinct_messages(results.iter().copied());
         for chunk in messages.chunks(RECORD_CHUNK) {
             let marks = vec!["?"; chunk.len()].join(", ");
@@ -406,7 +404,6 @@ impl Store {
                 chunk.iter().map(|id| Value::from(*id)),
             ));
         }
-        let records = records.to_vec();
         let changed_any = self
             .sqlite_writer()
             .transaction(move |session| {

@@ -525,7 +525,7 @@ fn parts_of(
 fn attach(
     messages: &mut [Message],
     recipients: Vec<recipients::Model>,
-    attachments: Vec<attachments::Model>,
+    attachments: impl IntoIterator<Item = (String, StoredAttachment)>,
 ) -> Result<()> {
     let index: HashMap<String, usize> = messages
         .iter()
@@ -537,18 +537,24 @@ fn attach(
             messages[i].recipients.push(recipient_from(row)?);
         }
     }
-    for row in attachments {
-        if let Some(&i) = index.get(&row.message_id) {
-            messages[i].attachments.push(StoredAttachment {
-                filename: row.filename,
-                content_type: row.content_type,
-                content_id: row.content_id,
-                size_bytes: row.size_bytes,
-                content: row.content,
-            });
+    for (message_id, attachment) in attachments {
+        if let Some(&i) = index.get(&message_id) {
+            messages[i].attachments.push(attachment);
         }
     }
     Ok(())
+}
+
+/// A stored attachment row, with the message it belongs to.
+fn stored(row: attachments::Model) -> (String, StoredAttachment) {
+    let attachment = StoredAttachment {
+        filename: row.filename,
+        content_type: row.content_type,
+        content_id: row.content_id,
+        size_bytes: row.size_bytes,
+        content: row.content,
+    };
+    (row.message_id, attachment)
 }
 
 /// A model read from a row on the SQLite writer, each field from the
@@ -749,7 +755,7 @@ impl Store {
                 .into_iter()
                 .map(message_from)
                 .collect::<Result<Vec<_>>>()?;
-            attach(&mut list, recipients, attachments)?;
+            attach(&mut list, recipients, attachments.into_iter().map(stored))?;
             return Ok(list);
         }
         let rows = found.all(self.db()).await.map_err(db_error)?;
@@ -770,22 +776,15 @@ impl Store {
             return Ok(());
         }
         let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-        let (recipients, attachments) = parts_of(ids.clone());
+        let (recipients, attachments) = parts_of(ids);
         let recipients = recipients.all(db).await.map_err(db_error)?;
         if with_content {
             let attachments = attachments.all(db).await.map_err(db_error)?;
-            return attach(messages, recipients, attachments);
+            return attach(messages, recipients, attachments.into_iter().map(stored));
         }
-        attach(messages, recipients, Vec::new())?;
-        let index: HashMap<String, usize> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i))
-            .collect();
-        let rows: Vec<(i64, String, String, String, Option<String>, i64)> = attachments
+        let rows: Vec<(String, String, String, Option<String>, i64)> = attachments
             .select_only()
             .columns([
-                attachments::Column::Id,
                 attachments::Column::MessageId,
                 attachments::Column::Filename,
                 attachments::Column::ContentType,
@@ -796,18 +795,19 @@ impl Store {
             .all(db)
             .await
             .map_err(db_error)?;
-        for (_, message_id, filename, content_type, content_id, size_bytes) in rows {
-            if let Some(&i) = index.get(&message_id) {
-                messages[i].attachments.push(StoredAttachment {
+        let described = rows.into_iter().map(
+            |(message_id, filename, content_type, content_id, size_bytes)| {
+                let attachment = StoredAttachment {
                     filename,
                     content_type,
                     content_id,
                     size_bytes,
                     content: Vec::new(),
-                });
-            }
-        }
-        Ok(())
+                };
+                (message_id, attachment)
+            },
+        );
+        attach(messages, recipients, described)
     }
 
     pub(super) async fn load_message<C: ConnectionTrait>(

@@ -50,13 +50,14 @@ pub(super) enum Writes<R> {
     Undo(R),
 }
 
-/// Tells a caller how its work ended, given how the transaction did.
-type Answer = Box<dyn FnOnce(std::result::Result<(), &Error>) + Send>;
+/// Tells a caller how its work ended, given how the transaction did (the
+/// cause, when it failed).
+type Answer = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 
 /// A piece of work: runs inside its savepoint and says whether its writes
 /// stay, with the answer to give once the transaction ended. Given the
-/// error instead of the session when its transaction could not begin.
-type Job = Box<dyn FnOnce(std::result::Result<&mut Session, &Error>) -> (bool, Answer) + Send>;
+/// cause instead of the session when its transaction could not begin.
+type Job = Box<dyn FnOnce(std::result::Result<&mut Session, &str>) -> (bool, Answer) + Send>;
 
 enum Message {
     Run(Job),
@@ -106,8 +107,8 @@ impl Writer {
         let job: Job = Box::new(move |session| {
             let session = match session {
                 Ok(session) => session,
-                Err(error) => {
-                    let error = again(error);
+                Err(cause) => {
+                    let error = again(cause);
                     let answer: Answer = Box::new(move |_| {
                         let _ = answer.send(Err(error));
                     });
@@ -127,7 +128,7 @@ impl Writer {
             let answer: Answer = Box::new(move |committed| {
                 let _ = answer.send(match (result, committed) {
                     (Ok(value), Ok(())) => Ok(value),
-                    (Ok(_), Err(error)) => Err(again(error)),
+                    (Ok(_), Err(cause)) => Err(again(cause)),
                     (Err(error), _) => Err(error),
                 });
             });
@@ -185,23 +186,14 @@ fn closed() -> Error {
 }
 
 /// The failure of a whole transaction, once for each piece of work in it:
-/// retryable, with the cause's whole chain.
-fn again(error: &Error) -> Error {
-    Error::StorageUnavailable(anyhow::anyhow!(
-        "the SQLite transaction failed: {}",
-        chain(error)
-    ))
+/// retryable, with its cause.
+fn again(cause: &str) -> Error {
+    Error::StorageUnavailable(anyhow::anyhow!("the SQLite transaction failed: {cause}"))
 }
 
-fn chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// An error as every piece of a failed transaction hears it: its whole chain.
+fn cause(error: Error) -> String {
+    format!("{:#}", anyhow::Error::from(error))
 }
 
 fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
@@ -265,10 +257,11 @@ impl Session {
     /// answers every piece once it ended.
     fn run_group(&mut self, group: Vec<Job>) {
         if let Err(error) = self.begin() {
+            let cause = cause(error);
             for job in group {
                 // The piece never runs; its caller hears why.
-                let (_, answer) = job(Err(&error));
-                answer(Err(&error));
+                let (_, answer) = job(Err(&cause));
+                answer(Err(&cause));
             }
             return;
         }
@@ -283,8 +276,9 @@ impl Session {
                     // savepoint could not be ended): everything in it so
                     // far failed, and the rest runs in a new one.
                     answers.extend(answer);
+                    let cause = cause(error);
                     for answer in answers {
-                        answer(Err(&error));
+                        answer(Err(&cause));
                     }
                     self.roll_back();
                     let rest: Vec<Job> = jobs.collect();
@@ -295,12 +289,15 @@ impl Session {
                 }
             }
         }
-        let committed = self.conn.execute_batch("COMMIT").map_err(sqlite_error);
+        let committed = self
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(|e| cause(sqlite_error(e)));
         if committed.is_err() {
             self.roll_back();
         }
         for answer in answers {
-            answer(committed.as_ref().map(|_| ()));
+            answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
         }
     }
 
@@ -390,27 +387,14 @@ impl Session {
     pub(super) fn fetch(&mut self, statements: &[Statement]) -> Result<Vec<Row>> {
         let mut rows = Vec::new();
         for statement in statements {
-            self.run_one(statement, &mut rows).map_err(sqlite_error)?;
+            rows.extend(self.query(statement, |row| {
+                (0..row.as_ref().column_count())
+                    .map(|i| row.get::<_, Sql>(i))
+                    .collect::<rusqlite::Result<_>>()
+                    .map(Row)
+            })?);
         }
         Ok(rows)
-    }
-
-    fn run_one(&mut self, statement: &Statement, rows: &mut Vec<Row>) -> rusqlite::Result<()> {
-        let mut prepared = self.conn.prepare_cached(&statement.sql)?;
-        if let Some(values) = &statement.values {
-            for (i, value) in values.0.iter().enumerate() {
-                prepared.raw_bind_parameter(i + 1, Bind(value))?;
-            }
-        }
-        let columns = prepared.column_count();
-        let mut returned = prepared.raw_query();
-        while let Some(row) = returned.next()? {
-            let values = (0..columns)
-                .map(|i| row.get::<_, Sql>(i))
-                .collect::<rusqlite::Result<_>>()?;
-            rows.push(Row(values));
-        }
-        Ok(())
     }
 }
 
