@@ -4,6 +4,7 @@
 
 mod accept_at_once;
 mod accounts;
+mod checkpoint;
 mod delivery;
 pub mod entities;
 mod flush;
@@ -45,6 +46,9 @@ pub struct Store {
     /// PostgreSQL, whose commits are durable when they return, and for an
     /// in-memory database.
     flusher: Option<std::sync::Arc<flush::Flusher>>,
+    /// Copies the SQLite write-ahead log back into the database file (see
+    /// `checkpoint`); `None` on PostgreSQL.
+    checkpointer: Option<std::sync::Arc<checkpoint::Checkpointer>>,
     /// The PostgreSQL `LISTEN` task, stopped with the last handle.
     _listening: Option<std::sync::Arc<Listening>>,
 }
@@ -131,215 +135,15 @@ fn options(url: &str, max_connections: u32, synchronous: SqliteSynchronous) -> C
                 .pragma("mmap_size", "0")
                 .pragma("cache_size", "-16384")
                 .pragma("temp_store", "memory")
-                // Checkpoints run in the background (`checkpoint_loop`),
+                // Checkpoints run in the background (`checkpoint`),
                 // not inside whichever commit crosses the threshold.
                 .pragma("wal_autocheckpoint", "0")
                 // A log started over keeps its file (shrinking it costs
                 // the writer 6 ms); only past the log's hard bound
-                // (`WAL_MAX_FRAMES`) is it cut back to that.
+                // (`checkpoint::WAL_MAX_FRAMES`) is it cut back to that.
                 .pragma("journal_size_limit", "268435456")
         });
     options
-}
-
-/// How often the SQLite write-ahead log is copied back into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
-
-/// Past this many frames (4 KB pages) the write-ahead log is started over
-/// from its beginning (`Wal::restart_due`): 64 MB.
-const WAL_RESTART_FRAMES: i64 = 16_384;
-
-/// At most this many frames (1 MB) left for the writer to copy when it
-/// finishes a checkpoint itself. A checkpoint finds to copy what was
-/// written while the one before it ran, so while the log is long and the
-/// last one copied more than this, the background checkpoints run back to
-/// back (at most [`CATCH_UP_PASSES`] a tick), each shorter than the last:
-/// the writer's own checkpoint, which every accept waits for, stays short.
-const WAL_RESTART_REMAINING: i64 = 256;
-
-/// At most this many background checkpoints in a row per tick.
-const CATCH_UP_PASSES: u32 = 16;
-
-/// Past this many frames (256 MB) the writer finishes the checkpoint
-/// whatever is left to copy.
-const WAL_MAX_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
-
-/// The SQLite write-ahead log as the last checkpoint found it.
-///
-/// SQLite starts the log over from its beginning only when a write begins
-/// after a checkpoint that copied every frame. Under steady writes the
-/// background checkpoint never catches up with the frames added while it
-/// runs, so the log would grow without end (gigabytes within a minute of
-/// B1, every fsync paying for the growing file). So once the log is long
-/// and the background checkpoints have nearly caught up with it, the writer
-/// runs one checkpoint itself just before its next transaction, with
-/// nothing being written meanwhile: it completes, and that transaction
-/// starts the log over.
-#[derive(Debug, Default)]
-pub(crate) struct Wal {
-    /// Frames in the log.
-    frames: std::sync::atomic::AtomicI64,
-    /// Of those, frames copied into the database.
-    copied: std::sync::atomic::AtomicI64,
-    /// Frames the last checkpoint copied: about what the next will find.
-    last_copy: std::sync::atomic::AtomicI64,
-}
-
-impl Wal {
-    /// Notes what a checkpoint reported; returns how many frames it copied.
-    fn saw(&self, frames: i64, copied: i64) -> i64 {
-        use std::sync::atomic::Ordering::Relaxed;
-        let before = self.copied.swap(copied, Relaxed);
-        // Fewer copied than before: the log was started over meanwhile.
-        let last_copy = if copied >= before {
-            copied - before
-        } else {
-            copied
-        };
-        self.last_copy.store(last_copy, Relaxed);
-        self.frames.store(frames, Relaxed);
-        last_copy
-    }
-
-    /// About how many frames a checkpoint would copy now.
-    fn behind(&self) -> i64 {
-        use std::sync::atomic::Ordering::Relaxed;
-        let uncopied = self.frames.load(Relaxed) - self.copied.load(Relaxed);
-        uncopied.max(self.last_copy.load(Relaxed))
-    }
-
-    /// Whether the log is long and the background checkpoints have not yet
-    /// caught up with it closely enough for the writer to finish.
-    fn catching_up(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let frames = self.frames.load(Relaxed);
-        (WAL_RESTART_FRAMES..WAL_MAX_FRAMES).contains(&frames)
-            && self.behind() > WAL_RESTART_REMAINING
-    }
-
-    /// Whether the writer should checkpoint before its next transaction;
-    /// once true it is false until the next checkpoint reports.
-    pub(crate) fn restart_due(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let frames = self.frames.load(Relaxed);
-        let due = frames >= WAL_MAX_FRAMES
-            || (frames >= WAL_RESTART_FRAMES && self.behind() <= WAL_RESTART_REMAINING);
-        if due {
-            self.saw(0, 0);
-        }
-        due
-    }
-}
-
-/// Copies the SQLite write-ahead log into the database file every
-/// [`CHECKPOINT_EVERY`], on a pooled connection, so no accept waits for a
-/// checkpoint (SQLite's own would run inside the commit that crossed 1,000
-/// pages, and showed as the p99 of B1). PASSIVE never blocks the writer.
-/// After each checkpoint the database file is flushed ([`database_file`]).
-/// Ends when the pool is closed.
-async fn checkpoint_loop(db: DatabaseConnection, wal: std::sync::Arc<Wal>) {
-    let file = database_file(&db);
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        for _ in 0..CATCH_UP_PASSES {
-            let copied = match checkpoint(&db).await {
-                Ok(Some((frames, copied))) => wal.saw(frames, copied),
-                Ok(None) => 0,
-                Err(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => return,
-                Err(error) if is_closed(&error) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "the SQLite checkpoint failed; it runs again shortly");
-                    break;
-                }
-            };
-            // Nothing copied, nothing to flush.
-            if let (true, Some(file)) = (copied > 0, &file) {
-                let file = file.clone();
-                match tokio::task::spawn_blocking(move || flush_in_steps(&file)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "flushing the SQLite database file failed")
-                    }
-                    Err(_) => return,
-                }
-            }
-            if !wal.catching_up() {
-                break;
-            }
-        }
-    }
-}
-
-/// One PASSIVE checkpoint: the frames in the log and the frames copied, or
-/// `None` when the database is not in WAL mode.
-async fn checkpoint(db: &DatabaseConnection) -> std::result::Result<Option<(i64, i64)>, DbErr> {
-    let sql = "PRAGMA wal_checkpoint(PASSIVE)";
-    let statement = sea_orm::Statement::from_string(DatabaseBackend::Sqlite, sql);
-    // (busy, frames in the log, frames copied); -1 when not in WAL mode.
-    Ok(db.query_one_raw(statement).await?.and_then(|row| {
-        let frames: i64 = row.try_get_by_index(1).ok()?;
-        let copied: i64 = row.try_get_by_index(2).ok()?;
-        (frames >= 0).then_some((frames, copied))
-    }))
-}
-
-/// The SQLite database file, opened once more so the checkpoint loop can
-/// flush it. A background checkpoint copies pages into the database but
-/// flushes the file only when it reaches the end of the log, which under
-/// steady writes it never does; so every page it copied since the log last
-/// started over waited for the writer's own checkpoint to flush them, 15 ms
-/// in B1, with every accept waiting behind it. Flushed after each background
-/// checkpoint, the writer's flush holds only what it copied itself.
-///
-/// Closing this descriptor releases the process's POSIX locks on the file
-/// (SQLite's own connections in this process keep their state): it is
-/// closed only when the loop ends, with the store, and Posthorn is the one
-/// process using its SQLite database. `None` for an in-memory database.
-fn database_file(db: &DatabaseConnection) -> Option<std::sync::Arc<std::fs::File>> {
-    let options = db.get_sqlite_connection_pool().connect_options();
-    std::fs::File::open(options.get_filename())
-        .ok()
-        .map(std::sync::Arc::new)
-}
-
-/// How much of the database file one step of [`flush_in_steps`] writes out.
-#[cfg(target_os = "linux")]
-const FLUSH_STEP: i64 = 1 << 20;
-
-/// Writes the database file's dirty pages out a megabyte of the file at a
-/// time, then flushes it. One `fdatasync` puts all of a checkpoint's pages
-/// (up to 20 MB, scattered) before the device at once, and the writer's
-/// next commit, whose own flush queues behind them, waited 4–6 ms for it;
-/// in steps, the commits' flushes get through between them.
-fn flush_in_steps(file: &std::fs::File) -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let len = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
-        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-            | libc::SYNC_FILE_RANGE_WRITE
-            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        let mut offset = 0;
-        while offset < len {
-            // SAFETY: sync_file_range reads its integer arguments; the
-            // descriptor is open for as long as `file` is borrowed.
-            if unsafe { libc::sync_file_range(file.as_raw_fd(), offset, FLUSH_STEP, flags) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            offset += FLUSH_STEP;
-        }
-    }
-    file.sync_data()
-}
-
-fn is_closed(error: &DbErr) -> bool {
-    matches!(
-        error,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
-            if matches!(e.as_ref(), sea_orm::sqlx::Error::PoolClosed)
-    )
 }
 
 /// Turns a user-facing database URL into the one the driver needs: plain
@@ -365,7 +169,8 @@ impl Store {
             .map_err(db_error)?;
         let event_signal = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
         let mut listening = None;
-        let wal = std::sync::Arc::new(Wal::default());
+        let wal = std::sync::Arc::new(checkpoint::Wal::default());
+        let mut checkpointer = None;
         let mut flusher = None;
         let mut sqlite_writer = None;
         let writer = match db.get_database_backend() {
@@ -378,7 +183,10 @@ impl Store {
                         file.display()
                     )));
                 }
-                tokio::spawn(checkpoint_loop(db.clone(), wal.clone()));
+                checkpointer = Some(std::sync::Arc::new(checkpoint::Checkpointer::start(
+                    &file,
+                    wal.clone(),
+                )?));
                 // The writers' commits are flushed by the flusher, off
                 // their path.
                 let started = flush::Flusher::start(file.clone()).map_err(|e| {
@@ -413,6 +221,7 @@ impl Store {
             db,
             writer,
             sqlite_writer,
+            checkpointer,
             event_signal,
             flusher,
             _listening: listening,
@@ -481,7 +290,13 @@ impl Store {
             writer.close().await;
             self.writer.close().await.map_err(db_error)?;
         }
-        self.db.close().await.map_err(db_error)
+        let closed = self.db.close().await.map_err(db_error);
+        // Last: its connection, closing after every other, copies what is
+        // left of the log into the database file and removes the log.
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
+        closed
     }
 
     /// The connection itself, for tests that inspect or sabotage the schema.
@@ -553,70 +368,5 @@ pub(crate) fn db_error(err: DbErr) -> Error {
         Error::StorageUnavailable(err.into())
     } else {
         Error::Internal(err.into())
-    }
-}
-
-#[cfg(test)]
-mod wal_tests {
-    use super::*;
-
-    /// A log of `frames` whose last checkpoint copied `last` and left
-    /// `left` uncopied.
-    fn log(frames: i64, last: i64, left: i64) -> Wal {
-        let wal = Wal::default();
-        wal.saw(frames, frames - left - last);
-        wal.saw(frames, frames - left);
-        wal
-    }
-
-    #[test]
-    fn the_log_is_started_over_once_long_and_caught_up_with_or_too_long() {
-        assert!(!Wal::default().restart_due(), "an empty log");
-        let limit = WAL_RESTART_REMAINING;
-        assert!(!log(WAL_RESTART_FRAMES - 1, 0, 0).restart_due(), "short");
-        let far = log(WAL_RESTART_FRAMES, limit + 1, 0);
-        assert!(!far.restart_due(), "long, the last copy too large");
-        let left = log(WAL_RESTART_FRAMES, 0, limit + 1);
-        assert!(!left.restart_due(), "long, too much left to copy");
-        let near = log(WAL_RESTART_FRAMES, limit, limit);
-        assert!(near.restart_due(), "long and caught up with");
-        assert!(
-            !near.restart_due(),
-            "once until the next checkpoint reports"
-        );
-        let huge = log(WAL_MAX_FRAMES, WAL_MAX_FRAMES, 0);
-        assert!(huge.restart_due(), "too long, whatever is left");
-    }
-
-    #[test]
-    fn the_background_checkpoint_catches_up_only_with_a_long_log_far_behind() {
-        let limit = WAL_RESTART_REMAINING;
-        assert!(
-            !log(WAL_RESTART_FRAMES - 1, 5_000, 0).catching_up(),
-            "short"
-        );
-        assert!(
-            log(WAL_RESTART_FRAMES, limit + 1, 0).catching_up(),
-            "a large last copy"
-        );
-        assert!(
-            log(WAL_RESTART_FRAMES, 0, limit + 1).catching_up(),
-            "much left"
-        );
-        assert!(
-            !log(WAL_RESTART_FRAMES, limit, 0).catching_up(),
-            "close enough"
-        );
-        assert!(
-            !log(WAL_MAX_FRAMES, 5_000, 0).catching_up(),
-            "too long: the writer finishes now"
-        );
-    }
-
-    #[test]
-    fn a_log_started_over_counts_its_first_copy_from_nothing() {
-        let wal = log(WAL_RESTART_FRAMES, 5_000, 0);
-        wal.saw(300, 300);
-        assert_eq!(wal.behind(), 300);
     }
 }

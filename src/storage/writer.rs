@@ -31,7 +31,7 @@ use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
 use rusqlite::{ToSql, ffi::ErrorCode};
 use sea_orm::{Statement, Value};
 
-use super::Wal;
+use super::checkpoint::Wal;
 use crate::domain::{Error, Result};
 
 /// Prepared statements kept per connection. Multi-row inserts differ by

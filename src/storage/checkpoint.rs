@@ -1,0 +1,316 @@
+//! The SQLite write-ahead log copied back into the database file, in the
+//! background, on a thread and a connection of its own.
+//!
+//! SQLite's own checkpoint would run inside the commit that crossed 1,000
+//! pages, and showed as the p99 of B1; so no connection checkpoints on its
+//! own (`wal_autocheckpoint=0`) and this thread does it every
+//! [`CHECKPOINT_EVERY`], with PASSIVE checkpoints that never block the
+//! writer, flushing the database file after each. Under B1's half load a
+//! checkpoint copies about 40 MB of log (7–11 ms of one core) and its flush
+//! writes the pages it copied (6–23 ms of disk); the log's restarts are
+//! planned from what the checkpoints report ([`Wal`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::domain::Error;
+
+/// How often the SQLite write-ahead log is copied back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Past this many frames (4 KB pages) the write-ahead log is started over
+/// from its beginning (`Wal::restart_due`): 64 MB.
+const WAL_RESTART_FRAMES: i64 = 16_384;
+
+/// At most this many frames (1 MB) left for the writer to copy when it
+/// finishes a checkpoint itself. A checkpoint finds to copy what was
+/// written while the one before it ran, so while the log is long and the
+/// last one copied more than this, the background checkpoints run back to
+/// back (at most [`CATCH_UP_PASSES`] a tick), each shorter than the last:
+/// the writer's own checkpoint, which every accept waits for, stays short.
+const WAL_RESTART_REMAINING: i64 = 256;
+
+/// At most this many background checkpoints in a row per tick.
+const CATCH_UP_PASSES: u32 = 16;
+
+/// Past this many frames (256 MB) the writer finishes the checkpoint
+/// whatever is left to copy.
+const WAL_MAX_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
+
+/// The SQLite write-ahead log as the last checkpoint found it.
+///
+/// SQLite starts the log over from its beginning only when a write begins
+/// after a checkpoint that copied every frame. Under steady writes the
+/// background checkpoint never catches up with the frames added while it
+/// runs, so the log would grow without end (gigabytes within a minute of
+/// B1, every fsync paying for the growing file). So once the log is long
+/// and the background checkpoints have nearly caught up with it, the writer
+/// runs one checkpoint itself just before its next transaction, with
+/// nothing being written meanwhile: it completes, and that transaction
+/// starts the log over.
+#[derive(Debug, Default)]
+pub(crate) struct Wal {
+    /// Frames in the log.
+    frames: AtomicI64,
+    /// Of those, frames copied into the database.
+    copied: AtomicI64,
+    /// Frames the last checkpoint copied: about what the next will find.
+    last_copy: AtomicI64,
+}
+
+impl Wal {
+    /// Notes what a checkpoint reported; returns how many frames it copied.
+    fn saw(&self, frames: i64, copied: i64) -> i64 {
+        let before = self.copied.swap(copied, Relaxed);
+        // Fewer copied than before: the log was started over meanwhile.
+        let last_copy = if copied >= before {
+            copied - before
+        } else {
+            copied
+        };
+        self.last_copy.store(last_copy, Relaxed);
+        self.frames.store(frames, Relaxed);
+        last_copy
+    }
+
+    /// About how many frames a checkpoint would copy now.
+    fn behind(&self) -> i64 {
+        let uncopied = self.frames.load(Relaxed) - self.copied.load(Relaxed);
+        uncopied.max(self.last_copy.load(Relaxed))
+    }
+
+    /// Whether the log is long and the background checkpoints have not yet
+    /// caught up with it closely enough for the writer to finish.
+    fn catching_up(&self) -> bool {
+        let frames = self.frames.load(Relaxed);
+        (WAL_RESTART_FRAMES..WAL_MAX_FRAMES).contains(&frames)
+            && self.behind() > WAL_RESTART_REMAINING
+    }
+
+    /// Whether the writer should checkpoint before its next transaction;
+    /// once true it is false until the next checkpoint reports.
+    pub(crate) fn restart_due(&self) -> bool {
+        let frames = self.frames.load(Relaxed);
+        let due = frames >= WAL_MAX_FRAMES
+            || (frames >= WAL_RESTART_FRAMES && self.behind() <= WAL_RESTART_REMAINING);
+        if due {
+            self.saw(0, 0);
+        }
+        due
+    }
+}
+
+/// The checkpoint thread; it stops, closing its connection, when this is
+/// dropped or [`Checkpointer::stop`] is called.
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    stop: std::sync::Mutex<Option<mpsc::Sender<()>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection to the database file at `path` and starts the
+    /// thread, which reports what each checkpoint found to `wal`.
+    pub(crate) fn start(path: &Path, wal: Arc<Wal>) -> Result<Checkpointer, Error> {
+        let unavailable = |e: std::io::Error, what: &str| {
+            Error::StorageUnavailable(anyhow::Error::new(e).context(what.to_owned()))
+        };
+        let conn = rusqlite::Connection::open(path)
+            .and_then(|conn| conn.busy_timeout(Duration::from_secs(5)).map(|()| conn))
+            .map_err(|e| {
+                Error::StorageUnavailable(
+                    anyhow::Error::new(e).context("opening the SQLite checkpoint connection"),
+                )
+            })?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| unavailable(e, "opening the SQLite database file to flush it"))?;
+        let (stop, stopped) = mpsc::channel();
+        let path = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("posthorn-checkpoint".into())
+            .spawn(move || {
+                checkpoint_loop(&conn, &file, &path, &wal, &stopped);
+                // The connection first, then the descriptor (see
+                // `flush_in_steps`).
+                drop(conn);
+                drop(file);
+            })
+            .map_err(|e| unavailable(e, "starting the SQLite checkpoint thread"))?;
+        Ok(Checkpointer {
+            stop: std::sync::Mutex::new(Some(stop)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops the thread and waits until its connection is closed.
+    pub(crate) async fn stop(&self) {
+        drop(lock(&self.stop).take());
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every [`CHECKPOINT_EVERY`] until stopped: one PASSIVE checkpoint, or
+/// several in a row while the log is long and far behind, each followed by
+/// a flush of the database file.
+fn checkpoint_loop(
+    conn: &rusqlite::Connection,
+    file: &std::fs::File,
+    path: &Path,
+    wal: &Wal,
+    stopped: &mpsc::Receiver<()>,
+) {
+    loop {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        for _ in 0..CATCH_UP_PASSES {
+            let copied = match checkpoint(conn) {
+                Ok(Some((frames, copied))) => wal.saw(frames, copied),
+                Ok(None) => 0,
+                Err(error) => {
+                    tracing::warn!(%error, database = %path.display(), "the SQLite checkpoint failed; it runs again shortly");
+                    break;
+                }
+            };
+            // Nothing copied, nothing to flush.
+            if copied > 0
+                && let Err(error) = flush_in_steps(file)
+            {
+                tracing::warn!(%error, database = %path.display(), "flushing the SQLite database file failed");
+            }
+            if !wal.catching_up() {
+                break;
+            }
+        }
+    }
+}
+
+/// One PASSIVE checkpoint: the frames in the log and the frames copied, or
+/// `None` when the database is not in WAL mode.
+fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    // (busy, frames in the log, frames copied); -1 when not in WAL mode.
+    let (frames, copied): (i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get(1)?, row.get(2)?))
+        })?;
+    Ok((frames >= 0).then_some((frames, copied)))
+}
+
+/// How much of the database file one step of [`flush_in_steps`] writes out.
+#[cfg(target_os = "linux")]
+const FLUSH_STEP: i64 = 1 << 20;
+
+/// Writes the database file's dirty pages out a megabyte of the file at a
+/// time, then flushes it. A background checkpoint copies pages into the
+/// database but flushes the file only when it reaches the end of the log,
+/// which under steady writes it never does; so every page it copied since
+/// the log last started over waited for the writer's own checkpoint to
+/// flush them, 15 ms in B1, with every accept waiting behind it. Flushed
+/// here after each background checkpoint, the writer's flush holds only
+/// what it copied itself. In steps, because one `fdatasync` put all of a
+/// checkpoint's pages (up to 20 MB, scattered) before the device at once,
+/// and the writer's next commit, whose own flush queued behind them,
+/// waited 4–6 ms for it.
+///
+/// `file` is a descriptor of its own: closing it would release the
+/// process's POSIX locks on the file, so it is closed only with the thread,
+/// after the thread's connection, when the store closes; and Posthorn is
+/// the one process using its SQLite database.
+fn flush_in_steps(file: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let len = i64::try_from(file.metadata()?.len()).unwrap_or(i64::MAX);
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        let mut offset = 0;
+        while offset < len {
+            // SAFETY: sync_file_range reads its integer arguments; the
+            // descriptor is open for as long as `file` is borrowed.
+            if unsafe { libc::sync_file_range(file.as_raw_fd(), offset, FLUSH_STEP, flags) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            offset += FLUSH_STEP;
+        }
+    }
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of `frames` whose last checkpoint copied `last` and left
+    /// `left` uncopied.
+    fn log(frames: i64, last: i64, left: i64) -> Wal {
+        let wal = Wal::default();
+        wal.saw(frames, frames - left - last);
+        wal.saw(frames, frames - left);
+        wal
+    }
+
+    #[test]
+    fn the_log_is_started_over_once_long_and_caught_up_with_or_too_long() {
+        assert!(!Wal::default().restart_due(), "an empty log");
+        let limit = WAL_RESTART_REMAINING;
+        assert!(!log(WAL_RESTART_FRAMES - 1, 0, 0).restart_due(), "short");
+        let far = log(WAL_RESTART_FRAMES, limit + 1, 0);
+        assert!(!far.restart_due(), "long, the last copy too large");
+        let left = log(WAL_RESTART_FRAMES, 0, limit + 1);
+        assert!(!left.restart_due(), "long, too much left to copy");
+        let near = log(WAL_RESTART_FRAMES, limit, limit);
+        assert!(near.restart_due(), "long and caught up with");
+        assert!(
+            !near.restart_due(),
+            "once until the next checkpoint reports"
+        );
+        let huge = log(WAL_MAX_FRAMES, WAL_MAX_FRAMES, 0);
+        assert!(huge.restart_due(), "too long, whatever is left");
+    }
+
+    #[test]
+    fn the_background_checkpoint_catches_up_only_with_a_long_log_far_behind() {
+        let limit = WAL_RESTART_REMAINING;
+        assert!(
+            !log(WAL_RESTART_FRAMES - 1, 5_000, 0).catching_up(),
+            "short"
+        );
+        assert!(
+            log(WAL_RESTART_FRAMES, limit + 1, 0).catching_up(),
+            "a large last copy"
+        );
+        assert!(
+            log(WAL_RESTART_FRAMES, 0, limit + 1).catching_up(),
+            "much left"
+        );
+        assert!(
+            !log(WAL_RESTART_FRAMES, limit, 0).catching_up(),
+            "close enough"
+        );
+        assert!(
+            !log(WAL_MAX_FRAMES, 5_000, 0).catching_up(),
+            "too long: the writer finishes now"
+        );
+    }
+
+    #[test]
+    fn a_log_started_over_counts_its_first_copy_from_nothing() {
+        let wal = log(WAL_RESTART_FRAMES, 5_000, 0);
+        wal.saw(300, 300);
+        assert_eq!(wal.behind(), 300);
+    }
+}
