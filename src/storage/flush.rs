@@ -3,12 +3,15 @@
 //! The writer connection runs with `synchronous=NORMAL`: its COMMIT writes
 //! the transaction's frames to the write-ahead log and returns without
 //! flushing the file, so the writer can begin its next transaction while
-//! the device works. A thread of its own flushes the log ([`Flusher`]);
+//! the device works. Threads of their own flush the log ([`Flusher`]);
 //! every commit that answers somebody waits for a flush that began after
 //! its COMMIT returned, so what is acknowledged is exactly as durable as
 //! with `synchronous=FULL`, whose COMMIT flushes the same file before it
 //! returns. Flushes are shared: one flush covers every commit made before
-//! it began.
+//! it began. Two may run at once, so a commit made during a flush does not
+//! wait for that flush to end before its own begins: under B1's half load
+//! that took the p99 of an accept's wait for durability from about 4 ms to
+//! about 2.5 ms.
 //!
 //! A failed flush leaves the kernel free to have dropped the pages it could
 //! not write, so a later flush that succeeds proves nothing about them:
@@ -35,8 +38,15 @@ struct Progress {
 struct Requests {
     /// The newest ticket handed out.
     newest: u64,
+    /// The newest ticket a flush has begun for.
+    begun: u64,
     stop: bool,
 }
+
+/// Flushes that may run at once: with two, a commit's flush starts as soon
+/// as the commit is made, whatever the other is doing; three were not
+/// tried (one core each is all this machine has to give).
+const FLUSHING_THREADS: usize = 2;
 
 #[derive(Debug)]
 struct Shared {
@@ -45,7 +55,7 @@ struct Shared {
     progress: watch::Sender<Progress>,
 }
 
-/// Flushes the write-ahead log of one SQLite database on a thread of its
+/// Flushes the write-ahead log of one SQLite database on threads of its
 /// own; stops when the last handle is dropped.
 #[derive(Debug)]
 pub(crate) struct Flusher {
@@ -64,10 +74,12 @@ impl Flusher {
         let mut log = database.clone().into_os_string();
         log.push("-wal");
         let log = PathBuf::from(log);
-        let thread = shared.clone();
-        std::thread::Builder::new()
-            .name("posthorn-flush".into())
-            .spawn(move || flush_loop(&thread, &database, &log))?;
+        for _ in 0..FLUSHING_THREADS {
+            let (thread, database, log) = (shared.clone(), database.clone(), log.clone());
+            std::thread::Builder::new()
+                .name("posthorn-flush".into())
+                .spawn(move || flush_loop(&thread, &database, &log))?;
+        }
         Ok(Flusher { shared })
     }
 
@@ -100,7 +112,7 @@ impl Flusher {
 impl Drop for Flusher {
     fn drop(&mut self) {
         lock(&self.shared.requests).stop = true;
-        self.shared.wake.notify_one();
+        self.shared.wake.notify_all();
     }
 }
 
@@ -118,28 +130,34 @@ fn unavailable(cause: &str) -> Error {
     ))
 }
 
-/// Waits for tickets, flushes the log once for all handed out so far, and
-/// reports them durable.
+/// Waits for tickets no flush has begun for, flushes the log once for all
+/// handed out so far, and reports them durable. Several threads run this:
+/// a commit made while one flush is under way gets a flush of its own at
+/// once instead of waiting for that one to end first. A flush covers every
+/// ticket handed out before it began, whichever flush ends first.
 fn flush_loop(shared: &Shared, database: &std::path::Path, log: &std::path::Path) {
-    let mut done = 0;
     loop {
         let target = {
             let mut requests = lock(&shared.requests);
-            while requests.newest == done && !requests.stop {
+            while requests.newest == requests.begun && !requests.stop {
                 requests = shared
                     .wake
                     .wait(requests)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            if requests.newest == done {
+            if requests.newest == requests.begun {
                 return;
             }
+            requests.begun = requests.newest;
             requests.newest
         };
         match flush(database, log) {
             Ok(()) => {
-                done = target;
-                shared.progress.send_modify(|p| p.through = target);
+                shared.progress.send_if_modified(|p| {
+                    let further = target > p.through;
+                    p.through = p.through.max(target);
+                    further
+                });
             }
             Err(error) => {
                 tracing::error!(%error, log = %log.display(), "flushing the SQLite write-ahead log failed; nothing more is acknowledged until the server restarts");
@@ -186,6 +204,35 @@ mod tests {
             .wait(first)
             .await
             .expect("an older ticket is durable too");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_ticket_of_many_committers_at_once_becomes_durable() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("posthorn.db");
+        std::fs::write(&database, b"").expect("database file");
+        std::fs::write(dir.path().join("posthorn.db-wal"), b"frames").expect("log file");
+        let flusher = Arc::new(Flusher::start(database).expect("flusher"));
+        let committers: Vec<_> = (0..64)
+            .map(|_| {
+                let flusher = flusher.clone();
+                tokio::spawn(async move {
+                    for _ in 0..20 {
+                        flusher.wait(flusher.ticket()).await?;
+                    }
+                    Ok::<_, Error>(())
+                })
+            })
+            .collect();
+        let all = async {
+            for committer in committers {
+                committer.await.expect("committer").expect("durable");
+            }
+        };
+        // A lost wake-up would leave a committer waiting for ever.
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("every committer was answered");
     }
 
     #[tokio::test]
