@@ -5,7 +5,7 @@
 //!   SQLite (WAL; every accept on disk before its answer) on loopback:
 //!   over gRPC (B1) and over REST/JSON (B2). Throughput and p50/p99
 //!   latency; then, in each round, gRPC paced at half that round's rate for
-//!   the latency bar.
+//!   the latency bar (after a second at that pace that is not counted).
 //! - Postfix: a private instance (`scripts/postfix-peer.sh`: its own config
 //!   and queue under a temporary directory, loopback only, mail discarded
 //!   after queueing) accepting 1 KB messages from `smtp-source`.
@@ -298,6 +298,11 @@ fn main() {
             // at a given rate, to compare two builds at the same load).
             let half = o.paced_rate.map_or(b1.rate / 2.0, |rate| rate as f64);
             let pace = Duration::from_secs_f64(o.clients as f64 / half);
+            // A second at that pace first, not counted: what the leg
+            // measures is the server at half load, not the first moments
+            // after the full-speed legs (whose log is still being copied
+            // back and flushed then).
+            measure(o.clients, 1, Some(pace), grpc(format!("warm-{round}"))).await;
             let paced = measure(o.clients, o.seconds, Some(pace), grpc(format!("paced-{round}"))).await;
             println!(
                 "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix, CPU {} us each) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC, CPU {} us each) | B1 paced at {half:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms",

@@ -12,7 +12,10 @@
 //!   32 sessions; the clock stops when its queue is empty.
 //! - B5: the same Posthorn run once more into a sink in the bench process
 //!   that notes the instant of each 250; the latency is from there to the
-//!   `sent` event on the watcher, on the same clock.
+//!   `sent` event on the watcher, on the same clock. The watcher (with a
+//!   connection of its own) and the sink each run on a thread of their
+//!   own, so neither reads the clock late because the senders kept this
+//!   process's runtime busy.
 //! - RSS of the server process (`/proc/PID/status`), sampled every 100 ms
 //!   during its run, and after start-up before any load.
 //!
@@ -59,6 +62,24 @@ struct Run {
     /// From the sink's 250 to the `sent` event on the watcher (B5), when
     /// the sink timed its replies.
     latencies: Vec<Duration>,
+}
+
+/// Runs `work` on a thread of its own with a runtime of its own; the
+/// receiver gets its result.
+fn on_own_thread<F>(work: F) -> tokio::sync::oneshot::Receiver<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _ = done.send(runtime.block_on(work));
+    });
+    result
 }
 
 /// When the timing sink answered 250 for each recipient.
@@ -218,20 +239,6 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
                 .expect("connect"),
         );
     }
-    let mut watch = v1::messages_service_client::MessagesServiceClient::new(channels[0].clone());
-    let mut watch_request = tonic::Request::new(v1::WatchMessagesRequest {
-        types: vec![v1::EventType::Sent as i32],
-        ..Default::default()
-    });
-    watch_request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().expect("ascii"));
-    let mut stream = watch
-        .watch_messages(watch_request)
-        .await
-        .expect("watch")
-        .into_inner();
-
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = tokio::spawn({
         let peak = peak.clone();
@@ -243,28 +250,55 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
             }
         }
     });
-    let started = Instant::now();
-    let counter = tokio::spawn(async move {
-        let mut seen = 0u64;
-        let mut latencies = Vec::new();
-        while seen < messages {
-            let event = stream
-                .next()
+    // The watcher is an application of its own: its own connection, and
+    // a thread of its own, so its clock reads when the event arrives, not
+    // when this process's senders let it run.
+    let (subscribed, ready) = tokio::sync::oneshot::channel();
+    let counter = on_own_thread({
+        let (url, key) = (url.clone(), key.clone());
+        async move {
+            let channel = Channel::from_shared(url)
+                .expect("uri")
+                .connect()
                 .await
-                .expect("the stream stays open")
-                .expect("an event");
-            let arrived = Instant::now();
-            if let Some(event) = event.event {
-                seen += 1;
-                if let Some(replied) = &replied
-                    && let Some(at) = replied.lock().expect("lock").get(&event.recipient)
-                {
-                    latencies.push(arrived.saturating_duration_since(*at));
+                .expect("connect");
+            let mut watch = v1::messages_service_client::MessagesServiceClient::new(channel);
+            let mut request = tonic::Request::new(v1::WatchMessagesRequest {
+                types: vec![v1::EventType::Sent as i32],
+                ..Default::default()
+            });
+            request
+                .metadata_mut()
+                .insert("x-api-key", key.parse().expect("ascii"));
+            let mut stream = watch
+                .watch_messages(request)
+                .await
+                .expect("watch")
+                .into_inner();
+            let started = Instant::now();
+            let _ = subscribed.send(started);
+            let mut seen = 0u64;
+            let mut latencies = Vec::new();
+            while seen < messages {
+                let event = stream
+                    .next()
+                    .await
+                    .expect("the stream stays open")
+                    .expect("an event");
+                let arrived = Instant::now();
+                if let Some(event) = event.event {
+                    seen += 1;
+                    if let Some(replied) = &replied
+                        && let Some(at) = replied.lock().expect("lock").get(&event.recipient)
+                    {
+                        latencies.push(arrived.saturating_duration_since(*at));
+                    }
                 }
             }
+            (started.elapsed(), latencies)
         }
-        (started.elapsed(), latencies)
     });
+    let started = ready.await.expect("the watcher subscribed");
     let key = Arc::new(key);
     let senders: Vec<_> = (0..clients)
         .map(|client| {
@@ -368,7 +402,14 @@ fn main() {
     // B5: the same load into a sink in this process that notes when it
     // answers 250; the latency is from there to the watcher's event.
     let mut latencies = runtime.block_on(async {
-        let (port, replied) = timing_sink().await;
+        // The sink, too, runs on a thread of its own (for as long as this
+        // process), so it notes each 250 when it sends it.
+        let (listening, sink) = tokio::sync::oneshot::channel();
+        drop(on_own_thread(async move {
+            let _ = listening.send(timing_sink().await);
+            std::future::pending::<()>().await;
+        }));
+        let (port, replied) = sink.await.expect("timing sink");
         let run = posthorn(port, messages, clients, Some(replied)).await;
         println!(
             "B5 leg: accepted in {:.1} s, delivered all in {:.1} s ({:.0}/s), {} latencies",
