@@ -107,24 +107,21 @@ impl Wal {
 /// dropped or [`Checkpointer::stop`] is called.
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
-    stop: std::sync::Mutex<Option<mpsc::Sender<()>>>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The thread's stop signal (dropping it stops the thread) and its
+    /// handle; taken by [`Checkpointer::stop`].
+    running: std::sync::Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 impl Checkpointer {
-    /// Opens a connection to the database file at `path` and starts the
-    /// thread, which reports what each checkpoint found to `wal`.
+    /// Opens a connection to the database file at `path` (with the
+    /// writer's settings) and starts the thread, which reports what each
+    /// checkpoint found to `wal`.
     pub(crate) fn start(path: &Path, wal: Arc<Wal>) -> Result<Checkpointer, Error> {
-        let unavailable = |e: std::io::Error, what: &str| {
-            Error::StorageUnavailable(anyhow::Error::new(e).context(what.to_owned()))
-        };
-        let conn = rusqlite::Connection::open(path)
-            .and_then(|conn| conn.busy_timeout(Duration::from_secs(5)).map(|()| conn))
-            .map_err(|e| {
-                Error::StorageUnavailable(
-                    anyhow::Error::new(e).context("opening the SQLite checkpoint connection"),
-                )
-            })?;
+        fn unavailable(e: impl Into<anyhow::Error>, what: &'static str) -> Error {
+            Error::StorageUnavailable(e.into().context(what))
+        }
+        let conn = super::writer::open(path)
+            .map_err(|e| unavailable(e, "opening the SQLite checkpoint connection"))?;
         let file = std::fs::File::open(path)
             .map_err(|e| unavailable(e, "opening the SQLite database file to flush it"))?;
         let (stop, stopped) = mpsc::channel();
@@ -140,25 +137,22 @@ impl Checkpointer {
             })
             .map_err(|e| unavailable(e, "starting the SQLite checkpoint thread"))?;
         Ok(Checkpointer {
-            stop: std::sync::Mutex::new(Some(stop)),
-            thread: std::sync::Mutex::new(Some(thread)),
+            running: std::sync::Mutex::new(Some((stop, thread))),
         })
     }
 
     /// Stops the thread and waits until its connection is closed.
     pub(crate) async fn stop(&self) {
-        drop(lock(&self.stop).take());
-        let thread = lock(&self.thread).take();
-        if let Some(thread) = thread {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some((stop, thread)) = running {
+            drop(stop);
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Every [`CHECKPOINT_EVERY`] until stopped: one PASSIVE checkpoint, or

@@ -196,7 +196,9 @@ fn cause(error: Error) -> String {
     format!("{:#}", anyhow::Error::from(error))
 }
 
-fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+/// Opens a rusqlite connection to the database file at `path`, set up as
+/// the writer's (the checkpoint thread opens its own the same way).
+pub(super) fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // The same settings as the pool's connections (see `options`).
