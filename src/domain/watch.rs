@@ -1,18 +1,24 @@
 //! WatchMessages: an account's events, first those stored after a cursor,
 //! then live ones as they are written.
 //!
-//! Every watcher reads the events table by cursor at its own pace; writers
-//! only bump a signal after committing events. A slow consumer therefore
-//! holds up nobody: its buffer fills, its reader waits, and it carries on
-//! from its cursor. Events written by another process sharing a PostgreSQL
-//! database arrive through its notifications (`LISTEN/NOTIFY`); a periodic
-//! re-read covers a notification lost with a connection.
+//! Every watcher reads the events table by cursor at its own pace, and
+//! then follows what is committed: on SQLite, where one process writes,
+//! the store hands every watcher of the process each run of events as it
+//! becomes durable ([`Published`]), and a watcher reads the table again
+//! only when it missed one; on PostgreSQL the store bumps a signal, and
+//! every watcher reads what is new. A slow consumer holds up nobody: its
+//! buffer fills, its reader waits (missing runs handed out meanwhile), and
+//! it carries on from its cursor. Events written by another process sharing
+//! a PostgreSQL database arrive through its notifications (`LISTEN/NOTIFY`);
+//! a periodic re-read covers a notification lost with a connection.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::BoxStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::{Error, Result};
@@ -34,6 +40,25 @@ pub struct WatchFilter {
     pub types: Vec<EventType>,
 }
 
+/// A run of durable events: every event whose cursor is above `after` and
+/// at most `through`, in cursor order, each with its account. A run whose
+/// `after` equals its `through` carries nothing and says only that events
+/// up to `through` exist (a watcher behind it reads them from the table).
+#[derive(Debug, Default)]
+pub struct Published {
+    pub after: i64,
+    pub through: i64,
+    pub events: Vec<(String, Event)>,
+}
+
+/// How a watcher hears of events committed after its last read.
+pub enum Live {
+    /// Every run of events as it becomes durable, in cursor order.
+    Published(broadcast::Receiver<Arc<Published>>),
+    /// A signal that events were committed; the watcher reads them.
+    Signal(watch::Receiver<u64>),
+}
+
 /// What watching needs from storage.
 pub trait EventStore: Clone + Send + Sync + 'static {
     /// Up to `limit` events matching `filter` with a cursor above `after`,
@@ -51,6 +76,83 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Changes whenever events were committed by this process or, on
     /// PostgreSQL, by any process sharing the database.
     fn event_signal(&self) -> watch::Receiver<u64>;
+
+    /// How a watcher follows what is committed from now on.
+    fn live(&self) -> Live;
+}
+
+impl Live {
+    /// Notes that the watcher is about to read: what is committed from
+    /// here on is news.
+    fn reading(&mut self) {
+        if let Live::Signal(signal) = self {
+            signal.borrow_and_update();
+        }
+    }
+
+    /// Waits until there may be events after `cursor` that the watcher has
+    /// not read; events handed over meanwhile that match `filter` are sent
+    /// to `tx` and move `cursor` on. Returns `None` when the watcher should
+    /// stop; otherwise it reads, and once read every event up to the cursor
+    /// returned (0 when unknown) was considered.
+    async fn follow(
+        &mut self,
+        filter: &WatchFilter,
+        cursor: &mut i64,
+        tx: &mpsc::Sender<Result<Event>>,
+    ) -> Option<i64> {
+        loop {
+            let published = match self {
+                Live::Signal(signal) => {
+                    return tokio::select! {
+                        changed = signal.changed() => changed.ok().map(|()| 0),
+                        () = tokio::time::sleep(REREAD) => Some(0),
+                        () = tx.closed() => None,
+                    };
+                }
+                Live::Published(runs) => tokio::select! {
+                    run = runs.recv() => run,
+                    () = tokio::time::sleep(REREAD) => return Some(0),
+                    () = tx.closed() => return None,
+                },
+            };
+            let run = match published {
+                Ok(run) => run,
+                // Runs were missed (the watcher fell behind): read them.
+                Err(RecvError::Lagged(_)) => return Some(0),
+                Err(RecvError::Closed) => return None,
+            };
+            if run.through <= *cursor {
+                continue;
+            }
+            if run.after > *cursor {
+                // Events between the last read and this run, all committed
+                // by now: read them.
+                return Some(run.through);
+            }
+            for (account_id, event) in &run.events {
+                if event.cursor > *cursor
+                    && filter.matches(account_id, event)
+                    && tx.send(Ok(event.clone())).await.is_err()
+                {
+                    return None;
+                }
+            }
+            *cursor = run.through;
+        }
+    }
+}
+
+impl WatchFilter {
+    /// Whether `event` of `account_id` is one this watcher wants.
+    fn matches(&self, account_id: &str, event: &Event) -> bool {
+        account_id == self.account_id
+            && self
+                .message_id
+                .as_ref()
+                .is_none_or(|id| *id == event.message_id)
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+    }
 }
 
 /// Streams the events of `filter`: from `after_cursor` when given (> 0);
@@ -64,17 +166,21 @@ pub async fn watch<S: EventStore>(
     if after_cursor < 0 {
         return Err(Error::invalid("after_cursor", "must not be negative"));
     }
-    let mut signal = store.event_signal();
-    signal.borrow_and_update();
+    // Followed from before the first read, so nothing committed between
+    // the read and the following is missed.
+    let mut live = store.live();
     let start = match (after_cursor, &filter.message_id) {
         (0, None) => store.latest_cursor().await?,
         (cursor, _) => cursor,
     };
     let (tx, rx) = mpsc::channel(BUFFER);
     tokio::spawn(async move {
+        // Every event up to here was considered (sent or not wanted).
         let mut cursor = start;
+        // Once the next read is complete, so is every event up to here.
+        let mut read_through = 0;
         loop {
-            signal.borrow_and_update();
+            live.reading();
             let batch = match store.events_after(&filter, cursor, PAGE).await {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -92,14 +198,10 @@ pub async fn watch<S: EventStore>(
             if full {
                 continue;
             }
-            tokio::select! {
-                changed = signal.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                () = tokio::time::sleep(REREAD) => {}
-                () = tx.closed() => return,
+            cursor = cursor.max(read_through);
+            match live.follow(&filter, &mut cursor, &tx).await {
+                Some(through) => read_through = through,
+                None => return,
             }
         }
     });

@@ -305,7 +305,7 @@ impl DeliveryStore for Store {
             released
         } as u64;
         // Another worker, here or in another process, may take them now.
-        self.events_written();
+        self.wake_workers();
         if backend_is_postgres(self.writer()) {
             self.writer()
                 .execute_raw(Statement::from_sql_and_values(
@@ -379,7 +379,7 @@ impl DeliveryStore for Store {
         super::messages::execute_all(&tx, later_writes(backend, &records, &changed, states))
             .await?;
         tx.commit().await.map_err(db_error)?;
-        Ok(self.durable_then_signal())
+        Ok(self.events_durable())
     }
 }
 
@@ -437,7 +437,7 @@ impl Store {
             .await?;
         // The workers are answered, and the watchers woken, once durable.
         Ok(if changed_any {
-            self.durable_then_signal()
+            self.events_durable()
         } else {
             nothing_to_flush()
         })

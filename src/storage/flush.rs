@@ -18,6 +18,7 @@
 //! after one failure every wait fails (STORAGE_UNAVAILABLE) until the
 //! server is restarted and SQLite recovers the log from the file.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -48,11 +49,24 @@ struct Requests {
 /// tried (one core each is all this machine has to give).
 const FLUSHING_THREADS: usize = 2;
 
-#[derive(Debug)]
+/// What runs once a ticket is durable (see [`Flusher::when_durable`]).
+type Then = Box<dyn FnOnce() + Send>;
+
 struct Shared {
     requests: Mutex<Requests>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
+    /// Work waiting for its ticket to be durable, in ticket order.
+    then: Mutex<VecDeque<(u64, Then)>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("requests", &self.requests)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Flushes the write-ahead log of one SQLite database on threads of its
@@ -70,6 +84,7 @@ impl Flusher {
             requests: Mutex::new(Requests::default()),
             wake: Condvar::new(),
             progress: watch::Sender::new(Progress::default()),
+            then: Mutex::new(VecDeque::new()),
         });
         let mut log = database.clone().into_os_string();
         log.push("-wal");
@@ -95,6 +110,19 @@ impl Flusher {
         ticket
     }
 
+    /// Runs `then` on a flushing thread once everything committed before
+    /// this call is durable, after whatever was handed over before it; it
+    /// never runs when the flush fails. `then` must be short: the next
+    /// flush's waiters wait for it.
+    pub(crate) fn when_durable(&self, then: impl FnOnce() + Send + 'static) {
+        // The ticket is taken under the queue's lock, so the queue stays in
+        // ticket order.
+        let mut queue = lock(&self.shared.then);
+        if self.shared.progress.borrow().failed.is_none() {
+            queue.push_back((self.ticket(), Box::new(then)));
+        }
+    }
+
     /// Waits until `ticket` is durable.
     pub(crate) async fn wait(&self, ticket: u64) -> Result<()> {
         let mut progress = self.shared.progress.subscribe();
@@ -116,10 +144,10 @@ impl Drop for Flusher {
     }
 }
 
-/// The requests; nothing panics while holding them, so a poisoned lock
-/// still holds consistent numbers.
-fn lock(requests: &Mutex<Requests>) -> std::sync::MutexGuard<'_, Requests> {
-    requests
+/// A lock of the flusher's; nothing panics while holding one, so a
+/// poisoned lock still holds consistent state.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -158,6 +186,14 @@ fn flush_loop(shared: &Shared, database: &std::path::Path, log: &std::path::Path
                     p.through = p.through.max(target);
                     further
                 });
+                // Run under the lock, so that what the other thread finds
+                // due after its flush runs after this, in ticket order.
+                let mut then = lock(&shared.then);
+                while then.front().is_some_and(|(ticket, _)| *ticket <= target) {
+                    if let Some((_, run)) = then.pop_front() {
+                        run();
+                    }
+                }
             }
             Err(error) => {
                 tracing::error!(%error, log = %log.display(), "flushing the SQLite write-ahead log failed; nothing more is acknowledged until the server restarts");
@@ -165,6 +201,7 @@ fn flush_loop(shared: &Shared, database: &std::path::Path, log: &std::path::Path
                 shared
                     .progress
                     .send_modify(|p| p.failed = Some(message.clone()));
+                lock(&shared.then).clear();
                 return;
             }
         }
@@ -233,6 +270,40 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(60), all)
             .await
             .expect("every committer was answered");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_waiting_for_durability_runs_once_flushed_in_the_order_handed_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("posthorn.db");
+        std::fs::write(&database, b"").expect("database file");
+        std::fs::write(dir.path().join("posthorn.db-wal"), b"frames").expect("log file");
+        let flusher = Flusher::start(database).expect("flusher");
+        let (ran, mut order) = tokio::sync::mpsc::unbounded_channel();
+        for n in 0..500 {
+            let ran = ran.clone();
+            flusher.when_durable(move || ran.send(n).expect("receiver"));
+            if n % 7 == 0 {
+                // Interleaved with committers that only wait.
+                flusher.wait(flusher.ticket()).await.expect("durable");
+            }
+        }
+        for n in 0..500 {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(60), order.recv())
+                .await
+                .expect("every handed-over piece ran");
+            assert_eq!(next, Some(n));
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_waiting_for_a_failed_flush_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flusher = Flusher::start(dir.path().join("gone").join("posthorn.db")).expect("flusher");
+        let (ran, mut order) = tokio::sync::mpsc::unbounded_channel::<()>();
+        flusher.when_durable(move || ran.send(()).expect("receiver"));
+        assert!(flusher.wait(flusher.ticket()).await.is_err());
+        assert!(order.try_recv().is_err(), "ran after a failed flush");
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use crate::domain::messages::{
     MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
 };
 use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
-use crate::domain::watch::{EventStore, WatchFilter};
+use crate::domain::watch::{EventStore, Live, WatchFilter};
 use crate::domain::{Durable, Error, Result};
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 and PostgreSQL's
@@ -160,7 +160,7 @@ fn recipient_from(r: recipients::Model) -> Result<Recipient> {
     })
 }
 
-fn event_from(e: events::Model) -> Result<Event> {
+pub(super) fn event_from(e: events::Model) -> Result<Event> {
     let id = e.message_id.clone();
     Ok(Event {
         event_type: EventType::parse(&e.event_type).ok_or_else(|| corrupt("event type", &id))?,
@@ -688,13 +688,18 @@ impl AcceptStore for Store {
         let outcomes = match self.writer().get_database_backend() {
             DatabaseBackend::Sqlite => match self.commit_at_once(jobs).await? {
                 Some(outcomes) => outcomes,
-                None => self.commit_job_by_job(jobs).await?,
+                None => {
+                    let outcomes = self.commit_job_by_job(jobs).await?;
+                    // Not the writer thread's commit: it has to be told.
+                    self.events_written();
+                    outcomes
+                }
             },
             _ => self.commit_job_by_job(jobs).await?,
         };
         // The ticket is taken now, after the COMMIT: the flush it waits for
         // covers this transaction.
-        Ok((outcomes, self.durable_then_signal()))
+        Ok((outcomes, self.events_durable()))
     }
 
     async fn idempotency_record(
@@ -1125,5 +1130,12 @@ impl EventStore for Store {
 
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
         self.event_signal.subscribe()
+    }
+
+    fn live(&self) -> Live {
+        match &self.published {
+            Some(runs) => Live::Published(runs.subscribe()),
+            None => Live::Signal(self.event_signal.subscribe()),
+        }
     }
 }

@@ -8,6 +8,7 @@ mod checkpoint;
 mod delivery;
 pub mod entities;
 mod flush;
+mod live;
 mod messages;
 mod suppressions;
 mod templates;
@@ -39,9 +40,12 @@ pub struct Store {
     /// transaction is one call.
     sqlite_writer: Option<std::sync::Arc<writer::Writer>>,
     /// Bumped after every commit that wrote events, and on PostgreSQL
-    /// whenever any process sharing the database did: wakes watchers and
-    /// the worker pool.
+    /// whenever any process sharing the database did: wakes the worker
+    /// pool, and on PostgreSQL the watchers.
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// On SQLite, where the watchers get what was committed (see `live`).
+    published:
+        Option<tokio::sync::broadcast::Sender<std::sync::Arc<crate::domain::watch::Published>>>,
     /// Makes the SQLite writer's commits durable (see `flush`); `None` on
     /// PostgreSQL, whose commits are durable when they return, and for an
     /// in-memory database.
@@ -173,6 +177,7 @@ impl Store {
         let mut checkpointer = None;
         let mut flusher = None;
         let mut sqlite_writer = None;
+        let mut published = None;
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool();
@@ -194,10 +199,14 @@ impl Store {
                         anyhow::Error::new(e).context("starting the log-flushing thread"),
                     )
                 })?;
-                flusher = Some(std::sync::Arc::new(started));
+                let started = std::sync::Arc::new(started);
+                let publisher = live::Publisher::new(event_signal.clone(), started.clone());
+                published = Some(publisher.runs());
+                flusher = Some(started);
                 sqlite_writer = Some(std::sync::Arc::new(writer::Writer::start(
                     &file,
                     wal.clone(),
+                    Some(publisher),
                 )?));
                 Database::connect(options(url, 1, SqliteSynchronous::Normal))
                     .await
@@ -223,6 +232,7 @@ impl Store {
             sqlite_writer,
             checkpointer,
             event_signal,
+            published,
             flusher,
             _listening: listening,
         })
@@ -333,19 +343,41 @@ impl Store {
         }
     }
 
-    /// Resolves once every commit the writer made before this call is
-    /// durable, and then wakes the watchers and the workers.
-    pub(crate) fn durable_then_signal(&self) -> crate::domain::Durable {
-        let (durable, store) = (self.durable(), self.clone());
-        Box::pin(async move {
-            durable.await?;
-            store.events_written();
-            Ok(())
-        })
+    /// Resolves once a commit that wrote events is durable: on SQLite,
+    /// one the writer thread made (which hands the events to the watchers
+    /// and wakes the workers itself, see `live`) before this call; on
+    /// PostgreSQL, where the commit was durable when it returned, at once,
+    /// having woken them.
+    pub(crate) fn events_durable(&self) -> crate::domain::Durable {
+        if self.sqlite_writer.is_none() {
+            self.events_written();
+        }
+        Box::pin(self.durable())
     }
 
-    /// Wakes the watchers after a commit that wrote events.
+    /// Wakes the watchers and the workers after a commit that wrote events
+    /// and that the SQLite writer thread did not make: on SQLite, by having
+    /// the thread hand them over after its next commit, which it makes at
+    /// once.
     pub(crate) fn events_written(&self) {
+        match &self.sqlite_writer {
+            Some(writer) => {
+                let nudge = writer.transaction(|_| Ok(writer::Writes::Keep(())));
+                tokio::spawn(async move {
+                    if let Err(error) = nudge.await {
+                        tracing::warn!(
+                            error = format!("{:#}", anyhow::Error::from(error)),
+                            "handing committed events to the watchers failed"
+                        );
+                    }
+                });
+            }
+            None => self.wake_workers(),
+        }
+    }
+
+    /// Wakes the workers (and on PostgreSQL the watchers) of this process.
+    pub(crate) fn wake_workers(&self) {
         self.event_signal.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

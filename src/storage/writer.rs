@@ -32,6 +32,7 @@ use rusqlite::{ToSql, ffi::ErrorCode};
 use sea_orm::{Statement, Value};
 
 use super::checkpoint::Wal;
+use super::live::Publisher;
 use crate::domain::{Error, Result};
 
 /// Prepared statements kept per connection. Multi-row inserts differ by
@@ -76,13 +77,21 @@ impl Writer {
     /// Opens the database file at `path` and starts the thread. Its
     /// commits do not flush the log (`synchronous=NORMAL`): what it commits
     /// is acknowledged once the flusher has (see `flush`).
-    pub(super) fn start(path: &Path, wal: Arc<Wal>) -> Result<Writer> {
+    pub(super) fn start(
+        path: &Path,
+        wal: Arc<Wal>,
+        publisher: Option<Publisher>,
+    ) -> Result<Writer> {
         let conn = open(path).map_err(|e| {
             Error::StorageUnavailable(anyhow::Error::new(e).context("opening the SQLite writer"))
         })?;
         let (jobs, queue) = mpsc::channel();
         let turn = Arc::new(tokio::sync::Mutex::new(()));
-        let session = Session { conn, wal };
+        let session = Session {
+            conn,
+            wal,
+            publisher,
+        };
         let held = turn.clone();
         std::thread::Builder::new()
             .name("posthorn-writer".into())
@@ -252,6 +261,9 @@ fn serve(mut session: Session, queue: mpsc::Receiver<Message>, turn: Arc<tokio::
 pub(super) struct Session {
     conn: rusqlite::Connection,
     wal: Arc<Wal>,
+    /// Hands what each commit wrote to the watchers once durable (see
+    /// `live`).
+    publisher: Option<Publisher>,
 }
 
 impl Session {
@@ -268,11 +280,15 @@ impl Session {
             return;
         }
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
+        let mut kept = false;
         let mut jobs = group.into_iter();
         while let Some(job) = jobs.next() {
             let step = self.run_one_job(job);
             match step {
-                Ok(answer) => answers.push(answer),
+                Ok((keep, answer)) => {
+                    kept |= keep;
+                    answers.push(answer);
+                }
                 Err((answer, error)) => {
                     // The transaction is gone (SQLite rolled it back, or the
                     // savepoint could not be ended): everything in it so
@@ -295,17 +311,23 @@ impl Session {
             .conn
             .execute_batch("COMMIT")
             .map_err(|e| cause(sqlite_error(e)));
-        if committed.is_err() {
-            self.roll_back();
+        match (&committed, &mut self.publisher) {
+            (Err(_), _) => self.roll_back(),
+            (Ok(()), Some(publisher)) if kept => publisher.committed(&self.conn),
+            _ => {}
         }
         for answer in answers {
             answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
         }
     }
 
-    /// Runs one piece of work in its savepoint. An error means the whole
-    /// transaction is lost, with the piece's answer when it has one.
-    fn run_one_job(&mut self, job: Job) -> std::result::Result<Answer, (Option<Answer>, Error)> {
+    /// Runs one piece of work in its savepoint; says whether its writes
+    /// stay. An error means the whole transaction is lost, with the piece's
+    /// answer when it has one.
+    fn run_one_job(
+        &mut self,
+        job: Job,
+    ) -> std::result::Result<(bool, Answer), (Option<Answer>, Error)> {
         self.conn
             .execute_batch("SAVEPOINT work")
             .map_err(|e| (None, sqlite_error(e)))?;
@@ -332,7 +354,7 @@ impl Session {
             ));
         }
         match self.conn.execute_batch(end) {
-            Ok(()) => Ok(answer.unwrap_or_else(|| Box::new(|_| {}))),
+            Ok(()) => Ok((keep, answer.unwrap_or_else(|| Box::new(|_| {})))),
             Err(error) => Err((answer, sqlite_error(error))),
         }
     }
@@ -518,7 +540,7 @@ mod tests {
 
     fn writer() -> (tempfile::TempDir, Arc<Writer>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::start(&dir.path().join("w.db"), Arc::default()).expect("writer");
+        let writer = Writer::start(&dir.path().join("w.db"), Arc::default(), None).expect("writer");
         (dir, Arc::new(writer))
     }
 

@@ -145,6 +145,54 @@ on_both_databases! {
         }
     }
 
+    async fn a_watcher_that_stops_reading_misses_and_repeats_nothing(app: TestApp) {
+        let key = &app.account_a.key;
+        // Opened and then left unread while far more commits are made than
+        // it buffers or the server keeps for it.
+        let mut slow = watch(&app, key, v1::WatchMessagesRequest::default()).await;
+        let mut ids = Vec::new();
+        for _ in 0..600 {
+            ids.push(send(&app, key, inline()).await);
+        }
+        let mut queued = Vec::new();
+        let mut delivered = Vec::new();
+        let mut last = 0;
+        while delivered.len() < ids.len() {
+            let event = next_event(&mut slow).await;
+            assert!(event.cursor > last, "cursor order, each once: {} after {last}", event.cursor);
+            last = event.cursor;
+            match v1::EventType::try_from(event.r#type) {
+                Ok(v1::EventType::Queued) => queued.push(event.message_id),
+                Ok(v1::EventType::Delivered) => delivered.push(event.message_id),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        assert_eq!(queued, ids, "every message's queued event, in the order sent");
+        delivered.sort();
+        ids.sort();
+        assert_eq!(delivered, ids, "every message's delivered event, once");
+    }
+
+    async fn a_watcher_sees_a_cancellation_as_it_happens(app: TestApp) {
+        let key = &app.account_a.key;
+        let mut request = inline();
+        request.scheduled_at = Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 3600,
+            nanos: 0,
+        });
+        let id = send(&app, key, request).await;
+        let mut stream = watch(&app, key, v1::WatchMessagesRequest::default()).await;
+        let (status, _, json) = post(&app, key, &format!("/v1/messages/{id}:cancel"), &json!({}), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let event = next_event(&mut stream).await;
+        assert_eq!((event.message_id.as_str(), event.r#type), (id.as_str(), v1::EventType::Cancelled as i32), "{event:?}");
+        // Then the next commit's events, after it.
+        let next = send(&app, key, inline()).await;
+        let queued = next_event(&mut stream).await;
+        assert_eq!(queued.message_id, next);
+        assert!(queued.cursor > event.cursor);
+    }
+
     async fn watchers_see_only_their_own_accounts_events(app: TestApp) {
         let (a, b) = (&app.account_a.key, &app.account_b.key);
         let mut b_stream = watch(&app, b, v1::WatchMessagesRequest::default()).await;

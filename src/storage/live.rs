@@ -1,0 +1,173 @@
+//! Events handed to this process's watchers as they become durable, on
+//! SQLite.
+//!
+//! Every watcher used to read the events table again after every commit
+//! that wrote events: under B5's load that was one more query per commit
+//! and watcher, on a pooled connection whose cache the writer had just made
+//! stale, between a delivery's record and its event on the stream (p50
+//! 0.5 ms, p99 4 ms). On SQLite one process writes, and every commit it
+//! makes passes through the writer thread (`writer`): after each, the
+//! thread reads the events committed since the last (from its warm cache)
+//! and hands them, once the flush covering them ended, to every watcher at
+//! once ([`Published`]). Only while somebody watches; the worker pool's
+//! wake-up comes the same way, after the same flush.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use super::entities::events;
+use super::flush::Flusher;
+use super::writer::sqlite_error;
+use crate::domain::Result;
+use crate::domain::watch::Published;
+
+/// Runs of events kept for a watcher that has not taken them yet; one that
+/// falls further behind reads the table instead.
+const KEPT_RUNS: usize = 256;
+
+/// At most this many events in one run; a longer one is handed over as an
+/// empty run that sends its watchers to the table.
+const MAX_RUN: i64 = 4096;
+
+/// What the writer thread hands committed events over with.
+pub(super) struct Publisher {
+    runs: broadcast::Sender<Arc<Published>>,
+    signal: Arc<watch::Sender<u64>>,
+    flusher: Arc<Flusher>,
+    /// The newest event at the last commit; `None` before the first, or
+    /// when it could not be read.
+    newest: Option<i64>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("newest", &self.newest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    pub(super) fn new(signal: Arc<watch::Sender<u64>>, flusher: Arc<Flusher>) -> Publisher {
+        Publisher {
+            runs: broadcast::Sender::new(KEPT_RUNS),
+            signal,
+            flusher,
+            newest: None,
+        }
+    }
+
+    /// A handle that subscribes watchers.
+    pub(super) fn runs(&self) -> broadcast::Sender<Arc<Published>> {
+        self.runs.clone()
+    }
+
+    /// Called on the writer thread after each commit that kept writes.
+    /// When events were committed since the last call (by this commit, or
+    /// by another connection before it), reads them if somebody watches,
+    /// and once they are durable hands them over and wakes the workers.
+    /// Event ids grow in commit order (one writer at a time, and
+    /// `AUTOINCREMENT`), so the events since the last call are exactly
+    /// those above the newest it saw.
+    pub(super) fn committed(&mut self, conn: &rusqlite::Connection) {
+        let newest = match newest_event(conn) {
+            Ok(newest) => newest,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::from(error)),
+                    "reading the newest event failed; watchers read the table instead"
+                );
+                self.newest = None;
+                self.when_durable(None);
+                return;
+            }
+        };
+        let last = self.newest.replace(newest);
+        if last == Some(newest) {
+            // No events: the workers have nothing new either.
+            return;
+        }
+        let run = if self.runs.receiver_count() == 0 {
+            None
+        } else {
+            let after = last.filter(|after| *after <= newest && newest - after <= MAX_RUN);
+            Some(match after.map(|after| read_run(conn, after, newest)) {
+                Some(Ok(run)) => run,
+                Some(Err(error)) => {
+                    tracing::warn!(
+                        error = format!("{:#}", anyhow::Error::from(error)),
+                        "reading the events just committed failed; watchers read the table instead"
+                    );
+                    everything_up_to(newest)
+                }
+                None => everything_up_to(newest),
+            })
+        };
+        self.when_durable(run);
+    }
+
+    /// Once durable: hands `run` over, and wakes the workers.
+    fn when_durable(&self, run: Option<Published>) {
+        let (runs, signal) = (self.runs.clone(), self.signal.clone());
+        let run = run.map(Arc::new);
+        self.flusher.when_durable(move || {
+            if let Some(run) = run {
+                // Nobody left to take it is fine.
+                let _ = runs.send(run);
+            }
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        });
+    }
+}
+
+/// The run that carries nothing and sends every watcher behind `newest` to
+/// the table.
+fn everything_up_to(newest: i64) -> Published {
+    Published {
+        after: newest,
+        through: newest,
+        events: Vec::new(),
+    }
+}
+
+fn newest_event(conn: &rusqlite::Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")
+        .and_then(|mut s| s.query_row([], |row| row.get(0)))
+        .map_err(sqlite_error)
+}
+
+/// The events with a cursor above `after` and at most `through`.
+fn read_run(conn: &rusqlite::Connection, after: i64, through: i64) -> Result<Published> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, account_id, message_id, recipient, event_type, status, details, \
+             occurred_at FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id",
+        )
+        .map_err(sqlite_error)?;
+    let rows = statement
+        .query_map([after, through], |row| {
+            Ok(events::Model {
+                id: row.get(0)?,
+                account_id: row.get(1)?,
+                message_id: row.get(2)?,
+                recipient: row.get(3)?,
+                event_type: row.get(4)?,
+                status: row.get(5)?,
+                details: row.get(6)?,
+                occurred_at: row.get(7)?,
+            })
+        })
+        .map_err(sqlite_error)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let row = row.map_err(sqlite_error)?;
+        let account_id = row.account_id.clone();
+        events.push((account_id, super::messages::event_from(row)?));
+    }
+    Ok(Published {
+        after,
+        through,
+        events,
+    })
+}
