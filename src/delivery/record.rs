@@ -43,7 +43,7 @@ impl Recorder {
 
 /// Tells every worker of a batch how its recording ended.
 fn answer(replies: Vec<oneshot::Sender<Result<()>>>, result: Result<()>) {
-    let result = result.map_err(|error| format!("{:#}", anyhow::Error::from(error)));
+    let result = result.map_err(Error::chain);
     for reply in replies {
         let _ = reply.send(result.clone().map_err(|cause| {
             Error::StorageUnavailable(anyhow::anyhow!("recording the attempts failed: {cause}"))

@@ -131,6 +131,12 @@ fn describe(violations: &[FieldViolation]) -> String {
 }
 
 impl Error {
+    /// The error with its whole chain of causes, for a log line or for
+    /// passing it on to several callers.
+    pub fn chain(self) -> String {
+        format!("{:#}", anyhow::Error::from(self))
+    }
+
     /// Builds a validation error with a single violation.
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Error::Validation(vec![FieldViolation::new(field, description)])

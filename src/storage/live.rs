@@ -6,11 +6,12 @@
 //! and watcher, on a pooled connection whose cache the writer had just made
 //! stale, between a delivery's record and its event on the stream (p50
 //! 0.5 ms, p99 4 ms). On SQLite one process writes, and every commit it
-//! makes passes through the writer thread (`writer`): after each, the
-//! thread reads the events committed since the last (from its warm cache)
-//! and hands them, once the flush covering them ended, to every watcher at
-//! once ([`Published`]). Only while somebody watches; the worker pool's
-//! wake-up comes the same way, after the same flush.
+//! makes that writes events either passes through the writer thread
+//! (`writer`) or is followed by one (`Store::events_written`): after each,
+//! the thread reads the events committed since the last (from its warm
+//! cache) and hands them, once the flush covering them ended, to every
+//! watcher at once ([`Published`]); only while somebody watches. The worker
+//! pool's wake-up comes the same way, after the same flush.
 
 use std::sync::Arc;
 
@@ -75,7 +76,7 @@ impl Publisher {
             Ok(newest) => newest,
             Err(error) => {
                 tracing::warn!(
-                    error = format!("{:#}", anyhow::Error::from(error)),
+                    error = error.chain(),
                     "reading the newest event failed; watchers read the table instead"
                 );
                 self.newest = None;
@@ -96,7 +97,7 @@ impl Publisher {
                 Some(Ok(run)) => run,
                 Some(Err(error)) => {
                     tracing::warn!(
-                        error = format!("{:#}", anyhow::Error::from(error)),
+                        error = error.chain(),
                         "reading the events just committed failed; watchers read the table instead"
                     );
                     everything_up_to(newest)

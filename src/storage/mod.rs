@@ -366,7 +366,7 @@ impl Store {
                 tokio::spawn(async move {
                     if let Err(error) = nudge.await {
                         tracing::warn!(
-                            error = format!("{:#}", anyhow::Error::from(error)),
+                            error = error.chain(),
                             "handing committed events to the watchers failed"
                         );
                     }

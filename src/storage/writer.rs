@@ -200,11 +200,6 @@ fn again(cause: &str) -> Error {
     Error::StorageUnavailable(anyhow::anyhow!("the SQLite transaction failed: {cause}"))
 }
 
-/// An error as every piece of a failed transaction hears it: its whole chain.
-fn cause(error: Error) -> String {
-    format!("{:#}", anyhow::Error::from(error))
-}
-
 /// Opens a rusqlite connection to the database file at `path`, set up as
 /// the writer's (the checkpoint thread opens its own the same way).
 pub(super) fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
@@ -271,7 +266,7 @@ impl Session {
     /// answers every piece once it ended.
     fn run_group(&mut self, group: Vec<Job>) {
         if let Err(error) = self.begin() {
-            let cause = cause(error);
+            let cause = error.chain();
             for job in group {
                 // The piece never runs; its caller hears why.
                 let (_, answer) = job(Err(&cause));
@@ -294,7 +289,7 @@ impl Session {
                     // savepoint could not be ended): everything in it so
                     // far failed, and the rest runs in a new one.
                     answers.extend(answer);
-                    let cause = cause(error);
+                    let cause = error.chain();
                     for answer in answers {
                         answer(Err(&cause));
                     }
@@ -310,7 +305,7 @@ impl Session {
         let committed = self
             .conn
             .execute_batch("COMMIT")
-            .map_err(|e| cause(sqlite_error(e)));
+            .map_err(|e| sqlite_error(e).chain());
         match (&committed, &mut self.publisher) {
             (Err(_), _) => self.roll_back(),
             (Ok(()), Some(publisher)) if kept => publisher.committed(&self.conn),

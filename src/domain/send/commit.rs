@@ -168,7 +168,7 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
             }
             result => {
                 let cause = match result {
-                    Err(e) => format!("{:#}", anyhow::Error::from(e)),
+                    Err(e) => e.chain(),
                     Ok(_) => "the store answered a different number of jobs".to_owned(),
                 };
                 tracing::warn!(
