@@ -14,6 +14,7 @@
 //! pool's wake-up comes the same way, after the same flush.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{broadcast, watch};
 
@@ -39,6 +40,33 @@ pub(super) struct Publisher {
     /// The newest event at the last commit; `None` before the first, or
     /// when it could not be read.
     newest: Option<i64>,
+    /// The newest event known to be durable (see [`Durable`]).
+    durable: Durable,
+}
+
+/// The newest event known to be durable: what readers of the events table
+/// may see. A commit is visible to every connection as soon as it is made,
+/// before the flush that makes it durable; an event read in between, and
+/// lost with the log's tail to a power cut, would have handed a watcher a
+/// cursor that the next commit after the restart gives to another event.
+#[derive(Clone, Debug)]
+pub(super) struct Durable(Arc<AtomicI64>);
+
+impl Durable {
+    /// Starts from `newest`: what is in the database when the server
+    /// starts is on disk.
+    pub(super) fn new(newest: i64) -> Durable {
+        Durable(Arc::new(AtomicI64::new(newest)))
+    }
+
+    /// The newest event a reader may see.
+    pub(super) fn newest(&self) -> i64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn reached(&self, newest: i64) {
+        self.0.fetch_max(newest, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Publisher {
@@ -50,12 +78,17 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(super) fn new(signal: Arc<watch::Sender<u64>>, flusher: Arc<Flusher>) -> Publisher {
+    pub(super) fn new(
+        signal: Arc<watch::Sender<u64>>,
+        flusher: Arc<Flusher>,
+        durable: Durable,
+    ) -> Publisher {
         Publisher {
             runs: broadcast::Sender::new(KEPT_RUNS),
             signal,
             flusher,
             newest: None,
+            durable,
         }
     }
 
@@ -80,7 +113,7 @@ impl Publisher {
                     "reading the newest event failed; watchers read the table instead"
                 );
                 self.newest = None;
-                self.when_durable(None);
+                self.when_durable(None, None);
                 return;
             }
         };
@@ -105,14 +138,20 @@ impl Publisher {
                 None => everything_up_to(newest),
             })
         };
-        self.when_durable(run);
+        self.when_durable(Some(newest), run);
     }
 
-    /// Once durable: hands `run` over, and wakes the workers.
-    fn when_durable(&self, run: Option<Published>) {
-        let (runs, signal) = (self.runs.clone(), self.signal.clone());
+    /// Once durable: lets readers see up to `newest`, hands `run` over, and
+    /// wakes the workers.
+    fn when_durable(&self, newest: Option<i64>, run: Option<Published>) {
+        let (runs, signal, durable) =
+            (self.runs.clone(), self.signal.clone(), self.durable.clone());
         let run = run.map(Arc::new);
         self.flusher.when_durable(move || {
+            // First: a watcher that missed a run reads the table up to it.
+            if let Some(newest) = newest {
+                durable.reached(newest);
+            }
             if let Some(run) = run {
                 // Nobody left to take it is fine.
                 let _ = runs.send(run);

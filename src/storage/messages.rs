@@ -1099,6 +1099,9 @@ impl EventStore for Store {
         let mut query = events::Entity::find()
             .filter(events::Column::AccountId.eq(filter.account_id.as_str()))
             .filter(events::Column::Id.gt(after));
+        if let Some(durable) = &self.durable_events {
+            query = query.filter(events::Column::Id.lte(durable.newest()));
+        }
         if let Some(id) = &filter.message_id {
             query = query.filter(events::Column::MessageId.eq(id.as_str()));
         }
@@ -1118,6 +1121,9 @@ impl EventStore for Store {
     }
 
     async fn latest_cursor(&self) -> Result<i64> {
+        if let Some(durable) = &self.durable_events {
+            return Ok(durable.newest());
+        }
         let latest: Option<Option<i64>> = events::Entity::find()
             .select_only()
             .column_as(events::Column::Id.max(), "latest")

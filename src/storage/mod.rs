@@ -43,6 +43,9 @@ pub struct Store {
     /// whenever any process sharing the database did: wakes the worker
     /// pool, and on PostgreSQL the watchers.
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// On SQLite, the newest event readers of the events table may see
+    /// (see `live`).
+    durable_events: Option<live::Durable>,
     /// On SQLite, where the watchers get what was committed (see `live`).
     published:
         Option<tokio::sync::broadcast::Sender<std::sync::Arc<crate::domain::watch::Published>>>,
@@ -178,6 +181,7 @@ impl Store {
         let mut flusher = None;
         let mut sqlite_writer = None;
         let mut published = None;
+        let mut durable_events = None;
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool();
@@ -200,7 +204,10 @@ impl Store {
                     )
                 })?;
                 let started = std::sync::Arc::new(started);
-                let publisher = live::Publisher::new(event_signal.clone(), started.clone());
+                let durable = live::Durable::new(newest_event(&db).await);
+                durable_events = Some(durable.clone());
+                let publisher =
+                    live::Publisher::new(event_signal.clone(), started.clone(), durable);
                 published = Some(publisher.runs());
                 flusher = Some(started);
                 sqlite_writer = Some(std::sync::Arc::new(writer::Writer::start(
@@ -232,6 +239,7 @@ impl Store {
             sqlite_writer,
             checkpointer,
             event_signal,
+            durable_events,
             published,
             flusher,
             _listening: listening,
@@ -379,6 +387,21 @@ impl Store {
     /// Wakes the workers (and on PostgreSQL the watchers) of this process.
     pub(crate) fn wake_workers(&self) {
         self.event_signal.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The newest event in the database, 0 when there is none yet (or no
+/// events table: migrations have not run).
+async fn newest_event(db: &DatabaseConnection) -> i64 {
+    let newest = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "SELECT COALESCE(MAX(id), 0) AS newest FROM events",
+        ))
+        .await;
+    match newest {
+        Ok(Some(row)) => row.try_get::<i64>("", "newest").unwrap_or(0),
+        _ => 0,
     }
 }
 

@@ -199,3 +199,59 @@ async fn the_sqlite_log_stays_bounded_under_a_steady_stream_of_sends() {
         "the log started over {restarts} times; its file reached {largest} bytes"
     );
 }
+
+/// On SQLite a commit is visible to every connection before the flush that
+/// makes it durable. The events table is read (by a watcher's replay, or
+/// after it missed live events) only up to what the server knows is on
+/// disk, so no watcher holds a cursor that a power cut could take back and
+/// hand to another event after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_read_only_once_the_server_knows_them_durable() {
+    use posthorn::domain::delivery::DeliveryStore;
+    use posthorn::domain::watch::{EventStore, WatchFilter};
+    use sea_orm::ConnectionTrait;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/events.db", dir.path().display());
+    let store = posthorn::storage::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let accounts = posthorn::domain::accounts::Accounts::new(store.clone());
+    let account = accounts.create_account("acme").await.unwrap();
+    // Committed on a connection of the pool, not by the writer thread whose
+    // commits the server flushes: in the table, not yet known durable.
+    let insert = format!(
+        "INSERT INTO events (account_id, message_id, recipient, event_type, status, details, \
+         occurred_at) VALUES ('{}', 'msg_1', 'jane@example.com', 'queued', 'queued', '{{}}', {})",
+        account.id,
+        chrono::Utc::now().timestamp_micros()
+    );
+    store
+        .connection()
+        .execute_unprepared(&insert)
+        .await
+        .unwrap();
+    let filter = WatchFilter {
+        account_id: account.id.clone(),
+        ..Default::default()
+    };
+    assert!(store.events_after(&filter, 0, 10).await.unwrap().is_empty());
+    assert_eq!(store.latest_cursor().await.unwrap(), 0);
+
+    // The writer thread's next commit takes it in; once that is flushed,
+    // the event is read.
+    let mut flushed = store.event_signal();
+    let now = chrono::Utc::now();
+    store
+        .claim_due("lease-1", now, now + chrono::Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(20), flushed.changed())
+        .await
+        .expect("the commit was flushed")
+        .unwrap();
+    let events = store.events_after(&filter, 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].message_id, "msg_1");
+    assert_eq!(store.latest_cursor().await.unwrap(), events[0].cursor);
+    store.close().await.unwrap();
+}
