@@ -40,8 +40,8 @@ pub(super) struct Publisher {
     /// The newest event at the last commit; `None` before the first, or
     /// when it could not be read.
     newest: Option<i64>,
-    /// The newest event known to be durable (see [`Durable`]).
-    durable: Durable,
+    /// The newest event known to be durable (see [`OnDisk`]).
+    durable: OnDisk,
 }
 
 /// The newest event known to be durable: what readers of the events table
@@ -50,13 +50,13 @@ pub(super) struct Publisher {
 /// lost with the log's tail to a power cut, would have handed a watcher a
 /// cursor that the next commit after the restart gives to another event.
 #[derive(Clone, Debug)]
-pub(super) struct Durable(Arc<AtomicI64>);
+pub(super) struct OnDisk(Arc<AtomicI64>);
 
-impl Durable {
-    /// Starts from `newest`: what is in the database when the server
-    /// starts is on disk.
-    pub(super) fn new(newest: i64) -> Durable {
-        Durable(Arc::new(AtomicI64::new(newest)))
+impl OnDisk {
+    /// Starts from `newest`, the newest event when the server started
+    /// (after a flush: see `Store::connect`).
+    pub(super) fn new(newest: i64) -> OnDisk {
+        OnDisk(Arc::new(AtomicI64::new(newest)))
     }
 
     /// The newest event a reader may see.
@@ -81,7 +81,7 @@ impl Publisher {
     pub(super) fn new(
         signal: Arc<watch::Sender<u64>>,
         flusher: Arc<Flusher>,
-        durable: Durable,
+        durable: OnDisk,
     ) -> Publisher {
         Publisher {
             runs: broadcast::Sender::new(KEPT_RUNS),

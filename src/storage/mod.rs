@@ -45,7 +45,7 @@ pub struct Store {
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// On SQLite, the newest event readers of the events table may see
     /// (see `live`).
-    durable_events: Option<live::Durable>,
+    durable_events: Option<live::OnDisk>,
     /// On SQLite, where the watchers get what was committed (see `live`).
     published:
         Option<tokio::sync::broadcast::Sender<std::sync::Arc<crate::domain::watch::Published>>>,
@@ -204,7 +204,11 @@ impl Store {
                     )
                 })?;
                 let started = std::sync::Arc::new(started);
-                let durable = live::Durable::new(newest_event(&db).await);
+                // What a process before this one committed may still be
+                // only in the kernel's cache: flushed first, so that all of
+                // it counts as on disk.
+                started.wait(started.ticket()).await?;
+                let durable = live::OnDisk::new(newest_event(&db).await);
                 durable_events = Some(durable.clone());
                 let publisher =
                     live::Publisher::new(event_signal.clone(), started.clone(), durable);
