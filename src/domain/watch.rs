@@ -44,7 +44,7 @@ pub struct WatchFilter {
 /// at most `through`, in cursor order, each with its account. A run whose
 /// `after` equals its `through` carries nothing and says only that events
 /// up to `through` exist (a watcher behind it reads them from the table).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Published {
     pub after: i64,
     pub through: i64,

@@ -32,6 +32,29 @@ const KEPT_RUNS: usize = 256;
 /// empty run that sends its watchers to the table.
 const MAX_RUN: i64 = 4096;
 
+/// The newest event in the database, 0 when there is none.
+pub(super) const NEWEST_EVENT: &str = "SELECT COALESCE(MAX(id), 0) FROM events";
+
+/// What readers of the events take from the publisher: the runs it hands
+/// over, and how far the table may be read.
+#[derive(Clone, Debug)]
+pub(super) struct Readers {
+    runs: broadcast::Sender<Arc<Published>>,
+    on_disk: OnDisk,
+}
+
+impl Readers {
+    /// The runs handed over from now on.
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.runs.subscribe()
+    }
+
+    /// The newest event a reader of the table may see.
+    pub(super) fn newest_on_disk(&self) -> i64 {
+        self.on_disk.newest()
+    }
+}
+
 /// What the writer thread hands committed events over with.
 pub(super) struct Publisher {
     runs: broadcast::Sender<Arc<Published>>,
@@ -41,7 +64,7 @@ pub(super) struct Publisher {
     /// when it could not be read.
     newest: Option<i64>,
     /// The newest event known to be durable (see [`OnDisk`]).
-    durable: OnDisk,
+    on_disk: OnDisk,
 }
 
 /// The newest event known to be durable: what readers of the events table
@@ -59,8 +82,7 @@ impl OnDisk {
         OnDisk(Arc::new(AtomicI64::new(newest)))
     }
 
-    /// The newest event a reader may see.
-    pub(super) fn newest(&self) -> i64 {
+    fn newest(&self) -> i64 {
         self.0.load(Ordering::Acquire)
     }
 
@@ -81,20 +103,23 @@ impl Publisher {
     pub(super) fn new(
         signal: Arc<watch::Sender<u64>>,
         flusher: Arc<Flusher>,
-        durable: OnDisk,
+        on_disk: OnDisk,
     ) -> Publisher {
         Publisher {
             runs: broadcast::Sender::new(KEPT_RUNS),
             signal,
             flusher,
             newest: None,
-            durable,
+            on_disk,
         }
     }
 
-    /// A handle that subscribes watchers.
-    pub(super) fn runs(&self) -> broadcast::Sender<Arc<Published>> {
-        self.runs.clone()
+    /// The handle readers of the events take.
+    pub(super) fn readers(&self) -> Readers {
+        Readers {
+            runs: self.runs.clone(),
+            on_disk: self.on_disk.clone(),
+        }
     }
 
     /// Called on the writer thread after each commit that kept writes.
@@ -122,22 +147,7 @@ impl Publisher {
             // No events: the workers have nothing new either.
             return;
         }
-        let run = if self.runs.receiver_count() == 0 {
-            None
-        } else {
-            let after = last.filter(|after| *after <= newest && newest - after <= MAX_RUN);
-            Some(match after.map(|after| read_run(conn, after, newest)) {
-                Some(Ok(run)) => run,
-                Some(Err(error)) => {
-                    tracing::warn!(
-                        error = error.chain(),
-                        "reading the events just committed failed; watchers read the table instead"
-                    );
-                    everything_up_to(newest)
-                }
-                None => everything_up_to(newest),
-            })
-        };
+        let run = (self.runs.receiver_count() > 0).then(|| run_since(conn, last, newest));
         self.when_durable(Some(newest), run);
     }
 
@@ -145,7 +155,7 @@ impl Publisher {
     /// wakes the workers.
     fn when_durable(&self, newest: Option<i64>, run: Option<Published>) {
         let (runs, signal, durable) =
-            (self.runs.clone(), self.signal.clone(), self.durable.clone());
+            (self.runs.clone(), self.signal.clone(), self.on_disk.clone());
         let run = run.map(Arc::new);
         self.flusher.when_durable(move || {
             // First: a watcher that missed a run reads the table up to it.
@@ -161,6 +171,22 @@ impl Publisher {
     }
 }
 
+/// The events above `last` up to `newest`; when there is no `last`, too
+/// many to hand over, or they cannot be read, the run that carries nothing
+/// and sends every watcher behind `newest` to the table.
+fn run_since(conn: &rusqlite::Connection, last: Option<i64>, newest: i64) -> Published {
+    let Some(after) = last.filter(|after| *after <= newest && newest - after <= MAX_RUN) else {
+        return everything_up_to(newest);
+    };
+    read_run(conn, after, newest).unwrap_or_else(|error| {
+        tracing::warn!(
+            error = error.chain(),
+            "reading the events just committed failed; watchers read the table instead"
+        );
+        everything_up_to(newest)
+    })
+}
+
 /// The run that carries nothing and sends every watcher behind `newest` to
 /// the table.
 fn everything_up_to(newest: i64) -> Published {
@@ -172,7 +198,7 @@ fn everything_up_to(newest: i64) -> Published {
 }
 
 fn newest_event(conn: &rusqlite::Connection) -> Result<i64> {
-    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")
+    conn.prepare_cached(NEWEST_EVENT)
         .and_then(|mut s| s.query_row([], |row| row.get(0)))
         .map_err(sqlite_error)
 }

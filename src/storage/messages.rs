@@ -1099,8 +1099,8 @@ impl EventStore for Store {
         let mut query = events::Entity::find()
             .filter(events::Column::AccountId.eq(filter.account_id.as_str()))
             .filter(events::Column::Id.gt(after));
-        if let Some(durable) = &self.durable_events {
-            query = query.filter(events::Column::Id.lte(durable.newest()));
+        if let Some(live) = &self.live {
+            query = query.filter(events::Column::Id.lte(live.newest_on_disk()));
         }
         if let Some(id) = &filter.message_id {
             query = query.filter(events::Column::MessageId.eq(id.as_str()));
@@ -1121,8 +1121,8 @@ impl EventStore for Store {
     }
 
     async fn latest_cursor(&self) -> Result<i64> {
-        if let Some(durable) = &self.durable_events {
-            return Ok(durable.newest());
+        if let Some(live) = &self.live {
+            return Ok(live.newest_on_disk());
         }
         let latest: Option<Option<i64>> = events::Entity::find()
             .select_only()
@@ -1139,8 +1139,8 @@ impl EventStore for Store {
     }
 
     fn live(&self) -> Live {
-        match &self.published {
-            Some(runs) => Live::Published(runs.subscribe()),
+        match &self.live {
+            Some(live) => Live::Published(live.subscribe()),
             None => Live::Signal(self.event_signal.subscribe()),
         }
     }

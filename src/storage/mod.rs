@@ -43,12 +43,9 @@ pub struct Store {
     /// whenever any process sharing the database did: wakes the worker
     /// pool, and on PostgreSQL the watchers.
     event_signal: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
-    /// On SQLite, the newest event readers of the events table may see
-    /// (see `live`).
-    durable_events: Option<live::OnDisk>,
-    /// On SQLite, where the watchers get what was committed (see `live`).
-    published:
-        Option<tokio::sync::broadcast::Sender<std::sync::Arc<crate::domain::watch::Published>>>,
+    /// On SQLite, the runs of events handed to watchers and how far the
+    /// events table may be read (see `live`).
+    live: Option<live::Readers>,
     /// Makes the SQLite writer's commits durable (see `flush`); `None` on
     /// PostgreSQL, whose commits are durable when they return, and for an
     /// in-memory database.
@@ -180,8 +177,7 @@ impl Store {
         let mut checkpointer = None;
         let mut flusher = None;
         let mut sqlite_writer = None;
-        let mut published = None;
-        let mut durable_events = None;
+        let mut live = None;
         let writer = match db.get_database_backend() {
             DatabaseBackend::Sqlite => {
                 let pool = db.get_sqlite_connection_pool();
@@ -208,11 +204,10 @@ impl Store {
                 // only in the kernel's cache: flushed first, so that all of
                 // it counts as on disk.
                 started.wait(started.ticket()).await?;
-                let durable = live::OnDisk::new(newest_event(&db).await);
-                durable_events = Some(durable.clone());
+                let on_disk = live::OnDisk::new(newest_event(&db).await);
                 let publisher =
-                    live::Publisher::new(event_signal.clone(), started.clone(), durable);
-                published = Some(publisher.runs());
+                    live::Publisher::new(event_signal.clone(), started.clone(), on_disk);
+                live = Some(publisher.readers());
                 flusher = Some(started);
                 sqlite_writer = Some(std::sync::Arc::new(writer::Writer::start(
                     &file,
@@ -243,8 +238,7 @@ impl Store {
             sqlite_writer,
             checkpointer,
             event_signal,
-            durable_events,
-            published,
+            live,
             flusher,
             _listening: listening,
         })
@@ -400,11 +394,11 @@ async fn newest_event(db: &DatabaseConnection) -> i64 {
     let newest = db
         .query_one_raw(sea_orm::Statement::from_string(
             DatabaseBackend::Sqlite,
-            "SELECT COALESCE(MAX(id), 0) AS newest FROM events",
+            live::NEWEST_EVENT,
         ))
         .await;
     match newest {
-        Ok(Some(row)) => row.try_get::<i64>("", "newest").unwrap_or(0),
+        Ok(Some(row)) => row.try_get_by_index::<i64>(0).unwrap_or(0),
         _ => 0,
     }
 }
