@@ -24,6 +24,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use crate::config::Settings;
 use crate::domain::auth::AuthContext;
 use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::contacts::Contacts;
 use crate::domain::messages::Messages;
 use crate::domain::send::accept::{SendSettings, Sender};
 use crate::domain::send::validate::Limits;
@@ -85,6 +86,7 @@ pub struct Routers {
 /// Builds the gRPC router and the pages beside it.
 pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Routers> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let contacts = Arc::new(Contacts::new(store.clone(), clock.clone()));
     let suppressions = Arc::new(Suppressions::new(store.clone(), clock.clone()));
     let templates = Arc::new(Templates::new(store.clone(), clock.clone()));
     let limits = Limits {
@@ -150,7 +152,7 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
     );
     let router = mount(
         router,
-        ContactsServiceServer::new(contacts::ContactsApi),
+        ContactsServiceServer::new(contacts::ContactsApi::new(contacts)),
         auth.clone(),
     );
     let router = mount(

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod auth;
 pub mod cache;
 pub mod clock;
+pub mod contacts;
 pub mod delivery;
 pub mod email;
 pub mod error;

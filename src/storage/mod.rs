@@ -5,6 +5,7 @@
 mod accept_at_once;
 mod accounts;
 mod checkpoint;
+mod contacts;
 mod delivery;
 pub mod entities;
 mod flush;

@@ -107,6 +107,7 @@ async fn reflection_v1alpha_serves_descriptors_with_their_http_rules_and_scopes(
 
 /// The services whose behaviour is built; every other RPC must say it is not.
 const BUILT: &[&str] = &[
+    "/posthorn.v1.ContactsService/",
     "/posthorn.v1.SendService/",
     "/posthorn.v1.MessagesService/",
     "/posthorn.v1.SuppressionsService/",

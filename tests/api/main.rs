@@ -22,6 +22,7 @@ macro_rules! on_both_databases_with {
 
 mod auth;
 mod binary;
+mod contacts;
 mod contract;
 mod crash;
 mod delivery;

@@ -168,6 +168,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
         successes,
         [
             "GET /v1/branding",
+            "GET /v1/contacts",
             "GET /v1/messages",
             "GET /v1/suppressions",
             "GET /v1/templates",

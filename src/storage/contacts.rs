@@ -1,0 +1,220 @@
+//! Contacts, and the suppression an unsubscription adds beside them.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use super::entities::{contacts, suppressions};
+use super::{Store, db_error};
+use crate::domain::clock::{from_micros, to_micros};
+use crate::domain::contacts::{Contact, ContactCursor, ContactFilter, ContactStore, ListedContact};
+use crate::domain::email::EmailAddress;
+use crate::domain::suppressions::{SuppressionOrigin, SuppressionReason};
+use crate::domain::{Error, Result};
+
+fn from_row(m: contacts::Model) -> Result<ListedContact> {
+    let corrupt = |what: &str| Error::Internal(anyhow::anyhow!("contact row {}: bad {what}", m.id));
+    let fields = serde_json::from_str(&m.fields).map_err(|_| corrupt("fields"))?;
+    let lists = serde_json::from_str(&m.lists).map_err(|_| corrupt("lists"))?;
+    Ok(ListedContact {
+        row: m.id,
+        contact: Contact {
+            account_id: m.account_id,
+            email: EmailAddress::from_stored(m.email, m.email_key),
+            first_name: m.first_name,
+            last_name: m.last_name,
+            fields,
+            lists,
+            subscribed: m.subscribed,
+            unsubscribed_at: m.unsubscribed_at.map(from_micros),
+            created_at: from_micros(m.created_at),
+            updated_at: from_micros(m.updated_at),
+        },
+    })
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(e.into()))
+}
+
+impl ContactStore for Store {
+    async fn contact(&self, account_id: &str, email_key: &str) -> Result<Option<Contact>> {
+        contacts::Entity::find()
+            .filter(contacts::Column::AccountId.eq(account_id))
+            .filter(contacts::Column::EmailKey.eq(email_key))
+            .one(self.db())
+            .await
+            .map_err(db_error)?
+            .map(|m| from_row(m).map(|listed| listed.contact))
+            .transpose()
+    }
+
+    async fn upsert_contact(&self, c: &Contact, subscribed: Option<bool>) -> Result<Contact> {
+        let row = contacts::ActiveModel {
+            account_id: Set(c.account_id.clone()),
+            email: Set(c.email.as_str().to_owned()),
+            email_key: Set(c.email.key().to_owned()),
+            first_name: Set(c.first_name.clone()),
+            last_name: Set(c.last_name.clone()),
+            fields: Set(json(&c.fields)?),
+            lists: Set(json(&c.lists)?),
+            subscribed: Set(c.subscribed),
+            unsubscribed_at: Set(c.unsubscribed_at.map(to_micros)),
+            created_at: Set(to_micros(c.created_at)),
+            updated_at: Set(to_micros(c.updated_at)),
+            ..Default::default()
+        };
+        let mut on_conflict =
+            OnConflict::columns([contacts::Column::AccountId, contacts::Column::EmailKey]);
+        on_conflict.update_columns([
+            contacts::Column::Email,
+            contacts::Column::FirstName,
+            contacts::Column::LastName,
+            contacts::Column::Fields,
+            contacts::Column::Lists,
+            contacts::Column::UpdatedAt,
+        ]);
+        // The state changes only when asked to, in the statement itself: an
+        // unsubscription that lands between a read and this write is kept.
+        if subscribed.is_some() {
+            on_conflict.update_column(contacts::Column::Subscribed);
+            on_conflict.value(
+                contacts::Column::UnsubscribedAt,
+                Expr::cust(
+                    "CASE WHEN excluded.subscribed THEN NULL \
+                     ELSE COALESCE(contacts.unsubscribed_at, excluded.unsubscribed_at) END",
+                ),
+            );
+        }
+        let stored = contacts::Entity::insert(row)
+            .on_conflict(on_conflict)
+            .exec_with_returning(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(from_row(stored)?.contact)
+    }
+
+    async fn list_contacts(
+        &self,
+        account_id: &str,
+        filter: &ContactFilter,
+        after: Option<ContactCursor>,
+        limit: u64,
+    ) -> Result<Vec<ListedContact>> {
+        let mut query = contacts::Entity::find().filter(contacts::Column::AccountId.eq(account_id));
+        if let Some(list) = &filter.list {
+            // Lists are stored as a JSON array of strings, in which a
+            // quote is always escaped inside a name: the name as a JSON
+            // string, quotes included, is found only as a whole element.
+            let find = match self.db().get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => "strpos",
+                _ => "instr",
+            };
+            let position = Func::cust(Alias::new(find))
+                .arg(Expr::col(contacts::Column::Lists))
+                .arg(json(list)?);
+            query = query.filter(Expr::expr(position).gt(0));
+        }
+        if let Some(subscribed) = filter.subscribed {
+            query = query.filter(contacts::Column::Subscribed.eq(subscribed));
+        }
+        if let Some(after) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(contacts::Column::CreatedAt.gt(after.created_at))
+                    .add(
+                        Condition::all()
+                            .add(contacts::Column::CreatedAt.eq(after.created_at))
+                            .add(contacts::Column::Id.gt(after.id)),
+                    ),
+            );
+        }
+        query
+            .order_by_asc(contacts::Column::CreatedAt)
+            .order_by_asc(contacts::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(from_row)
+            .collect()
+    }
+
+    async fn delete_contact(&self, account_id: &str, email_key: &str) -> Result<bool> {
+        let result = contacts::Entity::delete_many()
+            .filter(contacts::Column::AccountId.eq(account_id))
+            .filter(contacts::Column::EmailKey.eq(email_key))
+            .exec(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(result.rows_affected > 0)
+    }
+
+    async fn unsubscribe_contact(
+        &self,
+        account_id: &str,
+        email_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Contact>> {
+        let now = to_micros(now);
+        let tx = self.db().begin().await.map_err(db_error)?;
+        let updated = contacts::Entity::update_many()
+            .col_expr(contacts::Column::Subscribed, Expr::value(false))
+            .col_expr(
+                contacts::Column::UnsubscribedAt,
+                Expr::expr(Func::coalesce([
+                    Expr::col(contacts::Column::UnsubscribedAt),
+                    Expr::value(now),
+                ])),
+            )
+            .col_expr(contacts::Column::UpdatedAt, Expr::value(now))
+            .filter(contacts::Column::AccountId.eq(account_id))
+            .filter(contacts::Column::EmailKey.eq(email_key))
+            .exec_with_returning(&tx)
+            .await
+            .map_err(db_error)?;
+        let Some(contact) = updated.into_iter().next() else {
+            return Ok(None);
+        };
+        let suppression = suppressions::ActiveModel {
+            account_id: Set(account_id.to_owned()),
+            email: Set(contact.email.clone()),
+            email_key: Set(contact.email_key.clone()),
+            reason: Set(SuppressionReason::Unsubscribed.as_str().to_owned()),
+            origin: Set(SuppressionOrigin::Api.as_str().to_owned()),
+            message_id: Set(None),
+            expires_at: Set(None),
+            created_at: Set(now),
+            ..Default::default()
+        };
+        // A suppression without an end stays as it is (a bounce is still a
+        // bounce); one that would end becomes this one, for good.
+        suppressions::Entity::insert(suppression)
+            .on_conflict(
+                OnConflict::columns([
+                    suppressions::Column::AccountId,
+                    suppressions::Column::EmailKey,
+                ])
+                .update_columns([
+                    suppressions::Column::Email,
+                    suppressions::Column::Reason,
+                    suppressions::Column::Origin,
+                    suppressions::Column::MessageId,
+                    suppressions::Column::ExpiresAt,
+                    suppressions::Column::CreatedAt,
+                ])
+                .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
+                .to_owned(),
+            )
+            .try_insert()
+            .exec(&tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(from_row(contact)?.contact))
+    }
+}
