@@ -38,6 +38,12 @@ impl EmailAddress {
         &self.key
     }
 
+    /// The comparison key of an address as stored (its domain already in
+    /// lower case), for example a recipient's.
+    pub fn key_of_stored(display: &str) -> String {
+        display.to_ascii_lowercase()
+    }
+
     /// Rebuilds an address read back from storage.
     pub fn from_stored(display: String, key: String) -> EmailAddress {
         EmailAddress { display, key }

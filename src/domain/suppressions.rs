@@ -128,6 +128,13 @@ pub trait SuppressionStore: Send + Sync + 'static {
         after: Option<SuppressionCursor>,
         limit: u64,
     ) -> impl Future<Output = Result<SuppressionPage>> + Send;
+    /// The suppressions of `email_keys` that hold at `now`, by address key.
+    fn suppressed_among(
+        &self,
+        account_id: &str,
+        email_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, Suppression>>> + Send;
     /// Removes the suppression of `email_key`; whether one was removed.
     fn delete_suppression(
         &self,

@@ -5,18 +5,20 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
     QuerySelect, QueryTrait, Statement, TransactionTrait, UpdateMany, Value,
 };
 
-use super::entities::{delivery_attempts, events, recipients};
+use super::entities::{delivery_attempts, events, recipients, suppressions};
 use super::writer::{Row, Writes};
 use super::{Store, db_error};
 use crate::domain::clock::to_micros;
 use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
+use crate::domain::email::EmailAddress;
 use crate::domain::messages::{EventType, Message, Status, aggregate};
+use crate::domain::suppressions::{SuppressionOrigin, SuppressionReason};
 use crate::domain::{Durable, Result};
 
 /// States a worker may claim. The queue's partial index (`ix_recipients_due`,
@@ -525,6 +527,62 @@ fn state_updates(
         .collect()
 }
 
+/// Suppresses, for good, the addresses of recipients that hard-bounced
+/// (5.1.x, 5.5.0: the mailbox does not exist), in the transaction that
+/// records the bounce. A suppression without an end that already holds an
+/// address stays as it is; one that would end becomes this one. Policy
+/// refusals (5.7.x) are not the recipient's fault and suppress nothing.
+fn bounce_suppressions(
+    backend: DatabaseBackend,
+    changed: &[(&AttemptResult, Status)],
+) -> Option<Statement> {
+    let mut seen = HashSet::new();
+    let rows: Vec<suppressions::ActiveModel> = changed
+        .iter()
+        .filter(|(result, _)| matches!(result.outcome, Outcome::Bounced { hard: true }))
+        .filter_map(|(result, _)| {
+            let key = EmailAddress::key_of_stored(&result.claimed.email);
+            // One row per address: PostgreSQL refuses to update a row twice
+            // in one statement.
+            seen.insert((result.claimed.account_id.clone(), key.clone()))
+                .then(|| suppressions::ActiveModel {
+                    account_id: Set(result.claimed.account_id.clone()),
+                    email: Set(result.claimed.email.clone()),
+                    email_key: Set(key),
+                    reason: Set(SuppressionReason::Bounced.as_str().to_owned()),
+                    origin: Set(SuppressionOrigin::Bounce.as_str().to_owned()),
+                    message_id: Set(Some(result.claimed.message_id.clone())),
+                    expires_at: Set(None),
+                    created_at: Set(to_micros(result.attempted_at)),
+                    ..Default::default()
+                })
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(
+        suppressions::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    suppressions::Column::AccountId,
+                    suppressions::Column::EmailKey,
+                ])
+                .update_columns([
+                    suppressions::Column::Email,
+                    suppressions::Column::Reason,
+                    suppressions::Column::Origin,
+                    suppressions::Column::MessageId,
+                    suppressions::Column::ExpiresAt,
+                    suppressions::Column::CreatedAt,
+                ])
+                .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
+                .to_owned(),
+            )
+            .build(backend),
+    )
+}
+
 /// The writes that follow the state updates: the attempt history, each
 /// touched message's aggregate over all its recipients (`states`, read after
 /// the updates) with its MIME the first time it was built, and one event
@@ -586,6 +644,8 @@ fn later_writes(
         ));
         aggregates.insert(message_id, status);
     }
+
+    writes.extend(bounce_suppressions(backend, changed));
 
     // One event per changed recipient, in cursor order.
     for chunk in changed.chunks(RECORD_CHUNK) {

@@ -1,5 +1,7 @@
 //! The suppression list.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -125,6 +127,31 @@ impl SuppressionStore for Store {
             suppressions: rows.into_iter().map(from_row).collect::<Result<_>>()?,
             next,
         })
+    }
+
+    async fn suppressed_among(
+        &self,
+        account_id: &str,
+        email_keys: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Suppression>> {
+        if email_keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        suppressions::Entity::find()
+            .filter(suppressions::Column::AccountId.eq(account_id))
+            .filter(suppressions::Column::EmailKey.is_in(email_keys.iter().map(String::as_str)))
+            .filter(
+                Condition::any()
+                    .add(suppressions::Column::ExpiresAt.is_null())
+                    .add(suppressions::Column::ExpiresAt.gt(to_micros(now))),
+            )
+            .all(self.db())
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|row| from_row(row).map(|s| (s.email.key().to_owned(), s)))
+            .collect()
     }
 
     async fn delete_suppression(&self, account_id: &str, email_key: &str) -> Result<bool> {

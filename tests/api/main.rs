@@ -41,4 +41,5 @@ mod scale;
 mod send;
 mod shutdown;
 mod storage;
+mod suppressions;
 mod templates;

@@ -230,6 +230,64 @@ async fn each_recipient_keeps_its_own_rcpt_reply(backend: Backend) {
             ("tempfail@example.com", "deferred"),
         ]
     );
+
+    // The hard bounce suppressed its address, in the bounce's transaction;
+    // the policy refusal and the deferral suppressed nothing.
+    let key = &app.account_a.key;
+    let (status, suppression) = get(&app, key, "/v1/suppressions/NoUser%40example.com").await;
+    assert_eq!(status, StatusCode::OK, "{suppression}");
+    let suppression = &suppression["suppression"];
+    assert_eq!(
+        (
+            suppression["reason"].as_str(),
+            suppression["origin"].as_str(),
+            suppression["message_id"].as_str()
+        ),
+        (Some("bounced"), Some("bounce"), Some(id.as_str()))
+    );
+    for other in ["policy", "tempfail", "jane"] {
+        let (status, body) = get(
+            &app,
+            key,
+            &format!("/v1/suppressions/{other}%40example.com"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{other}: {body}");
+    }
+
+    // The next send leaves it out at accept: recorded suppressed, with an
+    // event, while the other recipient is sent to.
+    let again = send(&app, key, to(&["jane@example.com", "nouser@example.com"])).await;
+    let events = events_after_queued(&app, &again, 2).await;
+    let suppressed = events
+        .iter()
+        .find(|e| e.recipient == "nouser@example.com")
+        .expect("an event for the suppressed recipient");
+    assert_eq!(kind(suppressed), v1::EventType::Suppressed, "{events:?}");
+    let reason = &suppressed.details.as_ref().expect("details").reason;
+    assert!(
+        reason.contains("suppression list") && reason.contains("bounced"),
+        "{reason}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.recipient == "jane@example.com" && kind(e) == v1::EventType::Sent),
+        "{events:?}"
+    );
+    let message = message_json(&app, &again).await;
+    assert_eq!(message["status"], "sent", "{message}");
+    assert_eq!(
+        message["recipients"][1]["status"], "suppressed",
+        "{message}"
+    );
+    let accepted = sink.accepted();
+    assert_eq!(accepted.len(), 2);
+    assert_eq!(
+        accepted[1].to,
+        ["jane@example.com"],
+        "the suppressed address is not in the envelope"
+    );
 }
 
 async fn a_reply_to_data_applies_to_every_recipient_of_the_envelope(backend: Backend) {

@@ -19,6 +19,7 @@ use crate::domain::accounts::{AccountStore, Identity};
 use crate::domain::auth::AuthContext;
 use crate::domain::cache::TtlCache;
 use crate::domain::clock::{Clock, from_micros, to_micros};
+use crate::domain::email::EmailAddress;
 use crate::domain::error::{Error, FieldViolation, Result};
 use crate::domain::ids::new_id;
 use crate::domain::limits::{quota_day, until_quota_reset};
@@ -26,6 +27,7 @@ use crate::domain::messages::{
     Event, EventDetails, EventType, Message, MessageStore, Recipient, Status, StoredAttachment,
     TemplateRef, not_found,
 };
+use crate::domain::suppressions::SuppressionStore;
 use crate::domain::templates::{TemplateStore, Templates, text::html_to_text};
 
 /// How long idempotency records are kept.
@@ -196,7 +198,7 @@ pub struct Sender<S> {
 
 impl<S> Sender<S>
 where
-    S: AcceptStore + AccountStore + TemplateStore + MessageStore + Clone,
+    S: AcceptStore + AccountStore + TemplateStore + MessageStore + SuppressionStore + Clone,
 {
     /// Builds the use cases and starts the group-commit writer.
     pub fn new(
@@ -452,7 +454,7 @@ where
         if !sender_allowed(&from, &identities) {
             return Err(Error::SenderNotVerified(from.to_string()));
         }
-        let message = self.copy(caller, &original, now);
+        let message = self.admit(self.copy(caller, &original, now)).await?;
         self.store_one(
             caller,
             message,
@@ -724,7 +726,63 @@ where
             events: Vec::new(),
             id,
         };
-        Ok(with_first_event(message))
+        self.admit(message).await
+    }
+
+    /// Applies the account's suppression list to a new message: a
+    /// suppressed recipient is recorded `suppressed` with an event and is
+    /// never claimed for delivery; a message whose every recipient is
+    /// suppressed is `suppressed` itself. Then opens its timeline.
+    async fn admit(&self, mut message: Message) -> Result<Message> {
+        let keys: Vec<String> = message
+            .recipients
+            .iter()
+            .map(|r| EmailAddress::key_of_stored(&r.email))
+            .collect();
+        let suppressed = self
+            .store
+            .suppressed_among(&message.account_id, &keys, message.created_at)
+            .await?;
+        if suppressed.is_empty() {
+            return Ok(with_first_event(message));
+        }
+        let mut events = Vec::new();
+        for (recipient, key) in message.recipients.iter_mut().zip(&keys) {
+            let Some(suppression) = suppressed.get(key) else {
+                continue;
+            };
+            let reason = format!(
+                "not sent: the address is on the suppression list (reason {}, added by {} at {})",
+                suppression.reason.as_str(),
+                suppression.origin.as_str(),
+                suppression.created_at.to_rfc3339(),
+            );
+            recipient.status = Status::Suppressed;
+            recipient.next_attempt_at = None;
+            recipient.last_response = reason.clone();
+            events.push(Event {
+                cursor: 0,
+                message_id: message.id.clone(),
+                recipient: recipient.email.clone(),
+                event_type: EventType::Suppressed,
+                status: Status::Suppressed,
+                details: EventDetails {
+                    reason,
+                    ..Default::default()
+                },
+                occurred_at: message.created_at,
+            });
+        }
+        if message
+            .recipients
+            .iter()
+            .all(|r| r.status == Status::Suppressed)
+        {
+            message.status = Status::Suppressed;
+        }
+        let mut message = with_first_event(message);
+        message.events.extend(events);
+        Ok(message)
     }
 
     /// A new message with `original`'s content, due now.
@@ -748,13 +806,17 @@ where
             r.next_attempt_at = Some(now);
             r.updated_at = now;
         }
-        with_first_event(message)
+        message
     }
 }
 
 /// Adds the `queued` or `scheduled` event that opens a message's timeline.
 fn with_first_event(mut message: Message) -> Message {
     let (event_type, reason) = match message.status {
+        Status::Suppressed => (
+            EventType::Suppressed,
+            "accepted; every recipient is on the suppression list, so nothing is sent".into(),
+        ),
         Status::Scheduled => (
             EventType::Scheduled,
             format!(

@@ -50,12 +50,14 @@ pub struct CommitJob {
 }
 
 impl CommitJob {
-    /// Recipients the job counts against the quota.
+    /// Recipients the job counts against the quota: those it will send
+    /// to (a suppressed one is not).
     pub fn recipients(&self) -> u64 {
         self.messages
             .iter()
-            .map(|m| m.recipients.len() as u64)
-            .sum()
+            .flat_map(|m| &m.recipients)
+            .filter(|r| r.status != crate::domain::messages::Status::Suppressed)
+            .count() as u64
     }
 }
 
