@@ -8,7 +8,7 @@ pub mod smtp;
 mod tls;
 pub mod transport;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +20,10 @@ use tokio::task::JoinSet;
 use crate::domain::delivery::{
     AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome, Reply, RetryPolicy, classify,
 };
+use crate::domain::email::EmailAddress;
 use crate::domain::ids::new_id;
 use crate::domain::messages::Message;
+use crate::domain::suppressions::SuppressionStore;
 use crate::domain::watch::EventStore;
 use record::Recorder;
 pub use transport::Transport;
@@ -69,7 +71,7 @@ pub fn spawn<S>(
     stopping: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()>
 where
-    S: DeliveryStore + EventStore + Clone,
+    S: DeliveryStore + EventStore + SuppressionStore + Clone,
 {
     let pool = Arc::new(Pool {
         recorder: Recorder::start(store.clone()),
@@ -95,7 +97,7 @@ struct Pool<S> {
 /// A claimed message waiting for a worker.
 type Job = (Message, Vec<Claimed>);
 
-impl<S: DeliveryStore + EventStore> Pool<S> {
+impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
     /// Claims due recipients whenever a worker is free and nothing claimed
     /// is waiting, and keeps up to `concurrency` deliveries running. After
     /// a claim that found nothing it waits for new work (a commit that
@@ -241,6 +243,13 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
+        let claimed = match self.leave_out_suppressed(claimed, now).await {
+            Ok(claimed) => claimed,
+            Err((claimed, error)) => {
+                let _ = self.store.release_leases(&claimed).await;
+                return Err(error);
+            }
+        };
         let mut by_message: BTreeMap<String, Vec<Claimed>> = BTreeMap::new();
         for c in claimed {
             by_message.entry(c.message_id.clone()).or_default().push(c);
@@ -264,6 +273,78 @@ impl<S: DeliveryStore + EventStore> Pool<S> {
             tracing::warn!(%message_id, "claimed recipients of a missing message");
         }
         Ok(jobs)
+    }
+
+    /// Records the claimed recipients whose address was suppressed since
+    /// their message was accepted as `suppressed`, untried, and returns the
+    /// others. On an error every claim is handed back with it.
+    async fn leave_out_suppressed(
+        &self,
+        claimed: Vec<Claimed>,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<Claimed>, (Vec<Claimed>, crate::domain::Error)> {
+        let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in &claimed {
+            by_account
+                .entry(c.account_id.clone())
+                .or_default()
+                .push(EmailAddress::key_of_stored(&c.email));
+        }
+        let mut suppressed = HashMap::new();
+        for (account_id, keys) in by_account {
+            match self.store.suppressed_among(&account_id, &keys, now).await {
+                Ok(found) => suppressed.extend(
+                    found
+                        .into_values()
+                        .map(|s| ((account_id.clone(), s.email.key().to_owned()), s)),
+                ),
+                Err(error) => return Err((claimed, error)),
+            }
+        }
+        if suppressed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut left_out: BTreeMap<String, Vec<AttemptResult>> = BTreeMap::new();
+        let mut kept = Vec::with_capacity(claimed.len());
+        for c in claimed {
+            let key = (c.account_id.clone(), EmailAddress::key_of_stored(&c.email));
+            let Some(suppression) = suppressed.get(&key) else {
+                kept.push(c);
+                continue;
+            };
+            let reply = Reply::failure(
+                format!(
+                    "not sent: the address was put on the suppression list (reason {}, added by {} at {}) after the message was accepted",
+                    suppression.reason.as_str(),
+                    suppression.origin.as_str(),
+                    suppression.created_at.to_rfc3339(),
+                ),
+                "",
+            );
+            left_out
+                .entry(c.message_id.clone())
+                .or_default()
+                .push(AttemptResult {
+                    outcome: Outcome::Suppressed,
+                    reply,
+                    retry_at: None,
+                    transport: self.transport.name(),
+                    duration: Duration::ZERO,
+                    attempted_at: now,
+                    claimed: c,
+                });
+        }
+        for (message_id, results) in left_out {
+            let record = DeliveryRecord {
+                message_id: message_id.clone(),
+                raw_mime: None,
+                results,
+            };
+            if let Err(error) = self.recorder.record(record).await {
+                tracing::warn!(%message_id, %error, "could not record suppressed recipients; their lease will expire and they are looked at again");
+            }
+        }
+        Ok(kept)
     }
 
     /// Delivers one message to its claimed recipients and records the

@@ -41,6 +41,9 @@ pub enum Outcome {
     /// The worker holding the recipient stopped before recording a result
     /// (its lease expired): the message may have arrived; it is tried again.
     Ambiguous,
+    /// Not tried: the address was suppressed after the message was
+    /// accepted (a scheduled send, a retry).
+    Suppressed,
 }
 
 /// The reply behind an outcome, kept with the attempt and the event.

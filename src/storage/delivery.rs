@@ -17,7 +17,7 @@ use super::{Store, db_error};
 use crate::domain::clock::to_micros;
 use crate::domain::delivery::{AttemptResult, Claimed, DeliveryRecord, DeliveryStore, Outcome};
 use crate::domain::email::EmailAddress;
-use crate::domain::messages::{EventType, Message, Status, aggregate};
+use crate::domain::messages::{EventDetails, EventType, Message, Status, aggregate};
 use crate::domain::suppressions::{SuppressionOrigin, SuppressionReason};
 use crate::domain::{Durable, Result};
 
@@ -95,6 +95,7 @@ fn new_state(outcome: &Outcome, retry: bool) -> Status {
         Outcome::Deferred | Outcome::Ambiguous if retry => Status::Deferred,
         Outcome::Deferred | Outcome::Ambiguous | Outcome::Failed => Status::Failed,
         Outcome::Bounced { .. } => Status::Bounced,
+        Outcome::Suppressed => Status::Suppressed,
     }
 }
 
@@ -104,6 +105,7 @@ fn event_type(state: Status) -> EventType {
         Status::Delivered => EventType::Delivered,
         Status::Deferred => EventType::Deferred,
         Status::Bounced => EventType::Bounced,
+        Status::Suppressed => EventType::Suppressed,
         _ => EventType::Failed,
     }
 }
@@ -117,6 +119,7 @@ fn outcome_name(outcome: &Outcome) -> &'static str {
         Outcome::Bounced { hard: false } => "bounced",
         Outcome::Failed => "failed",
         Outcome::Ambiguous => "ambiguous",
+        Outcome::Suppressed => "suppressed",
     }
 }
 
@@ -511,7 +514,9 @@ fn state_updates(
                 values.extend([
                     result.claimed.recipient_id.into(),
                     state.as_str().into(),
-                    (result.claimed.attempts + 1).into(),
+                    (result.claimed.attempts
+                        + i32::from(result.outcome != Outcome::Suppressed))
+                    .into(),
                     response_text(result).into(),
                     next.into(),
                     to_micros(result.attempted_at).into(),
@@ -594,27 +599,31 @@ fn later_writes(
     states: BTreeMap<String, Vec<Status>>,
 ) -> Vec<Statement> {
     let mut writes: Vec<Statement> = Vec::new();
-    for chunk in changed.chunks(RECORD_CHUNK) {
-        let rows = chunk
-            .iter()
-            .map(|(result, _)| delivery_attempts::ActiveModel {
-                recipient_id: Set(result.claimed.recipient_id),
-                message_id: Set(result.claimed.message_id.clone()),
-                outcome: Set(outcome_name(&result.outcome).to_owned()),
-                smtp_code: Set((result.reply.code > 0).then_some(i32::from(result.reply.code))),
-                enhanced_code: Set(
-                    (!result.reply.enhanced.is_empty()).then(|| result.reply.enhanced.clone())
-                ),
-                response: Set(response_text(result)),
-                remote_mta: Set(Some(if result.reply.remote.is_empty() {
-                    result.transport.clone()
-                } else {
-                    format!("{} {}", result.transport, result.reply.remote)
-                })),
-                duration_us: Set(result.duration.as_micros().min(i64::MAX as u128) as i64),
-                attempted_at: Set(to_micros(result.attempted_at)),
-                ..Default::default()
-            });
+    // A recipient left out for its suppression was not attempted.
+    let attempted: Vec<&AttemptResult> = changed
+        .iter()
+        .map(|(result, _)| *result)
+        .filter(|result| result.outcome != Outcome::Suppressed)
+        .collect();
+    for chunk in attempted.chunks(RECORD_CHUNK) {
+        let rows = chunk.iter().map(|result| delivery_attempts::ActiveModel {
+            recipient_id: Set(result.claimed.recipient_id),
+            message_id: Set(result.claimed.message_id.clone()),
+            outcome: Set(outcome_name(&result.outcome).to_owned()),
+            smtp_code: Set((result.reply.code > 0).then_some(i32::from(result.reply.code))),
+            enhanced_code: Set(
+                (!result.reply.enhanced.is_empty()).then(|| result.reply.enhanced.clone())
+            ),
+            response: Set(response_text(result)),
+            remote_mta: Set(Some(if result.reply.remote.is_empty() {
+                result.transport.clone()
+            } else {
+                format!("{} {}", result.transport, result.reply.remote)
+            })),
+            duration_us: Set(result.duration.as_micros().min(i64::MAX as u128) as i64),
+            attempted_at: Set(to_micros(result.attempted_at)),
+            ..Default::default()
+        });
         writes.push(delivery_attempts::Entity::insert_many(rows).build(backend));
     }
     let mut aggregates: HashMap<String, Status> = HashMap::new();
@@ -657,7 +666,14 @@ fn later_writes(
                 (Outcome::Bounced { hard: false }, _) => "soft_bounce",
                 _ => "",
             };
-            let details = result.reply.details(reason);
+            let details = match result.outcome {
+                // No reply: what the event says is why nothing was tried.
+                Outcome::Suppressed => EventDetails {
+                    reason: result.reply.text.clone(),
+                    ..Default::default()
+                },
+                _ => result.reply.details(reason),
+            };
             events::ActiveModel {
                 account_id: Set(result.claimed.account_id.clone()),
                 message_id: Set(result.claimed.message_id.clone()),

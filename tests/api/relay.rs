@@ -20,6 +20,7 @@ on_both_databases_with!(
     a_451_then_250_is_deferred_then_sent_with_both_attempts_in_the_timeline,
     each_recipient_keeps_its_own_rcpt_reply,
     a_reply_to_data_applies_to_every_recipient_of_the_envelope,
+    an_address_suppressed_while_its_message_waits_for_a_retry_is_not_tried_again,
 );
 
 /// A server delivering to `url` (retries after `retry` seconds);
@@ -156,6 +157,57 @@ async fn a_451_then_250_is_deferred_then_sent_with_both_attempts_in_the_timeline
     assert_eq!(types, ["queued", "deferred", "sent"]);
     assert_eq!(message["recipients"][0]["attempts"], 2, "{message}");
     assert_eq!(sink.accepted().len(), 1);
+}
+
+async fn an_address_suppressed_while_its_message_waits_for_a_retry_is_not_tried_again(
+    backend: Backend,
+) {
+    let sink = FaultSmtp::start(Script::default()).await;
+    let Some(app) = relay_app(backend, sink.url(""), 2).await else {
+        return;
+    };
+    let key = &app.account_a.key;
+    let id = send(&app, key, to(&["once451@example.com"])).await;
+    let request = v1::WatchMessagesRequest {
+        message_id: id.clone(),
+        ..Default::default()
+    };
+    let mut stream = watch(&app, key, request).await;
+    assert_eq!(kind(&next_event(&mut stream).await), v1::EventType::Queued);
+    assert_eq!(
+        kind(&next_event(&mut stream).await),
+        v1::EventType::Deferred
+    );
+    // Suppressed during the retry's wait (two seconds).
+    let response = app
+        .http
+        .post(format!("{}/v1/suppressions", app.base_url))
+        .header("x-api-key", key)
+        .json(&serde_json::json!({"email": "once451@example.com", "reason": "complained"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let left_out = next_event(&mut stream).await;
+    assert_eq!(kind(&left_out), v1::EventType::Suppressed, "{left_out:?}");
+    let reason = &left_out.details.as_ref().expect("details").reason;
+    assert!(
+        reason.contains("suppression list") && reason.contains("after the message was accepted"),
+        "{reason}"
+    );
+    let message = message_json(&app, &id).await;
+    assert_eq!(message["status"], "suppressed", "{message}");
+    assert_eq!(message["recipients"][0]["status"], "suppressed");
+    assert_eq!(
+        message["recipients"][0]["attempts"], 1,
+        "one attempt (the 451), no second: {message}"
+    );
+    assert_eq!(
+        sink.accepted().len(),
+        0,
+        "nothing reached the relay after the 451"
+    );
 }
 
 async fn each_recipient_keeps_its_own_rcpt_reply(backend: Backend) {
