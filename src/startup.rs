@@ -16,6 +16,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::Settings;
 use crate::delivery::{DeliverySettings, Transport};
+use crate::domain::links::{LinkSigner, Links};
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::storage::Store;
 
@@ -47,7 +48,11 @@ impl Application {
                 timeout.as_secs()
             );
         }
-        let router = routes(settings, store.clone()).await?;
+        let links = Links::new(
+            LinkSigner::new(store.link_key().await.context("reading the link key")?),
+            &settings.public_url,
+        );
+        let router = routes(settings, store.clone(), &links).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
@@ -63,6 +68,7 @@ impl Application {
                 retry: settings.retry,
                 hang_after_reply: std::env::var("POSTHORN_TEST_FAILPOINT")
                     .is_ok_and(|f| f == "after_reply_before_record"),
+                links: Some(links),
                 ..DeliverySettings::default()
             }),
         })
@@ -126,8 +132,9 @@ impl Application {
 }
 
 /// Builds the one router of the shared port.
-async fn routes(settings: &Settings, store: Store) -> anyhow::Result<Router> {
-    let crate::api::Routers { grpc, pages } = crate::api::routers(store.clone(), settings).await?;
+async fn routes(settings: &Settings, store: Store, links: &Links) -> anyhow::Result<Router> {
+    let crate::api::Routers { grpc, pages } =
+        crate::api::routers(store.clone(), settings, links).await?;
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),

@@ -12,6 +12,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_limits;
 mod m20261201_000003_lean_indexes;
+mod m20261204_000004_server_keys;
 
 /// Applies Posthorn's migrations in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_limits::Migration),
             Box::new(m20261201_000003_lean_indexes::Migration),
+            Box::new(m20261204_000004_server_keys::Migration),
         ]
     }
 }

@@ -11,6 +11,7 @@ pub mod status;
 mod suppressions;
 mod templates;
 mod trace;
+mod unsubscribe;
 mod webhooks;
 
 use std::convert::Infallible;
@@ -25,6 +26,7 @@ use crate::config::Settings;
 use crate::domain::auth::AuthContext;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::contacts::Contacts;
+use crate::domain::links::{Links, Unsubscribes};
 use crate::domain::messages::Messages;
 use crate::domain::send::accept::{SendSettings, Sender};
 use crate::domain::send::validate::Limits;
@@ -79,12 +81,13 @@ pub struct Routers {
     /// Every gRPC service: the six posthorn.v1 services behind
     /// authentication, `grpc.health.v1` and reflection (v1 and v1alpha).
     pub grpc: Router,
-    /// Posthorn's own authenticated pages (template preview).
+    /// Posthorn's own pages: the template preview (authenticated) and the
+    /// unsubscribe link (its token is the authority).
     pub pages: Router,
 }
 
 /// Builds the gRPC router and the pages beside it.
-pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Routers> {
+pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow::Result<Routers> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let contacts = Arc::new(Contacts::new(store.clone(), clock.clone()));
     let suppressions = Arc::new(Suppressions::new(store.clone(), clock.clone()));
@@ -101,7 +104,7 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
     let sender = Arc::new(Sender::new(
         store.clone(),
         templates.clone(),
-        clock,
+        clock.clone(),
         SendSettings {
             hostname: settings.hostname.clone(),
             limits,
@@ -117,7 +120,13 @@ pub async fn routers(store: Store, settings: &Settings) -> anyhow::Result<Router
         settings.policy,
         settings.auth_cache,
     )?);
-    let pages = preview::router(auth_state.clone(), templates.clone());
+    let unsubscribes = Arc::new(Unsubscribes::new(
+        store.clone(),
+        links.signer().clone(),
+        clock,
+    ));
+    let pages = preview::router(auth_state.clone(), templates.clone())
+        .merge(unsubscribe::router(unsubscribes));
     let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;
 

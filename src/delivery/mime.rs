@@ -87,8 +87,19 @@ fn body(message: &Message) -> Result<Body, BuildError> {
     Ok(Body::Multi(mixed))
 }
 
-/// Builds the RFC 5322 message.
-pub fn build(message: &Message) -> Result<Vec<u8>, BuildError> {
+/// What one recipient's own copy of a message adds to it.
+#[derive(Clone, Debug, Default)]
+pub struct Personal {
+    /// The recipient's one-click unsubscribe link (RFC 8058): written as
+    /// `List-Unsubscribe` with `List-Unsubscribe-Post`, in place of any
+    /// `List-Unsubscribe` header the sender gave.
+    pub unsubscribe_url: Option<String>,
+}
+
+/// Builds the RFC 5322 message: the copy every recipient shares, or one
+/// recipient's own.
+pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, BuildError> {
+    let unsubscribe = personal.and_then(|p| p.unsubscribe_url.as_deref());
     let from_address = message
         .from_email
         .parse::<lettre::Address>()
@@ -109,9 +120,23 @@ pub fn build(message: &Message) -> Result<Vec<u8>, BuildError> {
         builder = builder.reply_to(mailbox(reply_to)?);
     }
     for (name, value) in &message.headers {
+        if unsubscribe.is_some() && name.to_ascii_lowercase().starts_with("list-unsubscribe") {
+            continue;
+        }
         let name = HeaderName::new_from_ascii(name.clone())
             .map_err(|e| bad(format!("header `{name}`: {e}")))?;
         builder = builder.raw_header(HeaderValue::new(name, value.clone()));
+    }
+    if let Some(url) = unsubscribe {
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
     }
     // The envelope is the transport's business; lettre wants one to build.
     let envelope = Envelope::new(Some(from_address.clone()), vec![from_address])

@@ -22,11 +22,20 @@ use crate::domain::delivery::{
 };
 use crate::domain::email::EmailAddress;
 use crate::domain::ids::new_id;
+use crate::domain::links::Links;
 use crate::domain::messages::Message;
 use crate::domain::suppressions::SuppressionStore;
 use crate::domain::watch::EventStore;
 use record::Recorder;
 pub use transport::Transport;
+
+/// Every recipient's reply when the message could not be built: failed,
+/// since retrying cannot help.
+fn failed(error: &mime::BuildError, recipients: usize) -> Vec<(Outcome, Reply)> {
+    (0..recipients)
+        .map(|_| (Outcome::Failed, Reply::failure(error.to_string(), "")))
+        .collect()
+}
 
 /// How the pool works.
 #[derive(Clone, Debug)]
@@ -47,6 +56,9 @@ pub struct DeliverySettings {
     /// record, so a test can kill the process between the relay's reply and
     /// the state change (D4).
     pub hang_after_reply: bool,
+    /// Signs the links written into delivered mail (unsubscribe); without
+    /// them a message asking for an unsubscribe link is sent without one.
+    pub links: Option<Links>,
 }
 
 impl Default for DeliverySettings {
@@ -58,6 +70,7 @@ impl Default for DeliverySettings {
             idle_poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
             hang_after_reply: false,
+            links: None,
         }
     }
 }
@@ -360,27 +373,40 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
         } else {
             &self.transport
         };
-        let (raw_mime, replies): (Option<Vec<u8>>, Vec<(Outcome, Reply)>) = match mime::build(
-            &message,
-        ) {
-            Err(error) => (
-                None,
-                claimed
-                    .iter()
-                    .map(|_| (Outcome::Failed, Reply::failure(error.to_string(), "")))
-                    .collect(),
-            ),
-            Ok(raw) => {
-                let replies = self.send(transport, &message, &claimed, &raw).await;
-                if self.settings.hang_after_reply {
-                    eprintln!(
-                        "failpoint after_reply_before_record: message {message_id} answered; not recording"
-                    );
-                    std::future::pending::<()>().await;
+        let (raw_mime, replies) = match self.personal_links(&message) {
+            None => match mime::build(&message, None) {
+                Err(error) => (None, failed(&error, claimed.len())),
+                Ok(raw) => {
+                    let replies = self.send(transport, &message, &claimed, &raw).await;
+                    (Some(raw), replies)
                 }
-                (Some(raw), replies)
+            },
+            // Each recipient gets a copy of its own, in an envelope of its
+            // own; the first copy is the one kept.
+            Some(links) => {
+                let mut kept = None;
+                let mut replies = Vec::with_capacity(claimed.len());
+                for one in claimed.chunks(1) {
+                    let personal = mime::Personal {
+                        unsubscribe_url: Some(links.unsubscribe_url(&message.id, &one[0].email)),
+                    };
+                    match mime::build(&message, Some(&personal)) {
+                        Err(error) => replies.extend(failed(&error, 1)),
+                        Ok(raw) => {
+                            replies.extend(self.send(transport, &message, one, &raw).await);
+                            kept.get_or_insert(raw);
+                        }
+                    }
+                }
+                (kept, replies)
             }
         };
+        if self.settings.hang_after_reply && raw_mime.is_some() {
+            eprintln!(
+                "failpoint after_reply_before_record: message {message_id} answered; not recording"
+            );
+            std::future::pending::<()>().await;
+        }
         let now = Utc::now();
         let results: Vec<AttemptResult> = claimed
             .into_iter()
@@ -414,6 +440,12 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
         if let Err(error) = self.recorder.record(record).await {
             tracing::warn!(%message_id, %error, "could not record delivery attempts; the lease will expire and they run again");
         }
+    }
+
+    /// The links of a message whose recipients each get a copy of their
+    /// own (one with an unsubscribe link), when links can be made.
+    fn personal_links(&self, message: &Message) -> Option<&Links> {
+        self.settings.links.as_ref().filter(|_| message.unsubscribe)
     }
 
     /// Hands the built message to the transport, renewing the leases while

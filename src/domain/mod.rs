@@ -12,6 +12,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod links;
 pub mod messages;
 pub mod paging;
 pub mod scope;

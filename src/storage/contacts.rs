@@ -1,4 +1,5 @@
-//! Contacts, and the suppression an unsubscription adds beside them.
+//! Contacts, and the suppression an unsubscription adds beside them (by
+//! the API, or by the unsubscribe link of a delivered message).
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict};
@@ -7,11 +8,13 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use super::entities::{contacts, suppressions};
+use super::entities::{contacts, events, messages, suppressions};
 use super::{Store, db_error};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::contacts::{Contact, ContactCursor, ContactFilter, ContactStore, ListedContact};
 use crate::domain::email::EmailAddress;
+use crate::domain::links::UnsubscribeStore;
+use crate::domain::messages::{EventDetails, EventType};
 use crate::domain::suppressions::{SuppressionOrigin, SuppressionReason};
 use crate::domain::{Error, Result};
 
@@ -191,25 +194,8 @@ impl ContactStore for Store {
             created_at: Set(now),
             ..Default::default()
         };
-        // A suppression without an end stays as it is (a bounce is still a
-        // bounce); one that would end becomes this one, for good.
         suppressions::Entity::insert(suppression)
-            .on_conflict(
-                OnConflict::columns([
-                    suppressions::Column::AccountId,
-                    suppressions::Column::EmailKey,
-                ])
-                .update_columns([
-                    suppressions::Column::Email,
-                    suppressions::Column::Reason,
-                    suppressions::Column::Origin,
-                    suppressions::Column::MessageId,
-                    suppressions::Column::ExpiresAt,
-                    suppressions::Column::CreatedAt,
-                ])
-                .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
-                .to_owned(),
-            )
+            .on_conflict(for_good())
             .try_insert()
             .exec(&tx)
             .await
@@ -217,4 +203,105 @@ impl ContactStore for Store {
         tx.commit().await.map_err(db_error)?;
         Ok(Some(from_row(contact)?.contact))
     }
+}
+
+impl UnsubscribeStore for Store {
+    async fn unsubscribe_recipient(
+        &self,
+        message_id: &str,
+        recipient: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<bool>> {
+        let now = to_micros(now);
+        let tx = self.db().begin().await.map_err(db_error)?;
+        let Some(message) = messages::Entity::find_by_id(message_id.to_owned())
+            .select_only()
+            .column(messages::Column::AccountId)
+            .column(messages::Column::Status)
+            .into_tuple::<(String, String)>()
+            .one(&tx)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let (account_id, status) = message;
+        let email_key = EmailAddress::key_of_stored(recipient);
+        let suppression = suppressions::ActiveModel {
+            account_id: Set(account_id.clone()),
+            email: Set(recipient.to_owned()),
+            email_key: Set(email_key.clone()),
+            reason: Set(SuppressionReason::Unsubscribed.as_str().to_owned()),
+            origin: Set(SuppressionOrigin::UnsubscribeLink.as_str().to_owned()),
+            message_id: Set(Some(message_id.to_owned())),
+            expires_at: Set(None),
+            created_at: Set(now),
+            ..Default::default()
+        };
+        let suppressed = suppressions::Entity::insert(suppression)
+            .on_conflict(for_good())
+            .try_insert()
+            .exec(&tx)
+            .await
+            .map_err(db_error)?;
+        let suppressed = matches!(suppressed, sea_orm::TryInsertResult::Inserted(_));
+        let contact = contacts::Entity::update_many()
+            .col_expr(contacts::Column::Subscribed, Expr::value(false))
+            .col_expr(contacts::Column::UnsubscribedAt, Expr::value(now))
+            .col_expr(contacts::Column::UpdatedAt, Expr::value(now))
+            .filter(contacts::Column::AccountId.eq(&account_id))
+            .filter(contacts::Column::EmailKey.eq(&email_key))
+            .filter(contacts::Column::Subscribed.eq(true))
+            .exec(&tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected
+            > 0;
+        let changed = suppressed || contact;
+        if changed {
+            super::delivery::lock_event_order(&tx).await?;
+            let details = EventDetails {
+                reason: "unsubscribed with the message's one-click link".into(),
+                ..Default::default()
+            };
+            events::Entity::insert(events::ActiveModel {
+                account_id: Set(account_id),
+                message_id: Set(message_id.to_owned()),
+                recipient: Set(recipient.to_owned()),
+                event_type: Set(EventType::Unsubscribed.as_str().to_owned()),
+                status: Set(status),
+                details: Set(json(&details)?),
+                occurred_at: Set(now),
+                ..Default::default()
+            })
+            .exec(&tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        if changed {
+            self.events_written();
+        }
+        Ok(Some(changed))
+    }
+}
+
+/// On a suppression already there: one without an end stays as it is (a
+/// bounce is still a bounce); one that would end becomes the new one, for
+/// good.
+pub(super) fn for_good() -> OnConflict {
+    OnConflict::columns([
+        suppressions::Column::AccountId,
+        suppressions::Column::EmailKey,
+    ])
+    .update_columns([
+        suppressions::Column::Email,
+        suppressions::Column::Reason,
+        suppressions::Column::Origin,
+        suppressions::Column::MessageId,
+        suppressions::Column::ExpiresAt,
+        suppressions::Column::CreatedAt,
+    ])
+    .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
+    .to_owned()
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
     QuerySelect, QueryTrait, Statement, TransactionTrait, UpdateMany, Value,
@@ -33,7 +33,7 @@ const CLAIMABLE: &str = "('queued', 'scheduled', 'deferred')";
 pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706f_7374_686f_726e;
 
 /// `?` placeholders as the backend spells them.
-fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
+pub(super) fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
     if backend != DatabaseBackend::Postgres {
         return sql.to_owned();
     }
@@ -568,22 +568,7 @@ fn bounce_suppressions(
     }
     Some(
         suppressions::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([
-                    suppressions::Column::AccountId,
-                    suppressions::Column::EmailKey,
-                ])
-                .update_columns([
-                    suppressions::Column::Email,
-                    suppressions::Column::Reason,
-                    suppressions::Column::Origin,
-                    suppressions::Column::MessageId,
-                    suppressions::Column::ExpiresAt,
-                    suppressions::Column::CreatedAt,
-                ])
-                .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
-                .to_owned(),
-            )
+            .on_conflict(super::contacts::for_good())
             .build(backend),
     )
 }

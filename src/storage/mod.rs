@@ -11,6 +11,7 @@ pub mod entities;
 mod flush;
 mod live;
 mod messages;
+mod server_keys;
 mod suppressions;
 mod templates;
 mod writer;

@@ -43,3 +43,4 @@ mod shutdown;
 mod storage;
 mod suppressions;
 mod templates;
+mod unsubscribe;

@@ -61,7 +61,7 @@ async fn idempotency_records_stored_before_the_table_was_rebuilt_are_kept() {
     assert!(sql.contains("WITHOUT ROWID"), "{sql}");
 }
 
-const TABLES: [&str; 20] = [
+const TABLES: [&str; 21] = [
     "daily_usage",
     "accounts",
     "api_keys",
@@ -75,6 +75,7 @@ const TABLES: [&str; 20] = [
     "message_tags",
     "messages",
     "recipients",
+    "server_keys",
     "suppressions",
     "template_versions",
     "templates",
@@ -88,7 +89,12 @@ on_both_databases! {
     async fn migrations_apply_on_start_and_create_the_whole_schema(app: TestApp) {
         assert_eq!(
             app.store.applied_migrations().await.unwrap(),
-            ["m20261122_000001_initial", "m20261122_000002_limits", "m20261201_000003_lean_indexes"]
+            [
+                "m20261122_000001_initial",
+                "m20261122_000002_limits",
+                "m20261201_000003_lean_indexes",
+                "m20261204_000004_server_keys",
+            ]
         );
         assert!(app.store.pending_migrations().await.unwrap().is_empty());
         let tables = app.store.table_names().await.unwrap();
@@ -99,7 +105,7 @@ on_both_databases! {
 
     async fn migrating_again_is_a_no_op(app: TestApp) {
         app.store.migrate().await.unwrap();
-        assert_eq!(app.store.applied_migrations().await.unwrap().len(), 3);
+        assert_eq!(app.store.applied_migrations().await.unwrap().len(), 4);
     }
 
     async fn accounts_keys_and_identities_round_trip(app: TestApp) {

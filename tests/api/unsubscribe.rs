@@ -1,0 +1,213 @@
+//! The one-click unsubscribe link (RFC 8058) through a real SMTP peer: each
+//! recipient's own copy carries its own signed link; a GET only shows a
+//! page, a POST without any key or cookie unsubscribes (suppression with
+//! origin `unsubscribe_link`, the contact marked, an `unsubscribed` event),
+//! repeating it changes nothing, and an altered token changes nothing.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::delivery::send;
+use crate::fault_smtp::{FaultSmtp, Script};
+use crate::helpers::{Backend, TestApp, try_spawn_app_with};
+use crate::send::{get, inline, post};
+
+on_both_databases_with!(a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does);
+
+/// The `List-Unsubscribe` URL of a delivered copy (headers unfolded).
+fn unsubscribe_url(data: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(data).replace("\r\n ", " ");
+    let header = text
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| line.strip_prefix("List-Unsubscribe: "))?;
+    let url = header.trim().strip_prefix('<')?.strip_suffix('>')?;
+    Some(url.to_owned())
+}
+
+fn has_one_click_header(data: &[u8]) -> bool {
+    String::from_utf8_lossy(data)
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .any(|line| line == "List-Unsubscribe-Post: List-Unsubscribe=One-Click")
+}
+
+/// `/u/{token}` of `url` on the test server (the configured public URL
+/// names port 0).
+fn on_server(app: &TestApp, url: &str) -> String {
+    let token = url.rsplit_once("/u/").expect("an unsubscribe path").1;
+    format!("{}/u/{token}", app.base_url)
+}
+
+async fn a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does(backend: Backend) {
+    let sink = FaultSmtp::start(Script::default()).await;
+    let url = sink.url("");
+    let Some(app) = try_spawn_app_with(backend, move |s| {
+        s.deliver = true;
+        s.transport = url;
+    })
+    .await
+    else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let key = app.account_a.key.clone();
+    let (status, _, _) = post(
+        &app,
+        &key,
+        "/v1/contacts",
+        &json!({"email": "jane@example.com"}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut request = inline();
+    request.to = vec!["jane@example.com".into(), "zoe@example.com".into()];
+    request.unsubscribe = true;
+    let id = send(&app, &key, request).await;
+    delivered(&sink, 2).await;
+    let accepted = sink.accepted();
+    // One envelope per recipient, each copy with its own link.
+    let mut copies: Vec<(String, String)> = accepted
+        .iter()
+        .map(|m| {
+            assert_eq!(m.to.len(), 1, "one recipient per envelope: {:?}", m.to);
+            assert!(
+                has_one_click_header(&m.data),
+                "List-Unsubscribe-Post is written"
+            );
+            (
+                m.to[0].clone(),
+                unsubscribe_url(&m.data).expect("a List-Unsubscribe link"),
+            )
+        })
+        .collect();
+    copies.sort();
+    assert_eq!(
+        copies.iter().map(|(to, _)| to.as_str()).collect::<Vec<_>>(),
+        ["jane@example.com", "zoe@example.com"]
+    );
+    assert_ne!(
+        copies[0].1, copies[1].1,
+        "each recipient has a link of its own"
+    );
+    let jane = on_server(&app, &copies[0].1);
+
+    // A GET (a mail scanner, a preview) shows the page and changes nothing.
+    let page = app.http.get(&jane).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("jane@example.com") && html.contains("method=\"post\""),
+        "{html}"
+    );
+    let (status, _) = get(&app, &key, "/v1/suppressions/jane%40example.com").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a GET never unsubscribes");
+
+    // An altered token: refused, nothing changes.
+    let (path, tag) = jane.rsplit_once('.').unwrap();
+    let flipped = format!(
+        "{path}.{}{}",
+        if tag.starts_with('A') { "B" } else { "A" },
+        &tag[1..]
+    );
+    for response in [
+        app.http.get(&flipped).send().await.unwrap(),
+        one_click(&app, &flipped).await,
+    ] {
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    let (status, _) = get(&app, &key, "/v1/suppressions/jane%40example.com").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The one-click POST, with no key and no cookie.
+    let response = one_click(&app, &jane).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("You are unsubscribed")
+    );
+    let (status, suppression) = get(&app, &key, "/v1/suppressions/jane%40example.com").await;
+    assert_eq!(status, StatusCode::OK, "{suppression}");
+    let suppression = &suppression["suppression"];
+    assert_eq!(
+        (
+            suppression["reason"].as_str(),
+            suppression["origin"].as_str(),
+            suppression["message_id"].as_str()
+        ),
+        (
+            Some("unsubscribed"),
+            Some("unsubscribe_link"),
+            Some(id.as_str())
+        )
+    );
+    let (_, contact) = get(&app, &key, "/v1/contacts/jane%40example.com").await;
+    assert_eq!(contact["contact"]["subscribed"], false, "{contact}");
+    let (status, _) = get(&app, &key, "/v1/suppressions/zoe%40example.com").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the other recipient is untouched"
+    );
+
+    // Again: still 200, and no second event.
+    assert_eq!(one_click(&app, &jane).await.status(), StatusCode::OK);
+    let (_, message) = get(&app, &key, &format!("/v1/messages/{id}")).await;
+    let unsubscribed: Vec<&Value> = message["message"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "unsubscribed")
+        .collect();
+    assert_eq!(unsubscribed.len(), 1, "{message}");
+    assert_eq!(unsubscribed[0]["recipient"], "jane@example.com");
+
+    // Another account cannot see or undo it; its own mail to jane goes.
+    let (status, _) = get(
+        &app,
+        &app.account_b.key,
+        "/v1/suppressions/jane%40example.com",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A message that did not ask for the link has none.
+    let mut plain = inline();
+    plain.to = vec!["zoe@example.com".into()];
+    let plain = send(&app, &key, plain).await;
+    delivered(&sink, 3).await;
+    let accepted = sink.accepted();
+    assert!(
+        unsubscribe_url(&accepted[2].data).is_none(),
+        "{plain}: no List-Unsubscribe unless asked for"
+    );
+}
+
+/// Waits (bounded) until the sink has accepted `n` messages.
+async fn delivered(sink: &FaultSmtp, n: usize) {
+    tokio::time::timeout(std::time::Duration::from_secs(30), sink.wait_for(n))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{n} messages reach the relay; it has {}",
+                sink.accepted().len()
+            )
+        });
+}
+
+/// An RFC 8058 one-click POST: the form body, nothing else.
+async fn one_click(app: &TestApp, url: &str) -> reqwest::Response {
+    app.http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap()
+}
