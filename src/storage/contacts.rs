@@ -195,7 +195,7 @@ impl ContactStore for Store {
             ..Default::default()
         };
         suppressions::Entity::insert(suppression)
-            .on_conflict(for_good())
+            .on_conflict(super::suppressions::for_good())
             .try_insert()
             .exec(&tx)
             .await
@@ -239,7 +239,7 @@ impl UnsubscribeStore for Store {
             ..Default::default()
         };
         let suppressed = suppressions::Entity::insert(suppression)
-            .on_conflict(for_good())
+            .on_conflict(super::suppressions::for_good())
             .try_insert()
             .exec(&tx)
             .await
@@ -284,24 +284,4 @@ impl UnsubscribeStore for Store {
         }
         Ok(Some(changed))
     }
-}
-
-/// On a suppression already there: one without an end stays as it is (a
-/// bounce is still a bounce); one that would end becomes the new one, for
-/// good.
-pub(super) fn for_good() -> OnConflict {
-    OnConflict::columns([
-        suppressions::Column::AccountId,
-        suppressions::Column::EmailKey,
-    ])
-    .update_columns([
-        suppressions::Column::Email,
-        suppressions::Column::Reason,
-        suppressions::Column::Origin,
-        suppressions::Column::MessageId,
-        suppressions::Column::ExpiresAt,
-        suppressions::Column::CreatedAt,
-    ])
-    .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
-    .to_owned()
 }

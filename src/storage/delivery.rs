@@ -568,7 +568,7 @@ fn bounce_suppressions(
     }
     Some(
         suppressions::Entity::insert_many(rows)
-            .on_conflict(super::contacts::for_good())
+            .on_conflict(super::suppressions::for_good())
             .build(backend),
     )
 }

@@ -164,3 +164,23 @@ impl SuppressionStore for Store {
         Ok(result.rows_affected > 0)
     }
 }
+
+/// On a suppression already there: one without an end stays as it is (a
+/// bounce is still a bounce); one that would end becomes the new one, for
+/// good.
+pub(super) fn for_good() -> OnConflict {
+    OnConflict::columns([
+        suppressions::Column::AccountId,
+        suppressions::Column::EmailKey,
+    ])
+    .update_columns([
+        suppressions::Column::Email,
+        suppressions::Column::Reason,
+        suppressions::Column::Origin,
+        suppressions::Column::MessageId,
+        suppressions::Column::ExpiresAt,
+        suppressions::Column::CreatedAt,
+    ])
+    .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
+    .to_owned()
+}

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{KeyHeader, TestApp, json_reason, json_violations, with_key};
 
-/// A REST call with account A's key: the status and the JSON body.
+/// A REST call with `key` (the argument order of this file's calls).
 async fn rest(
     app: &TestApp,
     key: &str,
@@ -16,16 +16,7 @@ async fn rest(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = app
-        .http
-        .request(method, format!("{}{path}", app.base_url))
-        .header("x-api-key", key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    crate::templates::rest(app, method, path, key, body).await
 }
 
 async fn upsert(app: &TestApp, body: Value) -> (StatusCode, Value) {

@@ -21,7 +21,8 @@ fn client(app: &TestApp) -> TemplatesServiceClient<Channel> {
     TemplatesServiceClient::new(app.channel.clone())
 }
 
-async fn rest(
+/// A REST call with `key`: the status and the JSON body.
+pub async fn rest(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
