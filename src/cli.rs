@@ -332,6 +332,9 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
         "posthorn {} listening on http://{addr} (gRPC, gRPC-Web, REST/JSON; OpenAPI at /openapi.json, health at /healthz, readiness at /readyz)",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(public) = app.public_addr() {
+        println!("links in delivered mail (unsubscribe) also on http://{public}");
+    }
     println!(
         "database: {} ({})",
         store.backend_name(),

@@ -42,6 +42,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an http:// or https:// URL where recipients reach tracking and unsubscribe links",
     },
     SettingInfo {
+        key: "public_listen",
+        default: "",
+        accepts: "empty, or a socket address host:port for a second listener that serves only the links in delivered mail (the unsubscribe link), so the API can stay private",
+    },
+    SettingInfo {
         key: "hostname",
         default: "localhost",
         accepts: "a host name, used in HELO and Message-ID",
@@ -152,6 +157,8 @@ pub struct Settings {
     pub database_url: String,
     pub database_max_connections: u32,
     pub public_url: String,
+    /// A second listener for the links in delivered mail only.
+    pub public_listen: Option<SocketAddr>,
     pub hostname: String,
     pub transport: String,
     pub log: String,
@@ -264,6 +271,10 @@ impl Settings {
             }
             _ => return Err(bad("public_url")),
         };
+        let public_listen = match get("public_listen").0 {
+            "" => None,
+            address => Some(address.parse().map_err(|_| bad("public_listen"))?),
+        };
         let hostname = get("hostname").0.to_owned();
         if hostname.is_empty()
             || hostname.len() > 253
@@ -375,6 +386,7 @@ impl Settings {
             database_url,
             database_max_connections,
             public_url,
+            public_listen,
             hostname,
             transport,
             log,

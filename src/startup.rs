@@ -29,6 +29,8 @@ pub struct Application {
     transport: Transport,
     /// `None` when this process does not deliver.
     delivery: Option<DeliverySettings>,
+    /// The second listener, serving only the links in delivered mail.
+    public: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -52,10 +54,20 @@ impl Application {
             LinkSigner::new(store.link_key().await.context("reading the link key")?),
             &settings.public_url,
         );
-        let router = routes(settings, store.clone(), &links).await?;
+        let (router, links_router) = routes(settings, store.clone(), &links).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
+        let public = match settings.public_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address).await.with_context(|| {
+                    format!("cannot listen on {address} (setting `public_listen`)")
+                })?;
+                let router = links_router.fallback(crate::http::not_found);
+                Some((listener, router))
+            }
+            None => None,
+        };
         Ok(Application {
             listener,
             router,
@@ -71,6 +83,7 @@ impl Application {
                 links: Some(links),
                 ..DeliverySettings::default()
             }),
+            public,
         })
     }
 
@@ -79,6 +92,15 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address of the second listener (links only), when there is one.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public.as_ref().map(|(listener, _)| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets
@@ -92,6 +114,17 @@ impl Application {
         let (pool_stop, pool_stopping) = tokio::sync::watch::channel(false);
         let workers = self.delivery.map(|delivery| {
             crate::delivery::spawn(self.store.clone(), self.transport, delivery, pool_stopping)
+        });
+        // The links' listener stops taking connections with the main one.
+        let public = self.public.map(|(listener, router)| {
+            let mut stopping = stopping.clone();
+            tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopping.wait_for(|s| *s).await;
+                    })
+                    .into_future(),
+            )
         });
         let signal = async move {
             shutdown.await;
@@ -118,6 +151,15 @@ impl Application {
                 }
             }
         }
+        if let Some(public) = public {
+            match tokio::time::timeout(self.grace, public).await {
+                Ok(Ok(Err(error))) => tracing::warn!(%error, "the links' listener failed"),
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!("the links' listener still had requests after the grace period")
+                }
+            }
+        }
         // The pool stops claiming and records what it holds.
         let _ = pool_stop.send(true);
         if let Some(workers) = workers
@@ -131,10 +173,18 @@ impl Application {
     }
 }
 
-/// Builds the one router of the shared port.
-async fn routes(settings: &Settings, store: Store, links: &Links) -> anyhow::Result<Router> {
-    let crate::api::Routers { grpc, pages } =
-        crate::api::routers(store.clone(), settings, links).await?;
+/// Builds the one router of the shared port, and the router of the links
+/// in delivered mail (served there too, and alone on the public listener).
+async fn routes(
+    settings: &Settings,
+    store: Store,
+    links: &Links,
+) -> anyhow::Result<(Router, Router)> {
+    let crate::api::Routers {
+        grpc,
+        pages,
+        links: links_router,
+    } = crate::api::routers(store.clone(), settings, links).await?;
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),
@@ -167,11 +217,13 @@ async fn routes(settings: &Settings, store: Store, links: &Links) -> anyhow::Res
         );
     // The gateway answers every path no other door serves (its own 404
     // included), so REST shares the port without a second fallback.
-    Ok(grpc
+    let router = grpc
         .merge(plain)
         .merge(pages)
+        .merge(links_router.clone())
         .fallback_service(gateway)
-        .layer(cors(settings)))
+        .layer(cors(settings));
+    Ok((router, links_router))
 }
 
 /// CORS for browsers: gRPC-Web and REST callers send their key in a header,

@@ -81,9 +81,11 @@ pub struct Routers {
     /// Every gRPC service: the six posthorn.v1 services behind
     /// authentication, `grpc.health.v1` and reflection (v1 and v1alpha).
     pub grpc: Router,
-    /// Posthorn's own pages: the template preview (authenticated) and the
-    /// unsubscribe link (its token is the authority).
+    /// Posthorn's own pages: the template preview (authenticated).
     pub pages: Router,
+    /// The links in delivered mail (the unsubscribe link), whose tokens are
+    /// their authority: no key.
+    pub links: Router,
 }
 
 /// Builds the gRPC router and the pages beside it.
@@ -125,8 +127,8 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
         links.signer().clone(),
         clock,
     ));
-    let pages = preview::router(auth_state.clone(), templates.clone())
-        .merge(unsubscribe::router(unsubscribes));
+    let pages = preview::router(auth_state.clone(), templates.clone());
+    let links = unsubscribe::router(unsubscribes);
     let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;
 
@@ -185,6 +187,7 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
     Ok(Routers {
         grpc: router,
         pages,
+        links,
     })
 }
 

@@ -97,6 +97,8 @@ pub struct TestAccount {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base_url: String,
+    /// The links-only listener's URL, when the test asked for one.
+    pub public_url: Option<String>,
     pub channel: Channel,
     pub http: reqwest::Client,
     pub store: Store,
@@ -145,6 +147,7 @@ pub async fn try_spawn_app_with(
         .await
         .expect("build application");
     let addr = app.local_addr();
+    let public_url = app.public_addr().map(|public| format!("http://{public}"));
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = shutdown_rx.await;
@@ -158,6 +161,7 @@ pub async fn try_spawn_app_with(
     Some(TestApp {
         addr,
         base_url,
+        public_url,
         channel,
         http: reqwest::Client::builder()
             .http1_only()

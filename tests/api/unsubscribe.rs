@@ -14,6 +14,44 @@ use crate::send::{get, inline, post};
 
 on_both_databases_with!(a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does);
 
+crate::on_both_databases! {
+    configure = |s| {
+        s.deliver = true;
+        s.public_listen = Some("127.0.0.1:0".parse().unwrap());
+    };
+
+    async fn the_public_listener_serves_the_links_and_nothing_else(app: TestApp) {
+        let public = app.public_url.clone().expect("a public listener");
+        let key = app.account_a.key.clone();
+        let mut request = inline();
+        request.to = vec!["quinn@example.com".into()];
+        request.unsubscribe = true;
+        let id = send(&app, &key, request).await;
+        let mut stream = crate::delivery::watch(&app, &key, posthorn::proto::v1::WatchMessagesRequest { message_id: id.clone(), ..Default::default() }).await;
+        while crate::delivery::next_event(&mut stream).await.r#type != posthorn::proto::v1::EventType::Delivered as i32 {}
+        let raw = crate::delivery::messages(&app)
+            .get_message_content(crate::helpers::with_key(posthorn::proto::v1::GetMessageContentRequest { id: id.clone() }, crate::helpers::KeyHeader::Bearer, &key))
+            .await
+            .unwrap()
+            .into_inner()
+            .raw;
+        let link = unsubscribe_url(&raw).expect("a List-Unsubscribe link");
+        let token = link.rsplit_once("/u/").unwrap().1;
+
+        // The API is not there: no gRPC, no REST, no health.
+        for path in ["/v1/messages", "/v1/suppressions", "/healthz", "/openapi.json"] {
+            let response = app.http.get(format!("{public}{path}")).header("x-api-key", &key).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        // The link is.
+        let response = one_click(&app, &format!("{public}/u/{token}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let (status, suppression) = get(&app, &key, "/v1/suppressions/quinn%40example.com").await;
+        assert_eq!(status, StatusCode::OK, "{suppression}");
+        assert_eq!(suppression["suppression"]["origin"], "unsubscribe_link");
+    }
+}
+
 /// The `List-Unsubscribe` URL of a delivered copy (headers unfolded).
 fn unsubscribe_url(data: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(data).replace("\r\n ", " ");
