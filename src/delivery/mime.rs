@@ -10,6 +10,7 @@ use lettre::address::Envelope;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
+use crate::domain::links::UNSUBSCRIBE_URL_MARK;
 use crate::domain::messages::Message;
 
 /// Why a message cannot be built (it then fails: retrying cannot help).
@@ -142,6 +143,22 @@ pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, 
     let envelope = Envelope::new(Some(from_address.clone()), vec![from_address])
         .map_err(|e| bad(format!("envelope: {e}")))?;
     let builder = builder.envelope(envelope);
+    // A template's `{{ unsubscribe_url }}` left a mark for this link.
+    let own;
+    let message = match unsubscribe {
+        Some(url)
+            if message.html.contains(UNSUBSCRIBE_URL_MARK)
+                || message.text.contains(UNSUBSCRIBE_URL_MARK) =>
+        {
+            own = Message {
+                html: message.html.replace(UNSUBSCRIBE_URL_MARK, url),
+                text: message.text.replace(UNSUBSCRIBE_URL_MARK, url),
+                ..message.clone()
+            };
+            &own
+        }
+        _ => message,
+    };
     let built = match body(message)? {
         Body::Single(part) => builder.singlepart(part),
         Body::Multi(parts) => builder.multipart(parts),

@@ -127,6 +127,11 @@ impl LinkSigner {
     }
 }
 
+/// What a template's `{{ unsubscribe_url }}` renders to at accept: a mark
+/// that each recipient's copy replaces with its own link at delivery.
+/// Letters, digits and dashes only, so HTML escaping leaves it as it is.
+pub const UNSUBSCRIBE_URL_MARK: &str = "posthorn-unsubscribe-url-9d41c7e2";
+
 /// The links of delivered mail: the public base URL and signed tokens.
 #[derive(Clone, Debug)]
 pub struct Links {

@@ -215,16 +215,71 @@ async fn a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does(bac
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // A template that places `{{ unsubscribe_url }}` gets the recipient's
+    // own link there, and the headers, without asking.
+    let (status, _, created) = post(
+        &app,
+        &key,
+        "/v1/templates",
+        &json!({
+            "slug": "digest",
+            "name": "Digest",
+            "subject": "Your digest",
+            "html": "<p>News.</p><p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>",
+            "text": "News.\nUnsubscribe: {{ unsubscribe_url }}",
+            "publish": true,
+        }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (status, _, answer) = post(
+        &app,
+        &key,
+        "/v1/send",
+        &json!({
+            "from_email": "hello@acme.example", "to": ["uma@example.com"], "template": "digest",
+        }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    delivered(&sink, 3).await;
+    let copy = &sink.accepted()[2];
+    let link = unsubscribe_url(&copy.data).expect("the headers come with a placed link");
+    let body = quoted_printable_text(&copy.data);
+    assert!(
+        body.contains(&format!("<a href=\"{link}\">")),
+        "the html has the link: {body}"
+    );
+    assert!(
+        body.contains(&format!("Unsubscribe: {link}")),
+        "the text has the link: {body}"
+    );
+    assert!(
+        !body.contains("posthorn-unsubscribe-url"),
+        "no mark is left: {body}"
+    );
+
     // A message that did not ask for the link has none.
     let mut plain = inline();
     plain.to = vec!["zoe@example.com".into()];
     let plain = send(&app, &key, plain).await;
-    delivered(&sink, 3).await;
+    delivered(&sink, 4).await;
     let accepted = sink.accepted();
     assert!(
-        unsubscribe_url(&accepted[2].data).is_none(),
+        unsubscribe_url(&accepted[3].data).is_none(),
         "{plain}: no List-Unsubscribe unless asked for"
     );
+}
+
+/// A message's text with quoted-printable soft line breaks and `=3D`
+/// undone: enough to read a link in a part.
+fn quoted_printable_text(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .replace("=\r\n", "")
+        .replace("=3D", "=")
+        .replace("\r\n", "\n")
 }
 
 /// Waits (bounded) until the sink has accepted `n` messages.

@@ -23,6 +23,7 @@ use crate::domain::email::EmailAddress;
 use crate::domain::error::{Error, FieldViolation, Result};
 use crate::domain::ids::new_id;
 use crate::domain::limits::{quota_day, until_quota_reset};
+use crate::domain::links::UNSUBSCRIBE_URL_MARK;
 use crate::domain::messages::{
     Event, EventDetails, EventType, Message, MessageStore, Recipient, Status, StoredAttachment,
     TemplateRef, not_found,
@@ -671,6 +672,11 @@ where
                 .iter()
                 .map(|a| a.content.len())
                 .sum::<usize>();
+        // A template that places `{{ unsubscribe_url }}` gets the link (and
+        // its headers) whether or not the request asked.
+        let places_link = [&html, &text]
+            .iter()
+            .any(|part| part.contains(UNSUBSCRIBE_URL_MARK));
         let message = Message {
             message_id_header: format!("<{id}@{}>", self.settings.hostname),
             account_id: caller.account_id.clone(),
@@ -690,7 +696,7 @@ where
             metadata: valid.metadata,
             track_opens: request.flags.track_opens,
             track_clicks: request.flags.track_clicks,
-            unsubscribe: request.flags.unsubscribe,
+            unsubscribe: request.flags.unsubscribe || places_link,
             test_mode: caller.test_mode,
             size_bytes: size as i64,
             resent_from,

@@ -12,6 +12,7 @@ use serde_json::{Map, Value as Json};
 
 use super::branding::Branding;
 use super::text::html_to_text;
+use crate::domain::links::UNSUBSCRIBE_URL_MARK;
 use crate::domain::{Error, FieldViolation};
 
 /// The shared layout every catalog template extends.
@@ -144,6 +145,9 @@ pub fn render(
         .render(variables, branding)
 }
 
+/// The variable a template places its unsubscribe link with.
+pub const UNSUBSCRIBE_URL: &str = "unsubscribe_url";
+
 /// Fails the write once the output passes the cap.
 struct Capped {
     out: Vec<u8>,
@@ -165,7 +169,8 @@ impl io::Write for Capped {
 
 impl Compiled {
     /// The variables the parts use (dotted for attribute lookups such as
-    /// `user.first_name`), except `branding`, which every render provides.
+    /// `user.first_name`), except `branding` and `unsubscribe_url`, which
+    /// every render provides.
     pub fn used_variables(&self) -> BTreeSet<String> {
         let mut used = BTreeSet::new();
         for (_, name) in PARTS {
@@ -174,7 +179,8 @@ impl Compiled {
                 template
                     .undeclared_variables(true)
                     .into_iter()
-                    .filter(|v| v != "branding" && !v.starts_with("branding.")),
+                    .filter(|v| v != "branding" && !v.starts_with("branding."))
+                    .filter(|v| v != UNSUBSCRIBE_URL),
             );
         }
         used
@@ -193,6 +199,8 @@ impl Compiled {
             .add_global("branding", Value::from(minijinja::value::Serde(&branding)));
         let mut context = variables.clone();
         context.insert("branding".into(), branding);
+        // Each recipient's own link replaces the mark at delivery.
+        context.insert(UNSUBSCRIBE_URL.into(), Json::from(UNSUBSCRIBE_URL_MARK));
         let context = Value::from(minijinja::value::Serde(&context));
         let mut parts = Vec::with_capacity(3);
         for (field, name) in PARTS {
