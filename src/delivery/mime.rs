@@ -4,6 +4,7 @@
 //! stored Message-ID and the accept time as Date. Bcc recipients are never
 //! written into it: they exist only in the SMTP envelope.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use lettre::address::Envelope;
@@ -39,11 +40,12 @@ enum Body {
     Multi(MultiPart),
 }
 
-/// The body: text and html as alternatives, html with its inline images,
-/// and the attachments beside them. A text-only message has no html part.
-fn body(message: &Message) -> Result<Body, BuildError> {
-    let text = SinglePart::plain(normalise(&message.text));
-    if message.html.is_empty() {
+/// The body: `text` and `html` (the message's, or a recipient's own) as
+/// alternatives, html with its inline images, and the message's attachments
+/// beside them. A text-only message has no html part.
+fn body(message: &Message, html: &str, text: &str) -> Result<Body, BuildError> {
+    let text = SinglePart::plain(normalise(text));
+    if html.is_empty() {
         if message.attachments.is_empty() {
             return Ok(Body::Single(text));
         }
@@ -57,7 +59,7 @@ fn body(message: &Message) -> Result<Body, BuildError> {
         }
         return Ok(Body::Multi(mixed));
     }
-    let html = SinglePart::html(normalise(&message.html));
+    let html = SinglePart::html(normalise(html));
     let (inline, attached): (Vec<_>, Vec<_>) = message
         .attachments
         .iter()
@@ -86,6 +88,17 @@ fn body(message: &Message) -> Result<Body, BuildError> {
             .singlepart(Attachment::new(a.filename.clone()).body(a.content.clone(), content_type));
     }
     Ok(Body::Multi(mixed))
+}
+
+/// `part` with the mark a template's `{{ unsubscribe_url }}` left replaced
+/// by the recipient's link, when there is one.
+fn with_link<'a>(part: &'a str, url: Option<&str>) -> Cow<'a, str> {
+    match url {
+        Some(url) if part.contains(UNSUBSCRIBE_URL_MARK) => {
+            Cow::Owned(part.replace(UNSUBSCRIBE_URL_MARK, url))
+        }
+        _ => Cow::Borrowed(part),
+    }
 }
 
 /// What one recipient's own copy of a message adds to it.
@@ -143,23 +156,11 @@ pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, 
     let envelope = Envelope::new(Some(from_address.clone()), vec![from_address])
         .map_err(|e| bad(format!("envelope: {e}")))?;
     let builder = builder.envelope(envelope);
-    // A template's `{{ unsubscribe_url }}` left a mark for this link.
-    let own;
-    let message = match unsubscribe {
-        Some(url)
-            if message.html.contains(UNSUBSCRIBE_URL_MARK)
-                || message.text.contains(UNSUBSCRIBE_URL_MARK) =>
-        {
-            own = Message {
-                html: message.html.replace(UNSUBSCRIBE_URL_MARK, url),
-                text: message.text.replace(UNSUBSCRIBE_URL_MARK, url),
-                ..message.clone()
-            };
-            &own
-        }
-        _ => message,
-    };
-    let built = match body(message)? {
+    let (html, text) = (
+        with_link(&message.html, unsubscribe),
+        with_link(&message.text, unsubscribe),
+    );
+    let built = match body(message, &html, &text)? {
         Body::Single(part) => builder.singlepart(part),
         Body::Multi(parts) => builder.multipart(parts),
     }

@@ -296,20 +296,28 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
         claimed: Vec<Claimed>,
         now: chrono::DateTime<Utc>,
     ) -> Result<Vec<Claimed>, (Vec<Claimed>, crate::domain::Error)> {
+        let keys: Vec<String> = claimed
+            .iter()
+            .map(|c| EmailAddress::key_of_stored(&c.email))
+            .collect();
         let mut by_account: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for c in &claimed {
+        for (c, key) in claimed.iter().zip(&keys) {
             by_account
                 .entry(c.account_id.clone())
                 .or_default()
-                .push(EmailAddress::key_of_stored(&c.email));
+                .push(key.clone());
         }
         let mut suppressed = HashMap::new();
-        for (account_id, keys) in by_account {
-            match self.store.suppressed_among(&account_id, &keys, now).await {
+        for (account_id, account_keys) in by_account {
+            match self
+                .store
+                .suppressed_among(&account_id, &account_keys, now)
+                .await
+            {
                 Ok(found) => suppressed.extend(
                     found
-                        .into_values()
-                        .map(|s| ((account_id.clone(), s.email.key().to_owned()), s)),
+                        .into_iter()
+                        .map(|(key, s)| ((account_id.clone(), key), s)),
                 ),
                 Err(error) => return Err((claimed, error)),
             }
@@ -319,18 +327,15 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
         }
         let mut left_out: BTreeMap<String, Vec<AttemptResult>> = BTreeMap::new();
         let mut kept = Vec::with_capacity(claimed.len());
-        for c in claimed {
-            let key = (c.account_id.clone(), EmailAddress::key_of_stored(&c.email));
-            let Some(suppression) = suppressed.get(&key) else {
+        for (c, key) in claimed.into_iter().zip(keys) {
+            let Some(suppression) = suppressed.get(&(c.account_id.clone(), key)) else {
                 kept.push(c);
                 continue;
             };
             let reply = Reply::failure(
                 format!(
-                    "not sent: the address was put on the suppression list (reason {}, added by {} at {}) after the message was accepted",
-                    suppression.reason.as_str(),
-                    suppression.origin.as_str(),
-                    suppression.created_at.to_rfc3339(),
+                    "{}, put there after the message was accepted",
+                    suppression.why_not_sent()
                 ),
                 "",
             );

@@ -88,6 +88,17 @@ pub struct Suppression {
 }
 
 impl Suppression {
+    /// Why a recipient at this address is not sent to, for its event and
+    /// its last response.
+    pub fn why_not_sent(&self) -> String {
+        format!(
+            "not sent: the address is on the suppression list (reason {}, added by {} at {})",
+            self.reason.as_str(),
+            self.origin.as_str(),
+            self.created_at.to_rfc3339(),
+        )
+    }
+
     /// Whether it still suppresses at `now`.
     pub fn active_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_none_or(|at| at > now)

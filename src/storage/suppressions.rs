@@ -57,21 +57,7 @@ impl SuppressionStore for Store {
             ..Default::default()
         };
         suppressions::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([
-                    suppressions::Column::AccountId,
-                    suppressions::Column::EmailKey,
-                ])
-                .update_columns([
-                    suppressions::Column::Email,
-                    suppressions::Column::Reason,
-                    suppressions::Column::Origin,
-                    suppressions::Column::MessageId,
-                    suppressions::Column::ExpiresAt,
-                    suppressions::Column::CreatedAt,
-                ])
-                .to_owned(),
-            )
+            .on_conflict(replace())
             .exec(self.db())
             .await
             .map_err(db_error)?;
@@ -165,10 +151,8 @@ impl SuppressionStore for Store {
     }
 }
 
-/// On a suppression already there: one without an end stays as it is (a
-/// bounce is still a bounce); one that would end becomes the new one, for
-/// good.
-pub(super) fn for_good() -> OnConflict {
+/// On a suppression already there: the new one takes its place.
+fn replace() -> OnConflict {
     OnConflict::columns([
         suppressions::Column::AccountId,
         suppressions::Column::EmailKey,
@@ -181,6 +165,14 @@ pub(super) fn for_good() -> OnConflict {
         suppressions::Column::ExpiresAt,
         suppressions::Column::CreatedAt,
     ])
-    .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
     .to_owned()
+}
+
+/// On a suppression already there: one without an end stays as it is (a
+/// bounce is still a bounce); one that would end becomes the new one, for
+/// good.
+pub(super) fn for_good() -> OnConflict {
+    replace()
+        .action_and_where(suppressions::Column::ExpiresAt.is_not_null())
+        .to_owned()
 }

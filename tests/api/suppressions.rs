@@ -21,6 +21,25 @@ fn to(addresses: &[&str]) -> v1::SendEmailRequest {
     }
 }
 
+/// An address's suppression as GetSuppression shows it over REST, asserted
+/// present: its reason, origin and message id.
+pub async fn suppression_of(app: &TestApp, path_email: &str) -> (String, String, String) {
+    let (status, body) = get(
+        app,
+        &app.account_a.key,
+        &format!("/v1/suppressions/{path_email}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let field = |name: &str| {
+        body["suppression"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (field("reason"), field("origin"), field("message_id"))
+}
+
 /// The message as GetMessage shows it over REST.
 async fn message(app: &TestApp, id: &str) -> Value {
     let (status, body) = get(app, &app.account_a.key, &format!("/v1/messages/{id}")).await;

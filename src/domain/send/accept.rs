@@ -757,12 +757,7 @@ where
             let Some(suppression) = suppressed.get(key) else {
                 continue;
             };
-            let reason = format!(
-                "not sent: the address is on the suppression list (reason {}, added by {} at {})",
-                suppression.reason.as_str(),
-                suppression.origin.as_str(),
-                suppression.created_at.to_rfc3339(),
-            );
+            let reason = suppression.why_not_sent();
             recipient.status = Status::Suppressed;
             recipient.next_attempt_at = None;
             recipient.last_response = reason.clone();
