@@ -44,7 +44,12 @@ pub const SETTINGS: &[SettingInfo] = &[
     SettingInfo {
         key: "public_listen",
         default: "",
-        accepts: "empty, or a socket address host:port for a second listener that serves only the links in delivered mail (the unsubscribe link), so the API can stay private",
+        accepts: "empty, or a socket address host:port for a second listener that serves only the links in delivered mail (unsubscribe, open pixel, clicks), so the API can stay private",
+    },
+    SettingInfo {
+        key: "unsubscribe_mailto",
+        default: "",
+        accepts: "empty, or an email address that takes unsubscribe requests by mail: List-Unsubscribe then also names mailto:ADDRESS?subject=unsubscribe%20TOKEN",
     },
     SettingInfo {
         key: "hostname",
@@ -159,6 +164,9 @@ pub struct Settings {
     pub public_url: String,
     /// A second listener for the links in delivered mail only.
     pub public_listen: Option<SocketAddr>,
+    /// An address that takes unsubscribe requests by mail, named in
+    /// `List-Unsubscribe` beside the one-click link.
+    pub unsubscribe_mailto: Option<String>,
     pub hostname: String,
     pub transport: String,
     pub log: String,
@@ -275,6 +283,15 @@ impl Settings {
             "" => None,
             address => Some(address.parse().map_err(|_| bad("public_listen"))?),
         };
+        let unsubscribe_mailto = match get("unsubscribe_mailto").0 {
+            "" => None,
+            address => Some(
+                crate::domain::email::EmailAddress::parse(address)
+                    .map_err(|_| bad("unsubscribe_mailto"))?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
         let hostname = get("hostname").0.to_owned();
         if hostname.is_empty()
             || hostname.len() > 253
@@ -387,6 +404,7 @@ impl Settings {
             database_max_connections,
             public_url,
             public_listen,
+            unsubscribe_mailto,
             hostname,
             transport,
             log,

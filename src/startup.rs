@@ -53,6 +53,7 @@ impl Application {
         let links = Links::new(
             LinkSigner::new(store.link_key().await.context("reading the link key")?),
             &settings.public_url,
+            settings.unsubscribe_mailto.as_deref(),
         );
         let (router, links_router) = routes(settings, store.clone(), &links).await?;
         let listener = TcpListener::bind(settings.listen)
@@ -119,11 +120,14 @@ impl Application {
         let public = self.public.map(|(listener, router)| {
             let mut stopping = stopping.clone();
             tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopping.wait_for(|s| *s).await;
-                    })
-                    .into_future(),
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                })
+                .into_future(),
             )
         });
         let signal = async move {
@@ -138,9 +142,14 @@ impl Application {
                 tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
             }
         });
-        let serve = axum::serve(listener, self.router)
-            .with_graceful_shutdown(signal)
-            .into_future();
+        // The peer's address is what the tracking links record of a visitor.
+        let serve = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .into_future();
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => result.context("server failed")?,

@@ -173,6 +173,10 @@ pub fn message_to_proto(m: Message) -> pb::Message {
                 last_response: r.last_response,
                 next_attempt_at: r.next_attempt_at.map(timestamp),
                 updated_at: Some(timestamp(r.updated_at)),
+                first_opened_at: r.engagement.first_opened_at.map(timestamp),
+                open_count: r.engagement.open_count,
+                first_clicked_at: r.engagement.first_clicked_at.map(timestamp),
+                click_count: r.engagement.click_count,
             })
             .collect(),
         events: m.events.iter().map(event_to_proto).collect(),

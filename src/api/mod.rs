@@ -11,6 +11,7 @@ pub mod status;
 mod suppressions;
 mod templates;
 mod trace;
+mod tracking;
 mod unsubscribe;
 mod webhooks;
 
@@ -32,6 +33,7 @@ use crate::domain::send::accept::{SendSettings, Sender};
 use crate::domain::send::validate::Limits;
 use crate::domain::suppressions::Suppressions;
 use crate::domain::templates::Templates;
+use crate::domain::tracking::Tracking;
 use crate::proto::v1::{
     contacts_service_server::ContactsServiceServer, messages_service_server::MessagesServiceServer,
     send_service_server::SendServiceServer, suppressions_service_server::SuppressionsServiceServer,
@@ -83,8 +85,8 @@ pub struct Routers {
     pub grpc: Router,
     /// Posthorn's own pages: the template preview (authenticated).
     pub pages: Router,
-    /// The links in delivered mail (the unsubscribe link), whose tokens are
-    /// their authority: no key.
+    /// The links in delivered mail (unsubscribe, open pixel, click
+    /// redirects), whose tokens are their authority: no key.
     pub links: Router,
 }
 
@@ -125,10 +127,11 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
     let unsubscribes = Arc::new(Unsubscribes::new(
         store.clone(),
         links.signer().clone(),
-        clock,
+        clock.clone(),
     ));
+    let tracking = Arc::new(Tracking::new(store.clone(), links.signer().clone(), clock));
     let pages = preview::router(auth_state.clone(), templates.clone());
-    let links = unsubscribe::router(unsubscribes);
+    let links = unsubscribe::router(unsubscribes).merge(tracking::router(tracking));
     let auth = AuthLayer::new(auth_state);
     let max = 32 * 1024 * 1024;
 

@@ -4,14 +4,13 @@
 //! stored Message-ID and the accept time as Date. Bcc recipients are never
 //! written into it: they exist only in the SMTP envelope.
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use lettre::address::Envelope;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
-use crate::domain::links::UNSUBSCRIBE_URL_MARK;
+use super::personal::Personal;
 use crate::domain::messages::Message;
 
 /// Why a message cannot be built (it then fails: retrying cannot help).
@@ -90,26 +89,6 @@ fn body(message: &Message, html: &str, text: &str) -> Result<Body, BuildError> {
     Ok(Body::Multi(mixed))
 }
 
-/// `part` with the mark a template's `{{ unsubscribe_url }}` left replaced
-/// by the recipient's link, when there is one.
-fn with_link<'a>(part: &'a str, url: Option<&str>) -> Cow<'a, str> {
-    match url {
-        Some(url) if part.contains(UNSUBSCRIBE_URL_MARK) => {
-            Cow::Owned(part.replace(UNSUBSCRIBE_URL_MARK, url))
-        }
-        _ => Cow::Borrowed(part),
-    }
-}
-
-/// What one recipient's own copy of a message adds to it.
-#[derive(Clone, Debug, Default)]
-pub struct Personal {
-    /// The recipient's one-click unsubscribe link (RFC 8058): written as
-    /// `List-Unsubscribe` with `List-Unsubscribe-Post`, in place of any
-    /// `List-Unsubscribe` header the sender gave.
-    pub unsubscribe_url: Option<String>,
-}
-
 /// Builds the RFC 5322 message: the copy every recipient shares, or one
 /// recipient's own.
 pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, BuildError> {
@@ -142,10 +121,15 @@ pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, 
         builder = builder.raw_header(HeaderValue::new(name, value.clone()));
     }
     if let Some(url) = unsubscribe {
+        let mailto = personal.and_then(|p| p.unsubscribe_mailto.as_deref());
+        let value = match mailto {
+            Some(mailto) => format!("<{url}>, <{mailto}>"),
+            None => format!("<{url}>"),
+        };
         builder = builder
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe"),
-                format!("<{url}>"),
+                value,
             ))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
@@ -156,11 +140,11 @@ pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, 
     let envelope = Envelope::new(Some(from_address.clone()), vec![from_address])
         .map_err(|e| bad(format!("envelope: {e}")))?;
     let builder = builder.envelope(envelope);
-    let (html, text) = (
-        with_link(&message.html, unsubscribe),
-        with_link(&message.text, unsubscribe),
-    );
-    let built = match body(message, &html, &text)? {
+    let (html, text) = match personal {
+        Some(p) => (p.html.as_ref(), p.text.as_ref()),
+        None => (message.html.as_str(), message.text.as_str()),
+    };
+    let built = match body(message, html, text)? {
         Body::Single(part) => builder.singlepart(part),
         Body::Multi(parts) => builder.multipart(parts),
     }

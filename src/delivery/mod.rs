@@ -3,6 +3,7 @@
 //! every attempt with its event. The only module that imports lettre.
 
 pub mod mime;
+pub mod personal;
 mod record;
 pub mod smtp;
 mod tls;
@@ -56,8 +57,9 @@ pub struct DeliverySettings {
     /// record, so a test can kill the process between the relay's reply and
     /// the state change (D4).
     pub hang_after_reply: bool,
-    /// Signs the links written into delivered mail (unsubscribe); without
-    /// them a message asking for an unsubscribe link is sent without one.
+    /// Signs the links written into delivered mail (unsubscribe, open
+    /// pixel, tracked clicks); without them a message asking for links is
+    /// sent without them.
     pub links: Option<Links>,
 }
 
@@ -392,9 +394,7 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
                 let mut kept = None;
                 let mut replies = Vec::with_capacity(claimed.len());
                 for one in claimed.chunks(1) {
-                    let personal = mime::Personal {
-                        unsubscribe_url: Some(links.unsubscribe_url(&message.id, &one[0].email)),
-                    };
+                    let personal = personal::personal(&message, links, &one[0].email);
                     match mime::build(&message, Some(&personal)) {
                         Err(error) => replies.extend(failed(&error, 1)),
                         Ok(raw) => {
@@ -448,9 +448,13 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
     }
 
     /// The links of a message whose recipients each get a copy of their
-    /// own (one with an unsubscribe link), when links can be made.
+    /// own (with an unsubscribe link, an open pixel or tracked links),
+    /// when links can be made.
     fn personal_links(&self, message: &Message) -> Option<&Links> {
-        self.settings.links.as_ref().filter(|_| message.unsubscribe)
+        self.settings
+            .links
+            .as_ref()
+            .filter(|_| message.unsubscribe || message.track_opens || message.track_clicks)
     }
 
     /// Hands the built message to the transport, renewing the leases while

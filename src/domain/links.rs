@@ -125,6 +125,14 @@ impl LinkSigner {
             url,
         })
     }
+
+    /// What a token of `kind` names, or NOT_FOUND for one that is not
+    /// ours or is for something else.
+    pub fn check(&self, token: &str, kind: LinkKind) -> Result<Link> {
+        self.verify(token)
+            .filter(|link| link.kind == kind)
+            .ok_or_else(unknown_link)
+    }
 }
 
 /// What a template's `{{ unsubscribe_url }}` renders to at accept: a mark
@@ -139,13 +147,17 @@ pub struct Links {
     /// Where the tracking and unsubscribe endpoints are reached, without a
     /// trailing slash (`POSTHORN_PUBLIC_URL`).
     public_url: String,
+    /// An address that takes unsubscribe requests by mail
+    /// (`POSTHORN_UNSUBSCRIBE_MAILTO`).
+    mailto: Option<String>,
 }
 
 impl Links {
-    pub fn new(signer: LinkSigner, public_url: &str) -> Links {
+    pub fn new(signer: LinkSigner, public_url: &str, mailto: Option<&str>) -> Links {
         Links {
             signer,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            mailto: mailto.map(str::to_owned),
         }
     }
 
@@ -153,15 +165,61 @@ impl Links {
         &self.signer
     }
 
+    /// The URL of `link`: `/u/` for an unsubscribe, `/t/o/` for the open
+    /// pixel, `/t/c/` for a click.
+    fn url(&self, link: &Link) -> String {
+        let path = match link.kind {
+            LinkKind::Unsubscribe => "u",
+            LinkKind::Open => "t/o",
+            LinkKind::Click => "t/c",
+        };
+        format!("{}/{path}/{}", self.public_url, self.signer.sign(link))
+    }
+
     /// The one-click unsubscribe link of `recipient` for `message_id`.
     pub fn unsubscribe_url(&self, message_id: &str, recipient: &str) -> String {
+        self.url(&Link {
+            kind: LinkKind::Unsubscribe,
+            message_id: message_id.to_owned(),
+            recipient: recipient.to_owned(),
+            url: String::new(),
+        })
+    }
+
+    /// The `mailto:` form of the unsubscribe link, when an address takes
+    /// unsubscribe requests by mail: its subject carries the recipient's
+    /// token, so whoever reads that mailbox can apply it with a POST to
+    /// `/u/{token}`.
+    pub fn unsubscribe_mailto(&self, message_id: &str, recipient: &str) -> Option<String> {
+        let address = self.mailto.as_ref()?;
         let token = self.signer.sign(&Link {
             kind: LinkKind::Unsubscribe,
             message_id: message_id.to_owned(),
             recipient: recipient.to_owned(),
             url: String::new(),
         });
-        format!("{}/u/{token}", self.public_url)
+        Some(format!("mailto:{address}?subject=unsubscribe%20{token}"))
+    }
+
+    /// The open pixel of `recipient` for `message_id`.
+    pub fn open_url(&self, message_id: &str, recipient: &str) -> String {
+        self.url(&Link {
+            kind: LinkKind::Open,
+            message_id: message_id.to_owned(),
+            recipient: recipient.to_owned(),
+            url: String::new(),
+        })
+    }
+
+    /// The tracked form of a link to `destination` in `recipient`'s copy
+    /// of `message_id`.
+    pub fn click_url(&self, message_id: &str, recipient: &str, destination: &str) -> String {
+        self.url(&Link {
+            kind: LinkKind::Click,
+            message_id: message_id.to_owned(),
+            recipient: recipient.to_owned(),
+            url: destination.to_owned(),
+        })
     }
 }
 
@@ -200,10 +258,7 @@ impl<S: UnsubscribeStore> Unsubscribes<S> {
 
     /// What an unsubscribe token names, or NOT_FOUND.
     pub fn check(&self, token: &str) -> Result<Link> {
-        self.signer
-            .verify(token)
-            .filter(|link| link.kind == LinkKind::Unsubscribe)
-            .ok_or_else(unknown_link)
+        self.signer.check(token, LinkKind::Unsubscribe)
     }
 
     /// Unsubscribes the recipient a token names; repeating it changes

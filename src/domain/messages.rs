@@ -248,6 +248,18 @@ pub struct Recipient {
     pub last_response: String,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// What the recipient did with it, when opens or clicks are tracked.
+    pub engagement: Engagement,
+}
+
+/// A recipient's tracked opens and clicks: when each happened first and
+/// how many there were.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Engagement {
+    pub first_opened_at: Option<DateTime<Utc>>,
+    pub open_count: i32,
+    pub first_clicked_at: Option<DateTime<Utc>>,
+    pub click_count: i32,
 }
 
 /// An attachment; `content` is empty when only the description was read.

@@ -19,6 +19,7 @@ pub mod scope;
 pub mod send;
 pub mod suppressions;
 pub mod templates;
+pub mod tracking;
 pub mod watch;
 
 pub use error::{Error, FieldViolation, Reason, Result};

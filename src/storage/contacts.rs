@@ -9,7 +9,7 @@ use sea_orm::{
 };
 
 use super::entities::{contacts, events, messages, suppressions};
-use super::{Store, db_error};
+use super::{Store, db_error, json};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::contacts::{Contact, ContactCursor, ContactFilter, ContactStore, ListedContact};
 use crate::domain::email::EmailAddress;
@@ -37,10 +37,6 @@ fn from_row(m: contacts::Model) -> Result<ListedContact> {
             updated_at: from_micros(m.updated_at),
         },
     })
-}
-
-fn json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Internal(e.into()))
 }
 
 impl ContactStore for Store {

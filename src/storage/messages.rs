@@ -19,8 +19,8 @@ use super::entities::{
 use super::{Store, db_error};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::messages::{
-    ChangeOutcome, Event, EventDetails, EventType, Message, MessageCursor, MessageFilter,
-    MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
+    ChangeOutcome, Engagement, Event, EventDetails, EventType, Message, MessageCursor,
+    MessageFilter, MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
 };
 use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
 use crate::domain::watch::{EventStore, Live, WatchFilter};
@@ -157,6 +157,12 @@ fn recipient_from(r: recipients::Model) -> Result<Recipient> {
         last_response: r.last_response.unwrap_or_default(),
         next_attempt_at: r.next_attempt_at.map(from_micros),
         updated_at: from_micros(r.updated_at),
+        engagement: Engagement {
+            first_opened_at: r.first_opened_at.map(from_micros),
+            open_count: r.open_count,
+            first_clicked_at: r.first_clicked_at.map(from_micros),
+            click_count: r.click_count,
+        },
     })
 }
 
@@ -621,6 +627,10 @@ fn recipient_model(row: &rusqlite::Row<'_>) -> rusqlite::Result<recipients::Mode
             last_response,
             created_at,
             updated_at,
+            first_opened_at,
+            open_count,
+            first_clicked_at,
+            click_count,
         }
     )
 }

@@ -14,6 +14,7 @@ mod messages;
 mod server_keys;
 mod suppressions;
 mod templates;
+mod tracking;
 mod writer;
 
 use std::time::Duration;
@@ -407,6 +408,11 @@ async fn newest_event(db: &DatabaseConnection) -> i64 {
 
 /// Classifies a database error: lost or unreachable connections are
 /// STORAGE_UNAVAILABLE (retryable); everything else is internal.
+/// A value stored as JSON text.
+fn json(value: &impl serde::Serialize) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Internal(e.into()))
+}
+
 pub(crate) fn db_error(err: DbErr) -> Error {
     let unavailable = match &err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,

@@ -43,4 +43,5 @@ mod shutdown;
 mod storage;
 mod suppressions;
 mod templates;
+mod tracking;
 mod unsubscribe;

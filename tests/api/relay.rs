@@ -536,6 +536,22 @@ fn python() -> PathBuf {
     python
 }
 
+/// What Python's email package reads in the message file `path`
+/// (`tests/peers/parse_mime.py`).
+pub(crate) fn parse_mime(path: &std::path::Path) -> Value {
+    let parsed = std::process::Command::new(python())
+        .arg(peer_script("parse_mime.py"))
+        .arg(path)
+        .output()
+        .expect("parse");
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    serde_json::from_slice(&parsed.stdout).expect("json")
+}
+
 fn peer_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers")
@@ -725,7 +741,6 @@ async fn starttls_and_smtps_verify_the_relay_certificate_by_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiosmtpd_receives_the_message_intact_and_python_parses_it_cleanly() {
-    let python = python();
     let peer = aiosmtpd(&[]).await;
     let (spool, port) = (peer.spool.path(), peer.port);
     let url = format!("smtp://127.0.0.1:{port}");
@@ -778,17 +793,7 @@ async fn aiosmtpd_receives_the_message_intact_and_python_parses_it_cleanly() {
         "arrived byte for byte"
     );
 
-    let parsed = std::process::Command::new(&python)
-        .arg(peer_script("parse_mime.py"))
-        .arg(spool.join("1.eml"))
-        .output()
-        .expect("parse");
-    assert!(
-        parsed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&parsed.stderr)
-    );
-    let parsed: Value = serde_json::from_slice(&parsed.stdout).expect("json");
+    let parsed = parse_mime(&spool.join("1.eml"));
     assert_eq!(parsed["defects"], serde_json::json!([]), "{parsed}");
     assert_eq!(parsed["subject"], "Grüße — your receipt №42");
     assert_eq!(parsed["to"], "Jane Doe <jane@example.com>");

@@ -716,6 +716,7 @@ where
                     last_response: String::new(),
                     next_attempt_at: Some(valid.scheduled_at.unwrap_or(now)),
                     updated_at: now,
+                    engagement: Default::default(),
                 })
                 .collect(),
             attachments: valid

@@ -22,6 +22,10 @@ pub struct Model {
     pub last_response: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub first_opened_at: Option<i64>,
+    pub open_count: i32,
+    pub first_clicked_at: Option<i64>,
+    pub click_count: i32,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
