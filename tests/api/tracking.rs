@@ -19,7 +19,8 @@ use crate::send::{get, inline};
 
 on_both_databases_with!(
     a_tracked_message_records_opens_and_clicks_and_its_links_are_no_open_redirect_s4_s6,
-    a_bounce_wins_over_an_open_in_the_message_status
+    a_bounce_wins_over_an_open_in_the_message_status,
+    tokens_of_one_account_cannot_act_on_another_a6
 );
 
 const PAGE: &str = "https://shop.example/orders/1042?ref=mail&step=2";
@@ -419,6 +420,97 @@ async fn a_bounce_wins_over_an_open_in_the_message_status(backend: Backend) {
         recipient(&message, "nouser@example.com")["status"],
         "bounced"
     );
+}
+
+async fn tokens_of_one_account_cannot_act_on_another_a6(backend: Backend) {
+    let sink = FaultSmtp::start(Script::default()).await;
+    let Some(app) = spawn(backend, &sink).await else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    // Both accounts mail jane, tracked and with an unsubscribe link.
+    let of_a = send(&app, &app.account_a.key, tracked(&["jane@example.com"])).await;
+    let mut request = tracked(&["jane@example.com"]);
+    request.from_email = "hello@globex.example".into();
+    let of_b = send(&app, &app.account_b.key, request).await;
+    delivered(&sink, 2).await;
+    let copy_of_a = sink
+        .accepted()
+        .into_iter()
+        .find(|c| String::from_utf8_lossy(&c.data).contains("hello@acme.example"))
+        .unwrap();
+    let links = links_in(&part(&copy_of_a, "text/html"));
+    let head = String::from_utf8_lossy(&copy_of_a.data).replace("\r\n ", " ");
+    let unsubscribe = head
+        .lines()
+        .find_map(|l| l.strip_prefix("List-Unsubscribe: <"))
+        .and_then(|l| l.split_once('>'))
+        .unwrap()
+        .0
+        .to_owned();
+
+    // A's tokens with B's message put in: refused, nothing recorded for B.
+    let browser = browser();
+    for (link, expected) in [
+        (&links[0], StatusCode::NOT_FOUND),
+        (&links[3], StatusCode::OK),
+        (&unsubscribe, StatusCode::NOT_FOUND),
+    ] {
+        let (path, token) = link.rsplit_once('/').unwrap();
+        let (payload, tag) = token.split_once('.').unwrap();
+        let payload = String::from_utf8(base64_url(payload)).unwrap();
+        let swapped = format!("{}.{tag}", base64_encode(&payload.replace(&of_a, &of_b)));
+        let url = on_server(&app, &format!("{path}/{swapped}"));
+        let response = if link.contains("/u/") {
+            browser
+                .post(&url)
+                .body("List-Unsubscribe=One-Click")
+                .send()
+                .await
+        } else {
+            browser.get(&url).send().await
+        }
+        .unwrap();
+        assert_eq!(response.status(), expected, "{link}");
+        assert!(response.headers().get("location").is_none());
+    }
+    // A's genuine tokens act on A's message only.
+    browser
+        .get(on_server(&app, &links[3]))
+        .send()
+        .await
+        .unwrap();
+    browser
+        .get(on_server(&app, &links[0]))
+        .send()
+        .await
+        .unwrap();
+    let response = browser
+        .post(on_server(&app, &unsubscribe))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let a = message(&app, &of_a).await;
+    assert_eq!(a["status"], "clicked");
+    let (status, b) = get(&app, &app.account_b.key, &format!("/v1/messages/{of_b}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b["message"]["status"], "sent", "{b}");
+    for kind in ["opened", "clicked", "unsubscribed"] {
+        assert_eq!(events_of(&a, kind).len(), 1, "{kind} on A: {a}");
+        assert!(
+            events_of(&b["message"], kind).is_empty(),
+            "{kind} on B: {b}"
+        );
+    }
+    let (status, _) = get(
+        &app,
+        &app.account_b.key,
+        "/v1/suppressions/jane%40example.com",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "B's list is untouched");
 }
 
 /// `tag` with its first character changed.
