@@ -14,6 +14,7 @@ use super::convert::{
 };
 use super::send::{idempotency_key, respond};
 use super::status::to_status;
+use crate::domain::feedback::Feedback;
 use crate::domain::messages::{Message, MessageFilter, Messages, filter_address};
 use crate::domain::send::accept::Sender;
 use crate::domain::watch::{WatchFilter, watch};
@@ -22,8 +23,9 @@ use crate::proto::v1::messages_service_server::MessagesService;
 use crate::proto::v1::{
     self as pb, CancelMessageRequest, CancelMessageResponse, GetMessageContentRequest,
     GetMessageContentResponse, GetMessageRequest, GetMessageResponse, ListMessagesRequest,
-    ListMessagesResponse, RescheduleMessageRequest, RescheduleMessageResponse,
-    ResendMessageRequest, ResendMessageResponse, WatchMessagesRequest, WatchMessagesResponse,
+    ListMessagesResponse, ReportFeedbackRequest, ReportFeedbackResponse, RescheduleMessageRequest,
+    RescheduleMessageResponse, ResendMessageRequest, ResendMessageResponse, WatchMessagesRequest,
+    WatchMessagesResponse,
 };
 use crate::storage::Store;
 
@@ -32,14 +34,21 @@ use crate::storage::Store;
 pub struct MessagesApi {
     messages: Arc<Messages<Store>>,
     sender: Arc<Sender<Store>>,
+    feedback: Arc<Feedback<Store>>,
     store: Store,
 }
 
 impl MessagesApi {
-    pub fn new(messages: Arc<Messages<Store>>, sender: Arc<Sender<Store>>, store: Store) -> Self {
+    pub fn new(
+        messages: Arc<Messages<Store>>,
+        sender: Arc<Sender<Store>>,
+        feedback: Arc<Feedback<Store>>,
+        store: Store,
+    ) -> Self {
         MessagesApi {
             messages,
             sender,
+            feedback,
             store,
         }
     }
@@ -202,6 +211,24 @@ impl MessagesService for MessagesApi {
         Ok(Response::new(GetMessageContentResponse {
             content_type: "message/rfc822".into(),
             raw,
+        }))
+    }
+
+    async fn report_feedback(
+        &self,
+        request: Request<ReportFeedbackRequest>,
+    ) -> Result<Response<ReportFeedbackResponse>, Status> {
+        let caller = caller(&request)?;
+        let applied = self
+            .feedback
+            .report(&caller.account_id, &request.get_ref().report)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ReportFeedbackResponse {
+            message_id: applied.message_id,
+            recipient: applied.recipient,
+            feedback_type: applied.feedback_type,
+            recorded: applied.recorded,
         }))
     }
 

@@ -27,6 +27,7 @@ use crate::config::Settings;
 use crate::domain::auth::AuthContext;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::contacts::Contacts;
+use crate::domain::feedback::Feedback;
 use crate::domain::links::{Links, Unsubscribes};
 use crate::domain::messages::Messages;
 use crate::domain::send::accept::{SendSettings, Sender};
@@ -129,7 +130,12 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
         links.signer().clone(),
         clock.clone(),
     ));
-    let tracking = Arc::new(Tracking::new(store.clone(), links.signer().clone(), clock));
+    let tracking = Arc::new(Tracking::new(
+        store.clone(),
+        links.signer().clone(),
+        clock.clone(),
+    ));
+    let feedback = Arc::new(Feedback::new(store.clone(), clock));
     let pages = preview::router(auth_state.clone(), templates.clone());
     let links = unsubscribe::router(unsubscribes).merge(tracking::router(tracking));
     let auth = AuthLayer::new(auth_state);
@@ -161,7 +167,12 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
     );
     let router = mount(
         router,
-        MessagesServiceServer::new(messages::MessagesApi::new(messages, sender, store.clone())),
+        MessagesServiceServer::new(messages::MessagesApi::new(
+            messages,
+            sender,
+            feedback,
+            store.clone(),
+        )),
         auth.clone(),
     );
     let router = mount(

@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod delivery;
 pub mod email;
 pub mod error;
+pub mod feedback;
 pub mod ids;
 pub mod keys;
 pub mod limits;

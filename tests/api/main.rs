@@ -28,6 +28,7 @@ mod crash;
 mod delivery;
 mod echo;
 mod fault_smtp;
+mod feedback;
 mod gateway;
 mod grpc_web;
 mod health;

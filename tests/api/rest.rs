@@ -84,7 +84,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
     let table = routes();
     assert_eq!(
         table.routes().len(),
-        37,
+        38,
         "one route per google.api.http rule"
     );
     let unscoped = app
@@ -311,7 +311,7 @@ async fn the_openapi_document_lists_every_route_with_both_security_schemes() {
         .values()
         .map(|p| p.as_object().unwrap().len())
         .sum();
-    assert_eq!(operations, 37);
+    assert_eq!(operations, 38);
     let get = &document["paths"]["/v1/suppressions/{email}"]["get"];
     assert_eq!(get["operationId"], "SuppressionsService_GetSuppression");
     assert!(
