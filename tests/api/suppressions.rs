@@ -120,6 +120,24 @@ crate::on_both_databases! {
         let (status, _, _) = post(&app, &a, "/v1/suppressions", &json!({"email": "erin@example.com", "reason": "other"}), &[]).await;
         assert_eq!(status, StatusCode::OK);
 
+        // B can neither see, list nor lift A's suppression (A1): NOT_FOUND
+        // as for an address nobody suppressed.
+        let b = app.account_b.key.clone();
+        for path in ["/v1/suppressions/erin%40example.com", "/v1/suppressions/nobody%40example.com"] {
+            let (status, body) = get(&app, &b, path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        }
+        let (_, listed) = get(&app, &b, "/v1/suppressions?reason=other").await;
+        assert!(listed["suppressions"].as_array().is_none_or(Vec::is_empty), "{listed}");
+        let lifted = reqwest::Client::new()
+            .delete(format!("{}/v1/suppressions/erin%40example.com", app.base_url))
+            .header("x-api-key", &b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lifted.status(), StatusCode::NOT_FOUND);
+        assert_eq!(suppression_of(&app, "erin%40example.com").await.0, "other", "A's is still there");
+
         // Account B never suppressed erin: its mail goes.
         let mut from_b = to(&["erin@example.com"]);
         from_b.from_email = "hello@globex.example".into();
