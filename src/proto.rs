@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(with_rule.len(), rules_in_sources());
         assert_eq!(
             with_rule.len(),
-            37,
+            38,
             "every RPC but the bidi SendStream has a REST route"
         );
         assert!(
@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn every_method_names_a_known_scope() {
         let scopes = required_scopes();
-        assert_eq!(scopes.len(), 38);
+        assert_eq!(scopes.len(), 39);
         for (path, scope) in scopes {
             assert!(
                 scope.parse::<crate::domain::Scope>().is_ok(),
