@@ -92,7 +92,7 @@ fn body(message: &Message, html: &str, text: &str) -> Result<Body, BuildError> {
 /// Builds the RFC 5322 message: the copy every recipient shares, or one
 /// recipient's own.
 pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, BuildError> {
-    let unsubscribe = personal.and_then(|p| p.unsubscribe_url.as_deref());
+    let list_unsubscribe = personal.and_then(Personal::list_unsubscribe);
     let from_address = message
         .from_email
         .parse::<lettre::Address>()
@@ -113,19 +113,14 @@ pub fn build(message: &Message, personal: Option<&Personal>) -> Result<Vec<u8>, 
         builder = builder.reply_to(mailbox(reply_to)?);
     }
     for (name, value) in &message.headers {
-        if unsubscribe.is_some() && name.to_ascii_lowercase().starts_with("list-unsubscribe") {
+        if list_unsubscribe.is_some() && name.to_ascii_lowercase().starts_with("list-unsubscribe") {
             continue;
         }
         let name = HeaderName::new_from_ascii(name.clone())
             .map_err(|e| bad(format!("header `{name}`: {e}")))?;
         builder = builder.raw_header(HeaderValue::new(name, value.clone()));
     }
-    if let Some(url) = unsubscribe {
-        let mailto = personal.and_then(|p| p.unsubscribe_mailto.as_deref());
-        let value = match mailto {
-            Some(mailto) => format!("<{url}>, <{mailto}>"),
-            None => format!("<{url}>"),
-        };
+    if let Some(value) = list_unsubscribe {
         builder = builder
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("List-Unsubscribe"),

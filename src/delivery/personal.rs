@@ -35,6 +35,18 @@ pub struct Personal<'a> {
     pub text: Cow<'a, str>,
 }
 
+impl Personal<'_> {
+    /// The `List-Unsubscribe` header's value: the one-click link, then the
+    /// `mailto:` form when there is one.
+    pub fn list_unsubscribe(&self) -> Option<String> {
+        let url = self.unsubscribe_url.as_ref()?;
+        Some(match &self.unsubscribe_mailto {
+            Some(mailto) => format!("<{url}>, <{mailto}>"),
+            None => format!("<{url}>"),
+        })
+    }
+}
+
 /// The copy of `message` for `recipient` (its address as stored), with the
 /// links the message asks for.
 pub fn personal<'a>(message: &'a Message, links: &Links, recipient: &str) -> Personal<'a> {

@@ -178,12 +178,7 @@ impl Links {
 
     /// The one-click unsubscribe link of `recipient` for `message_id`.
     pub fn unsubscribe_url(&self, message_id: &str, recipient: &str) -> String {
-        self.url(&Link {
-            kind: LinkKind::Unsubscribe,
-            message_id: message_id.to_owned(),
-            recipient: recipient.to_owned(),
-            url: String::new(),
-        })
+        self.url(&link(LinkKind::Unsubscribe, message_id, recipient, ""))
     }
 
     /// The `mailto:` form of the unsubscribe link, when an address takes
@@ -192,34 +187,30 @@ impl Links {
     /// `/u/{token}`.
     pub fn unsubscribe_mailto(&self, message_id: &str, recipient: &str) -> Option<String> {
         let address = self.mailto.as_ref()?;
-        let token = self.signer.sign(&Link {
-            kind: LinkKind::Unsubscribe,
-            message_id: message_id.to_owned(),
-            recipient: recipient.to_owned(),
-            url: String::new(),
-        });
+        let token = self
+            .signer
+            .sign(&link(LinkKind::Unsubscribe, message_id, recipient, ""));
         Some(format!("mailto:{address}?subject=unsubscribe%20{token}"))
     }
 
     /// The open pixel of `recipient` for `message_id`.
     pub fn open_url(&self, message_id: &str, recipient: &str) -> String {
-        self.url(&Link {
-            kind: LinkKind::Open,
-            message_id: message_id.to_owned(),
-            recipient: recipient.to_owned(),
-            url: String::new(),
-        })
+        self.url(&link(LinkKind::Open, message_id, recipient, ""))
     }
 
     /// The tracked form of a link to `destination` in `recipient`'s copy
     /// of `message_id`.
     pub fn click_url(&self, message_id: &str, recipient: &str, destination: &str) -> String {
-        self.url(&Link {
-            kind: LinkKind::Click,
-            message_id: message_id.to_owned(),
-            recipient: recipient.to_owned(),
-            url: destination.to_owned(),
-        })
+        self.url(&link(LinkKind::Click, message_id, recipient, destination))
+    }
+}
+
+fn link(kind: LinkKind, message_id: &str, recipient: &str, url: &str) -> Link {
+    Link {
+        kind,
+        message_id: message_id.to_owned(),
+        recipient: recipient.to_owned(),
+        url: url.to_owned(),
     }
 }
 

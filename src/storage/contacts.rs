@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
-use super::entities::{contacts, events, messages, suppressions};
+use super::entities::{contacts, events, suppressions};
 use super::{Store, db_error, json};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::contacts::{Contact, ContactCursor, ContactFilter, ContactStore, ListedContact};
@@ -210,18 +210,27 @@ impl UnsubscribeStore for Store {
     ) -> Result<Option<bool>> {
         let now = to_micros(now);
         let tx = self.db().begin().await.map_err(db_error)?;
-        let Some(message) = messages::Entity::find_by_id(message_id.to_owned())
-            .select_only()
-            .column(messages::Column::AccountId)
-            .column(messages::Column::Status)
-            .into_tuple::<(String, String)>()
-            .one(&tx)
+        // The message's account, read by a write that changes nothing: a
+        // SQLite transaction that reads before it writes can be refused
+        // its write when another commit came in between.
+        let backend = tx.get_database_backend();
+        let found = tx
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                super::delivery::placeholders(
+                    backend,
+                    "UPDATE messages SET updated_at = updated_at WHERE id = ? \
+                     RETURNING account_id, status",
+                ),
+                [message_id.into()],
+            ))
             .await
-            .map_err(db_error)?
-        else {
+            .map_err(db_error)?;
+        let Some(row) = found else {
             return Ok(None);
         };
-        let (account_id, status) = message;
+        let account_id: String = row.try_get("", "account_id").map_err(db_error)?;
+        let status: String = row.try_get("", "status").map_err(db_error)?;
         let email_key = EmailAddress::key_of_stored(recipient);
         let suppression = suppressions::ActiveModel {
             account_id: Set(account_id.clone()),

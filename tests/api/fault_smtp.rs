@@ -127,6 +127,38 @@ impl FaultSmtp {
         count.wait_for(|c| *c >= n).await.expect("the server runs");
     }
 
+    /// Waits, at most 30 s, until at least `n` messages were accepted.
+    pub async fn delivered(&self, n: usize) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.wait_for(n))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{n} messages reach the relay; it has {}",
+                    self.accepted().len()
+                )
+            });
+    }
+
+    /// A test server whose workers deliver through this one, as `configure`
+    /// adds; `None` (said on stderr) when the backend is not configured.
+    pub async fn app(
+        &self,
+        backend: crate::helpers::Backend,
+        configure: impl FnOnce(&mut posthorn::config::Settings),
+    ) -> Option<crate::helpers::TestApp> {
+        let url = self.url("");
+        let app = crate::helpers::try_spawn_app_with(backend, move |s| {
+            s.deliver = true;
+            s.transport = url;
+            configure(s);
+        })
+        .await;
+        if app.is_none() {
+            eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        }
+        app
+    }
+
     /// Waits until the final dot of at least `n` messages arrived.
     pub async fn wait_for_dots(&self, n: usize) {
         let mut count = self.dots.subscribe();

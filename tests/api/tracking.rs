@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::delivery::{next_event, send, watch};
 use crate::fault_smtp::{Accepted, FaultSmtp, Script};
-use crate::helpers::{Backend, KeyHeader, TestApp, try_spawn_app_with, with_key};
+use crate::helpers::{Backend, KeyHeader, TestApp, with_key};
 use crate::send::{get, inline};
 
 on_both_databases_with!(
@@ -42,11 +42,10 @@ fn tracked(to: &[&str]) -> v1::SendEmailRequest {
     request
 }
 
+/// A server delivering to `sink`, with a mailto form of the unsubscribe
+/// link.
 async fn spawn(backend: Backend, sink: &FaultSmtp) -> Option<TestApp> {
-    let url = sink.url("");
-    try_spawn_app_with(backend, move |s| {
-        s.deliver = true;
-        s.transport = url;
+    sink.app(backend, |s| {
         s.unsubscribe_mailto = Some("unsubscribe@acme.example".into());
     })
     .await
@@ -123,12 +122,6 @@ fn events_of<'a>(message: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-async fn delivered(sink: &FaultSmtp, n: usize) {
-    tokio::time::timeout(std::time::Duration::from_secs(30), sink.wait_for(n))
-        .await
-        .unwrap_or_else(|_| panic!("{n} messages reach the relay"));
-}
-
 /// Waits on `stream` for the next event of `kind` for `message_id`.
 async fn next_of(
     stream: &mut tonic::Streaming<v1::WatchMessagesResponse>,
@@ -147,7 +140,6 @@ async fn a_tracked_message_records_opens_and_clicks_and_its_links_are_no_open_re
 ) {
     let sink = FaultSmtp::start(Script::default()).await;
     let Some(app) = spawn(backend, &sink).await else {
-        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
         return;
     };
     let key = app.account_a.key.clone();
@@ -158,7 +150,7 @@ async fn a_tracked_message_records_opens_and_clicks_and_its_links_are_no_open_re
         tracked(&["jane@example.com", "zoe@example.com"]),
     )
     .await;
-    delivered(&sink, 2).await;
+    sink.delivered(2).await;
     for _ in 0..2 {
         next_of(&mut stream, v1::EventType::Sent).await;
     }
@@ -367,7 +359,7 @@ async fn a_tracked_message_records_opens_and_clicks_and_its_links_are_no_open_re
     plain.track_clicks = false;
     plain.unsubscribe = false;
     send(&app, &key, plain).await;
-    delivered(&sink, 3).await;
+    sink.delivered(3).await;
     let html = part(&sink.accepted()[2], "text/html");
     assert!(!html.contains("/t/"), "{html}");
     assert!(html.contains("href=\"https://shop.example/orders/1042?ref=mail&amp;step=2\""));
@@ -376,7 +368,6 @@ async fn a_tracked_message_records_opens_and_clicks_and_its_links_are_no_open_re
 async fn a_bounce_wins_over_an_open_in_the_message_status(backend: Backend) {
     let sink = FaultSmtp::start(Script::default()).await;
     let Some(app) = spawn(backend, &sink).await else {
-        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
         return;
     };
     let key = app.account_a.key.clone();
@@ -425,7 +416,6 @@ async fn a_bounce_wins_over_an_open_in_the_message_status(backend: Backend) {
 async fn tokens_of_one_account_cannot_act_on_another_a6(backend: Backend) {
     let sink = FaultSmtp::start(Script::default()).await;
     let Some(app) = spawn(backend, &sink).await else {
-        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
         return;
     };
     // Both accounts mail jane, tracked and with an unsubscribe link.
@@ -433,7 +423,7 @@ async fn tokens_of_one_account_cannot_act_on_another_a6(backend: Backend) {
     let mut request = tracked(&["jane@example.com"]);
     request.from_email = "hello@globex.example".into();
     let of_b = send(&app, &app.account_b.key, request).await;
-    delivered(&sink, 2).await;
+    sink.delivered(2).await;
     let copy_of_a = sink
         .accepted()
         .into_iter()
