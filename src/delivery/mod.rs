@@ -389,19 +389,27 @@ impl<S: DeliveryStore + EventStore + SuppressionStore> Pool<S> {
                 }
             },
             // Each recipient gets a copy of its own, in an envelope of its
-            // own; the first copy is the one kept.
+            // own, all sent at once (the transport's pool bounds the
+            // connections); the first copy is the one kept.
             Some(links) => {
-                let mut kept = None;
-                let mut replies = Vec::with_capacity(claimed.len());
-                for one in claimed.chunks(1) {
-                    let personal = personal::personal(&message, links, &one[0].email);
-                    match mime::build(&message, Some(&personal)) {
-                        Err(error) => replies.extend(failed(&error, 1)),
+                let message = &message;
+                let copies = claimed.chunks(1).map(|one| async move {
+                    let personal = personal::personal(message, links, &one[0].email);
+                    match mime::build(message, Some(&personal)) {
+                        Err(error) => (None, failed(&error, 1)),
                         Ok(raw) => {
-                            replies.extend(self.send(transport, &message, one, &raw).await);
-                            kept.get_or_insert(raw);
+                            let replies = self.send(transport, message, one, &raw).await;
+                            (Some(raw), replies)
                         }
                     }
+                });
+                let mut kept = None;
+                let mut replies = Vec::with_capacity(claimed.len());
+                for (raw, sent) in futures::future::join_all(copies).await {
+                    if kept.is_none() {
+                        kept = raw;
+                    }
+                    replies.extend(sent);
                 }
                 (kept, replies)
             }

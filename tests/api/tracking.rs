@@ -20,7 +20,8 @@ use crate::send::{get, inline};
 on_both_databases_with!(
     a_tracked_message_records_opens_and_clicks_and_its_links_are_no_open_redirect_s4_s6,
     a_bounce_wins_over_an_open_in_the_message_status,
-    tokens_of_one_account_cannot_act_on_another_a6
+    tokens_of_one_account_cannot_act_on_another_a6,
+    the_recipients_own_copies_go_out_side_by_side
 );
 
 const PAGE: &str = "https://shop.example/orders/1042?ref=mail&step=2";
@@ -501,6 +502,31 @@ async fn tokens_of_one_account_cannot_act_on_another_a6(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "B's list is untouched");
+}
+
+async fn the_recipients_own_copies_go_out_side_by_side(backend: Backend) {
+    // The relay takes 300 ms over each final dot: sent one after the
+    // other, the copies would share one connection.
+    let sink = FaultSmtp::start(Script {
+        data_delay: std::time::Duration::from_millis(300),
+        ..Script::default()
+    })
+    .await;
+    let Some(app) = spawn(backend, &sink).await else {
+        return;
+    };
+    let to = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ];
+    send(&app, &app.account_a.key, tracked(&to)).await;
+    sink.delivered(4).await;
+    assert_eq!(sink.connections(), 4, "one connection per copy in flight");
+    let mut envelopes: Vec<Vec<String>> = sink.accepted().into_iter().map(|a| a.to).collect();
+    envelopes.sort();
+    assert_eq!(envelopes, to.map(|t| vec![t.to_owned()]));
 }
 
 /// `tag` with its first character changed.
