@@ -77,6 +77,16 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "true or false: on an empty database, create account default and print a key",
     },
     SettingInfo {
+        key: "webhooks_allow_http",
+        default: "false",
+        accepts: "true or false: whether webhook endpoints may be plain http:// (https is required otherwise)",
+    },
+    SettingInfo {
+        key: "webhooks_allow_private",
+        default: "false",
+        accepts: "true or false: whether webhook endpoints may be loopback, private or link-local addresses (for local development; the metadata address 169.254.169.254 stays refused)",
+    },
+    SettingInfo {
         key: "cors_origins",
         default: "*",
         accepts: "* or a comma-separated list of origins allowed to call from browsers",
@@ -172,6 +182,8 @@ pub struct Settings {
     pub log: String,
     pub log_format: LogFormat,
     pub bootstrap: bool,
+    /// Which webhook endpoints are accepted and delivered to.
+    pub webhook_targets: crate::domain::webhooks::TargetPolicy,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub rest_max_body_bytes: usize,
@@ -318,6 +330,12 @@ impl Settings {
             _ => return Err(bad("log_format")),
         };
         let bootstrap = parse_bool(get("bootstrap").0).ok_or_else(|| bad("bootstrap"))?;
+        let webhook_targets = crate::domain::webhooks::TargetPolicy {
+            allow_http: parse_bool(get("webhooks_allow_http").0)
+                .ok_or_else(|| bad("webhooks_allow_http"))?,
+            allow_private: parse_bool(get("webhooks_allow_private").0)
+                .ok_or_else(|| bad("webhooks_allow_private"))?,
+        };
         let cors_origins: Vec<String> = get("cors_origins")
             .0
             .split(',')
@@ -410,6 +428,7 @@ impl Settings {
             log,
             log_format,
             bootstrap,
+            webhook_targets,
             cors_origins,
             shutdown_grace,
             rest_max_body_bytes,

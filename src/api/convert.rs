@@ -251,3 +251,40 @@ pub fn json_to_struct(map: &serde_json::Map<String, serde_json::Value>) -> prost
             .collect(),
     }
 }
+
+/// The paths of an update mask, each checked against `allowed`.
+pub(super) fn mask_paths(
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Result<Option<Vec<String>>, Status> {
+    let Some(mask) = mask else { return Ok(None) };
+    if mask.paths.is_empty() {
+        return Ok(None);
+    }
+    let mut violations = Vec::new();
+    for path in &mask.paths {
+        if !allowed.contains(&path.as_str()) {
+            violations.push(crate::domain::FieldViolation::new(
+                "update_mask",
+                format!(
+                    "`{path}` is not an updatable field; use {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    if violations.is_empty() {
+        Ok(Some(mask.paths.clone()))
+    } else {
+        Err(to_status(Error::Validation(violations)))
+    }
+}
+
+/// Whether a field is to be written: named in the mask, or (without a
+/// mask) given a non-default value.
+pub(super) fn wanted(mask: &Option<Vec<String>>, path: &str, non_default: bool) -> bool {
+    match mask {
+        Some(paths) => paths.iter().any(|p| p == path),
+        None => non_default,
+    }
+}

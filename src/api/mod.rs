@@ -35,6 +35,7 @@ use crate::domain::send::validate::Limits;
 use crate::domain::suppressions::Suppressions;
 use crate::domain::templates::Templates;
 use crate::domain::tracking::Tracking;
+use crate::domain::webhooks::Webhooks;
 use crate::proto::v1::{
     contacts_service_server::ContactsServiceServer, messages_service_server::MessagesServiceServer,
     send_service_server::SendServiceServer, suppressions_service_server::SuppressionsServiceServer,
@@ -135,7 +136,7 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
         links.signer().clone(),
         clock.clone(),
     ));
-    let feedback = Arc::new(Feedback::new(store.clone(), clock));
+    let feedback = Arc::new(Feedback::new(store.clone(), clock.clone()));
     let pages = preview::router(auth_state.clone(), templates.clone());
     let links = unsubscribe::router(unsubscribes).merge(tracking::router(tracking));
     let auth = AuthLayer::new(auth_state);
@@ -192,7 +193,11 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
     );
     let router = mount(
         router,
-        WebhooksServiceServer::new(webhooks::WebhooksApi),
+        WebhooksServiceServer::new(webhooks::WebhooksApi::new(Arc::new(Webhooks::new(
+            store.clone(),
+            clock.clone(),
+            settings.webhook_targets,
+        )))),
         auth,
     );
     let router = mount(router, health, open());

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{json_to_value, struct_to_json, timestamp, value_to_json};
+use super::convert::{json_to_value, mask_paths, struct_to_json, timestamp, value_to_json, wanted};
 use super::{caller, status::to_status};
 use crate::domain::Error;
 use crate::domain::templates::branding::Branding;
@@ -103,43 +103,6 @@ fn branding_to_proto(b: Branding) -> pb::Branding {
         privacy_policy_url: b.privacy_policy_url,
         terms_url: b.terms_url,
         updated_at: b.updated_at.map(timestamp),
-    }
-}
-
-/// The paths of an update mask, each checked against `allowed`.
-fn mask_paths(
-    mask: Option<&prost_types::FieldMask>,
-    allowed: &[&str],
-) -> Result<Option<Vec<String>>, Status> {
-    let Some(mask) = mask else { return Ok(None) };
-    if mask.paths.is_empty() {
-        return Ok(None);
-    }
-    let mut violations = Vec::new();
-    for path in &mask.paths {
-        if !allowed.contains(&path.as_str()) {
-            violations.push(crate::domain::FieldViolation::new(
-                "update_mask",
-                format!(
-                    "`{path}` is not an updatable field; use {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-    }
-    if violations.is_empty() {
-        Ok(Some(mask.paths.clone()))
-    } else {
-        Err(to_status(Error::Validation(violations)))
-    }
-}
-
-/// Whether a field is to be written: named in the mask, or (without a
-/// mask) given a non-default value.
-fn wanted(mask: &Option<Vec<String>>, path: &str, non_default: bool) -> bool {
-    match mask {
-        Some(paths) => paths.iter().any(|p| p == path),
-        None => non_default,
     }
 }
 

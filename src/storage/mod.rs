@@ -15,6 +15,7 @@ mod server_keys;
 mod suppressions;
 mod templates;
 mod tracking;
+mod webhooks;
 mod writer;
 
 use std::time::Duration;

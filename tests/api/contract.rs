@@ -105,13 +105,20 @@ async fn reflection_v1alpha_serves_descriptors_with_their_http_rules_and_scopes(
     }
 }
 
-/// The services whose behaviour is built; every other RPC must say it is not.
+/// The services and methods whose behaviour is built; every other RPC must
+/// say it is not.
 const BUILT: &[&str] = &[
     "/posthorn.v1.ContactsService/",
     "/posthorn.v1.SendService/",
     "/posthorn.v1.MessagesService/",
     "/posthorn.v1.SuppressionsService/",
     "/posthorn.v1.TemplatesService/",
+    "/posthorn.v1.WebhooksService/CreateWebhook",
+    "/posthorn.v1.WebhooksService/ListWebhooks",
+    "/posthorn.v1.WebhooksService/GetWebhook",
+    "/posthorn.v1.WebhooksService/UpdateWebhook",
+    "/posthorn.v1.WebhooksService/DeleteWebhook",
+    "/posthorn.v1.WebhooksService/RotateWebhookSecret",
 ];
 
 #[tokio::test]

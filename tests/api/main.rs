@@ -46,3 +46,4 @@ mod suppressions;
 mod templates;
 mod tracking;
 mod unsubscribe;
+mod webhooks;

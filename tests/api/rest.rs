@@ -172,6 +172,7 @@ async fn every_route_answers_like_its_rpc_over_grpc() {
             "GET /v1/messages",
             "GET /v1/suppressions",
             "GET /v1/templates",
+            "GET /v1/webhooks",
             "PATCH /v1/branding",
         ],
         "the routes whose RPC succeeds with an empty request"

@@ -1,0 +1,517 @@
+//! Webhook endpoints: where an account wants its message events POSTed,
+//! which events, and the secret that signs them (Standard Webhooks).
+//!
+//! An endpoint's URL is checked when it is registered: http(s) with a host,
+//! https unless plain http is allowed, and never a literal address inside
+//! the network (loopback, private, link-local, CGNAT, multicast,
+//! unspecified, IPv4-mapped forms of those) unless private targets are
+//! allowed — and the cloud metadata address (169.254.169.254) never.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+
+use super::clock::{Clock, from_micros, to_micros};
+use super::error::{Error, FieldViolation, Result};
+use super::ids::new_id;
+use super::paging::page_size;
+
+/// The event types an endpoint can ask for.
+pub const EVENT_TYPES: [&str; 12] = [
+    "email.queued",
+    "email.sent",
+    "email.delivered",
+    "email.deferred",
+    "email.bounced",
+    "email.complained",
+    "email.opened",
+    "email.clicked",
+    "email.failed",
+    "email.suppressed",
+    "email.unsubscribed",
+    "email.cancelled",
+];
+
+const MAX_URL: usize = 2048;
+const MAX_DESCRIPTION: usize = 256;
+/// Random bytes in a secret (the specification asks for 24 to 64).
+const SECRET_BYTES: usize = 32;
+/// How long a rotated-out secret still signs.
+const ROTATION_OVERLAP_HOURS: i64 = 24;
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// Which targets this server may deliver to (`webhooks_allow_http`,
+/// `webhooks_allow_private`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TargetPolicy {
+    pub allow_http: bool,
+    pub allow_private: bool,
+}
+
+/// Whether `ip` is inside the network rather than on the internet. The
+/// metadata address counts whatever the policy says: see `refuses`.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                // CGNAT, 100.64.0.0/10.
+                || (a == 100 && (64..128).contains(&b))
+                // "This network", 0.0.0.0/8.
+                || a == 0
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || v6.is_unique_local()
+                    || v6.is_unicast_link_local()
+            }
+        },
+    }
+}
+
+impl TargetPolicy {
+    /// Why a delivery to `ip` is refused, if it is.
+    pub fn refuses(&self, ip: IpAddr) -> Option<String> {
+        let metadata = IpAddr::from([169, 254, 169, 254]);
+        let ip4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        if ip4 == metadata {
+            return Some(format!(
+                "{ip} is the cloud metadata address, which webhooks never reach"
+            ));
+        }
+        (is_internal(ip) && !self.allow_private).then(|| {
+            format!(
+                "{ip} is a loopback, private, link-local or other internal address \
+                 (allowed only with webhooks_allow_private)"
+            )
+        })
+    }
+
+    /// The rule `url` breaks as an endpoint, if any.
+    fn check_url(&self, url: &str) -> Option<String> {
+        if url.is_empty() {
+            return Some("required".into());
+        }
+        if url.len() > MAX_URL {
+            return Some(format!("must be at most {MAX_URL} characters"));
+        }
+        let Ok(parsed) = url::Url::parse(url) else {
+            return Some("must be an absolute http(s) URL".into());
+        };
+        match parsed.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            "http" => {
+                return Some("must be https (plain http only with webhooks_allow_http)".into());
+            }
+            _ => return Some("must be an https URL".into()),
+        }
+        let ip = match parsed.host() {
+            None => return Some("must name a host".into()),
+            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+            Some(url::Host::Domain(domain)) => {
+                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                if !self.allow_private && (domain == "localhost" || domain.ends_with(".localhost"))
+                {
+                    return Some(
+                        "must not be localhost (allowed only with webhooks_allow_private)".into(),
+                    );
+                }
+                return None;
+            }
+        };
+        self.refuses(ip)
+            .map(|why| format!("must not point inside the network: {why}"))
+    }
+}
+
+/// An endpoint as the API shows it (never with its secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: String,
+    pub account_id: String,
+    pub url: String,
+    /// Event types; empty means all.
+    pub events: Vec<String>,
+    pub active: bool,
+    pub description: String,
+    /// Why it was disabled automatically.
+    pub disabled_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of endpoints, oldest first, and the token of the next page
+/// (empty on the last).
+#[derive(Clone, Debug)]
+pub struct WebhookPage {
+    pub webhooks: Vec<Webhook>,
+    pub next_page_token: String,
+}
+
+/// A change to an endpoint: the fields to set.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookChange {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub active: Option<bool>,
+    pub description: Option<String>,
+}
+
+/// What the endpoints need from storage.
+pub trait WebhookStore: Send + Sync + 'static {
+    fn insert_webhook(
+        &self,
+        webhook: &Webhook,
+        secret: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Webhook>>> + Send;
+    /// The account's endpoints after `(created_at, id)`, oldest first.
+    fn list_webhooks(
+        &self,
+        account_id: &str,
+        after: Option<(i64, String)>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<Webhook>>> + Send;
+    /// Stores the endpoint's url, events, active flag, description and
+    /// disabled reason; `false` when it is gone.
+    fn update_webhook(&self, webhook: &Webhook) -> impl Future<Output = Result<bool>> + Send;
+    /// Deletes the endpoint with its deliveries; `false` when there is none.
+    fn delete_webhook(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Makes `secret` the endpoint's secret, keeping the one it replaces
+    /// until `previous_until`; `false` when there is no such endpoint.
+    fn rotate_secret(
+        &self,
+        account_id: &str,
+        id: &str,
+        secret: &str,
+        previous_until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+}
+
+/// A new signing secret: `whsec_` and base64 of 32 random bytes.
+pub fn new_secret() -> String {
+    let bytes: [u8; SECRET_BYTES] = rand::random();
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// The endpoint use cases.
+pub struct Webhooks<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    policy: TargetPolicy,
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound {
+        kind: "webhook",
+        id: id.to_owned(),
+    }
+}
+
+/// The event types of a request, checked and without repeats.
+fn events(requested: &[String], violations: &mut Vec<FieldViolation>) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for (i, event) in requested.iter().enumerate() {
+        if !EVENT_TYPES.contains(&event.as_str()) {
+            violations.push(FieldViolation::new(
+                format!("events[{i}]"),
+                format!(
+                    "unknown event type `{event}`; one of {}",
+                    EVENT_TYPES.join(", ")
+                ),
+            ));
+        } else if !kept.contains(event) {
+            kept.push(event.clone());
+        }
+    }
+    kept
+}
+
+fn check_description(description: &str, violations: &mut Vec<FieldViolation>) {
+    if description.chars().count() > MAX_DESCRIPTION {
+        violations.push(FieldViolation::new(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+}
+
+impl<S: WebhookStore> Webhooks<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>, policy: TargetPolicy) -> Self {
+        Webhooks {
+            store,
+            clock,
+            policy,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        from_micros(to_micros(self.clock.now()))
+    }
+
+    /// Registers an endpoint; returns it with its secret.
+    pub async fn create(
+        &self,
+        account_id: &str,
+        url: &str,
+        requested_events: &[String],
+        description: &str,
+    ) -> Result<(Webhook, String)> {
+        let mut violations = Vec::new();
+        if let Some(rule) = self.policy.check_url(url) {
+            violations.push(FieldViolation::new("url", rule));
+        }
+        let events = events(requested_events, &mut violations);
+        check_description(description, &mut violations);
+        if !violations.is_empty() {
+            return Err(Error::Validation(violations));
+        }
+        let now = self.now();
+        let webhook = Webhook {
+            id: new_id("wh"),
+            account_id: account_id.to_owned(),
+            url: url.to_owned(),
+            events,
+            active: true,
+            description: description.to_owned(),
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let secret = new_secret();
+        self.store.insert_webhook(&webhook, &secret).await?;
+        Ok((webhook, secret))
+    }
+
+    pub async fn get(&self, account_id: &str, id: &str) -> Result<Webhook> {
+        self.store
+            .webhook(account_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The account's endpoints, oldest first.
+    pub async fn list(
+        &self,
+        account_id: &str,
+        requested_size: i32,
+        page_token: &str,
+    ) -> Result<WebhookPage> {
+        let mut violations = Vec::new();
+        let limit = page_size(requested_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+            .map_err(|v| violations.push(v))
+            .ok();
+        let after = match page_token {
+            "" => None,
+            token => {
+                let read = hex::decode(token)
+                    .ok()
+                    .and_then(|t| String::from_utf8(t).ok())
+                    .and_then(|t| {
+                        let mut parts = t.splitn(3, ':');
+                        match (parts.next(), parts.next(), parts.next()) {
+                            (Some("w1"), Some(at), Some(id)) => {
+                                Some((at.parse::<i64>().ok()?, id.to_owned()))
+                            }
+                            _ => None,
+                        }
+                    });
+                if read.is_none() {
+                    violations.push(FieldViolation::new(
+                        "page_token",
+                        "not a page token returned by ListWebhooks",
+                    ));
+                }
+                read
+            }
+        };
+        let (Some(limit), true) = (limit, violations.is_empty()) else {
+            return Err(Error::Validation(violations));
+        };
+        let mut webhooks = self
+            .store
+            .list_webhooks(account_id, after, limit + 1)
+            .await?;
+        let more = webhooks.len() as u64 > limit;
+        webhooks.truncate(limit as usize);
+        let next_page_token = match webhooks.last() {
+            Some(last) if more => {
+                hex::encode(format!("w1:{}:{}", to_micros(last.created_at), last.id))
+            }
+            _ => String::new(),
+        };
+        Ok(WebhookPage {
+            webhooks,
+            next_page_token,
+        })
+    }
+
+    /// Changes what `change` sets. Turning an endpoint back on clears why
+    /// it was disabled.
+    pub async fn update(
+        &self,
+        account_id: &str,
+        id: &str,
+        change: WebhookChange,
+    ) -> Result<Webhook> {
+        let mut violations = Vec::new();
+        if let Some(rule) = change.url.as_deref().and_then(|u| self.policy.check_url(u)) {
+            violations.push(FieldViolation::new("url", rule));
+        }
+        let events = change.events.as_deref().map(|e| events(e, &mut violations));
+        if let Some(description) = &change.description {
+            check_description(description, &mut violations);
+        }
+        if !violations.is_empty() {
+            return Err(Error::Validation(violations));
+        }
+        let mut webhook = self.get(account_id, id).await?;
+        if let Some(url) = change.url {
+            webhook.url = url;
+        }
+        if let Some(events) = events {
+            webhook.events = events;
+        }
+        if let Some(description) = change.description {
+            webhook.description = description;
+        }
+        if let Some(active) = change.active {
+            if active {
+                webhook.disabled_reason = None;
+            }
+            webhook.active = active;
+        }
+        webhook.updated_at = self.now();
+        if !self.store.update_webhook(&webhook).await? {
+            return Err(not_found(id));
+        }
+        Ok(webhook)
+    }
+
+    pub async fn delete(&self, account_id: &str, id: &str) -> Result<()> {
+        if self.store.delete_webhook(account_id, id).await? {
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    /// A new secret for the endpoint; the old one signs beside it for 24
+    /// hours. Returns the new secret and when the old one stops.
+    pub async fn rotate_secret(
+        &self,
+        account_id: &str,
+        id: &str,
+    ) -> Result<(String, DateTime<Utc>)> {
+        let secret = new_secret();
+        let until = self.now() + chrono::Duration::hours(ROTATION_OVERLAP_HOURS);
+        if self
+            .store
+            .rotate_secret(account_id, id, &secret, until)
+            .await?
+        {
+            Ok((secret, until))
+        } else {
+            Err(not_found(id))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(policy: TargetPolicy, url: &str) -> Option<String> {
+        policy.check_url(url)
+    }
+
+    #[test]
+    fn endpoints_inside_the_network_are_refused_unless_allowed() {
+        let strict = TargetPolicy::default();
+        assert_eq!(rule(strict, "https://hooks.example.com/posthorn"), None);
+        for url in [
+            "https://127.0.0.1/",
+            "https://10.0.0.1/",
+            "https://172.16.5.4/",
+            "https://192.168.1.1/",
+            "https://100.64.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://0.0.0.0/",
+            "https://224.0.0.1/",
+            "https://localhost:8080/",
+        ] {
+            assert!(rule(strict, url).is_some(), "{url}");
+        }
+        let open = TargetPolicy {
+            allow_http: true,
+            allow_private: true,
+        };
+        assert_eq!(rule(open, "http://127.0.0.1:9000/hook"), None);
+        assert!(
+            rule(open, "http://169.254.169.254/")
+                .unwrap()
+                .contains("metadata"),
+            "the metadata address stays refused"
+        );
+        assert!(
+            rule(open, "http://[::ffff:169.254.169.254]/")
+                .unwrap()
+                .contains("metadata")
+        );
+    }
+
+    #[test]
+    fn an_endpoint_is_an_https_url_with_a_host() {
+        let strict = TargetPolicy::default();
+        assert!(
+            rule(strict, "http://hooks.example.com/")
+                .unwrap()
+                .contains("https")
+        );
+        assert!(rule(strict, "ftp://hooks.example.com/").is_some());
+        assert!(rule(strict, "hooks.example.com/x").is_some());
+        assert!(rule(strict, "").unwrap().contains("required"));
+        assert!(rule(strict, &format!("https://a.example/{}", "x".repeat(2048))).is_some());
+    }
+
+    #[test]
+    fn a_secret_carries_32_random_bytes() {
+        let secret = new_secret();
+        let bytes = STANDARD
+            .decode(secret.strip_prefix("whsec_").unwrap())
+            .unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_ne!(secret, new_secret());
+    }
+}
