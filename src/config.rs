@@ -184,6 +184,10 @@ pub struct Settings {
     pub bootstrap: bool,
     /// Which webhook endpoints are accepted and delivered to.
     pub webhook_targets: crate::domain::webhooks::TargetPolicy,
+    /// Fixed addresses for host names, consulted before DNS when webhooks
+    /// are sent. Not a setting: tests use it to resolve a name to an
+    /// address without a DNS server.
+    pub webhook_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub rest_max_body_bytes: usize,
@@ -429,6 +433,7 @@ impl Settings {
             log_format,
             bootstrap,
             webhook_targets,
+            webhook_hosts: Default::default(),
             cors_origins,
             shutdown_grace,
             rest_max_body_bytes,

@@ -24,6 +24,7 @@ use tonic_health::ServingStatus;
 use tower::{Layer, Service, ServiceBuilder};
 
 use crate::config::Settings;
+use crate::delivery::webhook_http::HttpSender;
 use crate::domain::auth::AuthContext;
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::contacts::Contacts;
@@ -193,11 +194,17 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
     );
     let router = mount(
         router,
-        WebhooksServiceServer::new(webhooks::WebhooksApi::new(Arc::new(Webhooks::new(
-            store.clone(),
-            clock.clone(),
-            settings.webhook_targets,
-        )))),
+        WebhooksServiceServer::new(webhooks::WebhooksApi::new(
+            Arc::new(Webhooks::new(
+                store.clone(),
+                clock.clone(),
+                settings.webhook_targets,
+            )),
+            Arc::new(HttpSender::new(
+                settings.webhook_targets,
+                settings.webhook_hosts.clone(),
+            )),
+        )),
         auth,
     );
     let router = mount(router, health, open());

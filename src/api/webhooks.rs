@@ -1,7 +1,7 @@
 //! The WebhooksService handlers. The endpoints themselves (create, list,
-//! get, update, delete, rotate the secret) are built; sending, the test
-//! call, the delivery log and replay are not yet, and answer UNIMPLEMENTED
-//! with a message that says so.
+//! get, update, delete, rotate the secret) and the signed test call are
+//! built; sending events, the delivery log and replay are not yet, and
+//! answer UNIMPLEMENTED with a message that says so.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::caller;
 use super::convert::{mask_paths, timestamp, wanted};
 use super::status::{not_built, to_status};
+use crate::delivery::webhook_http::HttpSender;
 use crate::domain::webhooks::{Webhook, WebhookChange, Webhooks};
 use crate::proto::v1::webhooks_service_server::WebhooksService;
 use crate::proto::v1::{
@@ -28,11 +29,12 @@ const CAPABILITY: &str = "webhook sending arrives with the rest of the Webhooks 
 #[derive(Clone)]
 pub struct WebhooksApi {
     webhooks: Arc<Webhooks<Store>>,
+    sender: Arc<HttpSender>,
 }
 
 impl WebhooksApi {
-    pub fn new(webhooks: Arc<Webhooks<Store>>) -> Self {
-        WebhooksApi { webhooks }
+    pub fn new(webhooks: Arc<Webhooks<Store>>, sender: Arc<HttpSender>) -> Self {
+        WebhooksApi { webhooks, sender }
     }
 }
 
@@ -160,9 +162,21 @@ impl WebhooksService for WebhooksApi {
 
     async fn test_webhook(
         &self,
-        _request: Request<TestWebhookRequest>,
+        request: Request<TestWebhookRequest>,
     ) -> Result<Response<TestWebhookResponse>, Status> {
-        Err(not_built("WebhooksService.TestWebhook", CAPABILITY))
+        let account = caller(&request)?.account_id.clone();
+        let attempt = self
+            .webhooks
+            .test(&account, &request.get_ref().id, self.sender.as_ref())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(TestWebhookResponse {
+            succeeded: attempt.succeeded(),
+            status_code: i32::from(attempt.status_code),
+            latency: prost_types::Duration::try_from(attempt.latency).ok(),
+            response_snippet: attempt.snippet,
+            error: attempt.error,
+        }))
     }
 
     async fn list_webhook_deliveries(

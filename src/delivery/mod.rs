@@ -8,6 +8,7 @@ mod record;
 pub mod smtp;
 mod tls;
 pub mod transport;
+pub mod webhook_http;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

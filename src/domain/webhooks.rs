@@ -105,7 +105,7 @@ impl TargetPolicy {
     }
 
     /// The rule `url` breaks as an endpoint, if any.
-    fn check_url(&self, url: &str) -> Option<String> {
+    pub fn check_url(&self, url: &str) -> Option<String> {
         if url.is_empty() {
             return Some("required".into());
         }
@@ -204,6 +204,14 @@ pub trait WebhookStore: Send + Sync + 'static {
         account_id: &str,
         id: &str,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// The endpoint's url with the secrets that sign for it at `now` (the
+    /// current one first, then a rotated-out one still in its overlap).
+    fn signing(
+        &self,
+        account_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<(String, Vec<String>)>>> + Send;
     /// Makes `secret` the endpoint's secret, keeping the one it replaces
     /// until `previous_until`; `false` when there is no such endpoint.
     fn rotate_secret(
@@ -219,6 +227,54 @@ pub trait WebhookStore: Send + Sync + 'static {
 pub fn new_secret() -> String {
     let bytes: [u8; SECRET_BYTES] = rand::random();
     format!("whsec_{}", STANDARD.encode(bytes))
+}
+
+/// The `webhook-signature` value (Standard Webhooks): `v1,` and the base64
+/// HMAC-SHA256 of `{id}.{timestamp}.{body}` under each secret's decoded
+/// bytes, space-separated (several while a secret rotates).
+pub fn signature(secrets: &[String], id: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    secrets
+        .iter()
+        .filter_map(|secret| STANDARD.decode(secret.strip_prefix("whsec_")?).ok())
+        .map(|key| {
+            let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key)
+                .expect("HMAC takes any key length");
+            mac.update(format!("{id}.{timestamp}.").as_bytes());
+            mac.update(body);
+            format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How one HTTP attempt went.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// 0 when no response arrived.
+    pub status_code: u16,
+    pub latency: std::time::Duration,
+    /// Why no response arrived, or why none was asked for (a refused
+    /// address); empty otherwise.
+    pub error: String,
+    /// The first 1 KB of the response body.
+    pub snippet: String,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
+/// Sends one signed request to an endpoint (the HTTP adapter).
+pub trait WebhookSender: Send + Sync + 'static {
+    fn post(
+        &self,
+        url: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Attempt> + Send;
 }
 
 /// The endpoint use cases.
@@ -421,6 +477,41 @@ impl<S: WebhookStore> Webhooks<S> {
         } else {
             Err(not_found(id))
         }
+    }
+
+    /// Sends a signed `webhook.test` event to the endpoint now and reports
+    /// how it answered.
+    pub async fn test(
+        &self,
+        account_id: &str,
+        id: &str,
+        sender: &impl WebhookSender,
+    ) -> Result<Attempt> {
+        let now = self.clock.now();
+        let (url, secrets) = self
+            .store
+            .signing(account_id, id, now)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let event_id = new_id("evt");
+        let body = serde_json::json!({
+            "type": "webhook.test",
+            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": { "webhook_id": id },
+        })
+        .to_string()
+        .into_bytes();
+        let timestamp = now.timestamp();
+        let headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("webhook-id", event_id.clone()),
+            ("webhook-timestamp", timestamp.to_string()),
+            (
+                "webhook-signature",
+                signature(&secrets, &event_id, timestamp, &body),
+            ),
+        ];
+        Ok(sender.post(&url, headers, body).await)
     }
 
     /// A new secret for the endpoint; the old one signs beside it for 24

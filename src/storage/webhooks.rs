@@ -136,6 +136,28 @@ impl WebhookStore for Store {
         Ok(deleted.rows_affected > 0)
     }
 
+    async fn signing(
+        &self,
+        account_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, Vec<String>)>> {
+        let found = webhooks::Entity::find()
+            .filter(of_account(account_id, id))
+            .one(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(found.map(|w| {
+            let mut secrets = vec![w.secret];
+            if let (Some(previous), Some(until)) = (w.previous_secret, w.previous_secret_expires_at)
+                && until > to_micros(now)
+            {
+                secrets.push(previous);
+            }
+            (w.url, secrets)
+        }))
+    }
+
     async fn rotate_secret(
         &self,
         account_id: &str,

@@ -119,6 +119,7 @@ const BUILT: &[&str] = &[
     "/posthorn.v1.WebhooksService/UpdateWebhook",
     "/posthorn.v1.WebhooksService/DeleteWebhook",
     "/posthorn.v1.WebhooksService/RotateWebhookSecret",
+    "/posthorn.v1.WebhooksService/TestWebhook",
 ];
 
 #[tokio::test]

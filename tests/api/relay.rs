@@ -518,7 +518,7 @@ async fn a_full_mailbox_a_cut_in_data_and_a_refused_connection_all_defer_d6() {
 
 /// The Python of the test tools (scripts/test-tools.sh installs aiosmtpd
 /// into it).
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let python = std::env::var_os("POSTHORN_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -552,7 +552,7 @@ pub(crate) fn parse_mime(path: &std::path::Path) -> Value {
     serde_json::from_slice(&parsed.stdout).expect("json")
 }
 
-fn peer_script(name: &str) -> PathBuf {
+pub(crate) fn peer_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers")
         .join(name)

@@ -12,7 +12,7 @@ use posthorn::proto::v1::webhooks_service_client::WebhooksServiceClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{KeyHeader, TestApp, json_reason, reason, with_key};
+use crate::helpers::{Backend, KeyHeader, TestApp, json_reason, reason, with_key};
 
 /// A REST call with `key`.
 async fn rest(
@@ -193,4 +193,224 @@ crate::on_both_databases! {
         let (_, mine) = rest(&app, &app.account_a.key, Method::GET, &format!("/v1/webhooks/{id}"), None).await;
         assert_eq!(mine["webhook"]["active"], true);
     }
+}
+
+/// What a receiver got: each request's headers and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
+
+/// An endpoint on loopback answering every POST with `status` (a 3xx with a
+/// Location elsewhere); its URL and what it received.
+async fn receiver(status: u16) -> (String, Received) {
+    let got: Received = Default::default();
+    let kept = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                kept.lock().unwrap().push((headers, body.to_vec()));
+                (
+                    http::StatusCode::from_u16(status).unwrap(),
+                    [("location", "https://elsewhere.example/")],
+                    format!("answered {status}: {}", "x".repeat(2000)),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), got)
+}
+
+/// Whether the reference verifier accepts the request under `secret`.
+fn verified(secret: &str, headers: &http::HeaderMap, body: &[u8]) -> bool {
+    use std::io::Write;
+    let headers: serde_json::Map<String, Value> =
+        ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .map(|name| (name.to_string(), json!(headers[*name].to_str().unwrap())))
+            .collect();
+    let input = json!({"secret": secret, "body": String::from_utf8(body.to_vec()).unwrap(), "headers": headers});
+    let mut child = std::process::Command::new(crate::relay::python())
+        .arg(crate::relay::peer_script("verify_webhook.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(said == "verified" || said.starts_with("refused"), "{said}");
+    output.status.success()
+}
+
+async fn test_call(app: &TestApp, id: &str) -> v1::TestWebhookResponse {
+    WebhooksServiceClient::new(app.channel.clone())
+        .test_webhook(with_key(
+            v1::TestWebhookRequest { id: id.to_owned() },
+            KeyHeader::Bearer,
+            &app.account_a.key,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn spawn_for_webhooks(
+    backend: Backend,
+    private: bool,
+    hosts: &[(&str, &str)],
+) -> Option<TestApp> {
+    let hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>> = hosts
+        .iter()
+        .map(|(name, ip)| (name.to_string(), vec![ip.parse().unwrap()]))
+        .collect();
+    let app = crate::helpers::try_spawn_app_with(backend, move |s| {
+        s.webhook_targets.allow_http = true;
+        s.webhook_targets.allow_private = private;
+        s.webhook_hosts = hosts;
+    })
+    .await;
+    if app.is_none() {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+    }
+    app
+}
+
+on_both_databases_with!(
+    a_test_call_is_signed_so_the_reference_verifier_accepts_it_even_while_rotating_w1,
+    a_host_that_resolves_inside_the_network_is_refused_before_any_connection_s2
+);
+
+async fn a_test_call_is_signed_so_the_reference_verifier_accepts_it_even_while_rotating_w1(
+    backend: Backend,
+) {
+    let Some(app) = spawn_for_webhooks(backend, true, &[]).await else {
+        return;
+    };
+    let (url, got) = receiver(200).await;
+    let (status, created) = create(&app, json!({"url": url})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+
+    let answer = test_call(&app, &id).await;
+    assert!(answer.succeeded, "{answer:?}");
+    assert_eq!(answer.status_code, 200);
+    assert_eq!(answer.error, "");
+    assert!(answer.response_snippet.starts_with("answered 200: xxx"));
+    assert_eq!(answer.response_snippet.len(), 1024, "the first 1 KB");
+    let (headers, body) = got.lock().unwrap()[0].clone();
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["type"], "webhook.test");
+    assert_eq!(sent["data"]["webhook_id"], id);
+    assert!(
+        verified(&secret, &headers, &body),
+        "the reference verifier accepts it"
+    );
+    assert!(
+        !verified(&crate::webhooks::other_secret(), &headers, &body),
+        "and refuses another secret"
+    );
+
+    // While the secret rotates, both sign: either one verifies.
+    let (_, rotated) = rest(
+        &app,
+        &app.account_a.key,
+        Method::POST,
+        &format!("/v1/webhooks/{id}:rotateSecret"),
+        Some(json!({})),
+    )
+    .await;
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert!(test_call(&app, &id).await.succeeded);
+    let (headers, body) = got.lock().unwrap()[1].clone();
+    assert_eq!(
+        headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    assert!(verified(&new_secret, &headers, &body));
+    assert!(verified(&secret, &headers, &body));
+
+    // A failing or redirecting endpoint is reported, never followed.
+    for status in [500, 302] {
+        let (url, got) = receiver(status).await;
+        let (_, created) = create(&app, json!({"url": url})).await;
+        let answer = test_call(&app, created["webhook"]["id"].as_str().unwrap()).await;
+        assert!(!answer.succeeded, "{answer:?}");
+        assert_eq!(answer.status_code, i32::from(status));
+        assert_eq!(
+            got.lock().unwrap().len(),
+            1,
+            "one request, no redirect followed"
+        );
+    }
+    // Nobody listening: an error, no status.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (_, created) = create(
+        &app,
+        json!({"url": format!("http://127.0.0.1:{port}/hook")}),
+    )
+    .await;
+    let answer = test_call(&app, created["webhook"]["id"].as_str().unwrap()).await;
+    assert_eq!((answer.succeeded, answer.status_code), (false, 0));
+    assert!(answer.error.contains("cannot connect"), "{}", answer.error);
+}
+
+async fn a_host_that_resolves_inside_the_network_is_refused_before_any_connection_s2(
+    backend: Backend,
+) {
+    let (url, got) = receiver(200).await;
+    let port = url::Url::parse(&url).unwrap().port().unwrap();
+    let Some(app) = spawn_for_webhooks(
+        backend,
+        false,
+        &[
+            ("hooks.rebound.example", "127.0.0.1"),
+            ("hooks.office.example", "10.0.0.1"),
+            ("hooks.cloud.example", "169.254.169.254"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    for (host, address) in [
+        ("hooks.rebound.example", "127.0.0.1"),
+        ("hooks.office.example", "10.0.0.1"),
+        ("hooks.cloud.example", "169.254.169.254"),
+    ] {
+        // A name is accepted at registration; its addresses are checked at sending.
+        let (status, created) =
+            create(&app, json!({"url": format!("http://{host}:{port}/hook")})).await;
+        assert_eq!(status, StatusCode::OK, "{created}");
+        let answer = test_call(&app, created["webhook"]["id"].as_str().unwrap()).await;
+        assert_eq!((answer.succeeded, answer.status_code), (false, 0), "{host}");
+        assert!(
+            answer.error.starts_with("refused before connecting") && answer.error.contains(address),
+            "{host}: {}",
+            answer.error
+        );
+    }
+    assert!(
+        got.lock().unwrap().is_empty(),
+        "the receiver behind 127.0.0.1 was never reached"
+    );
+}
+
+/// A well-formed secret that signed nothing here.
+pub fn other_secret() -> String {
+    format!("whsec_{}", STANDARD.encode([7u8; 32]))
 }
