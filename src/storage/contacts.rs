@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
 };
 
 use super::entities::{contacts, events, suppressions};
@@ -121,15 +121,8 @@ impl ContactStore for Store {
             query = query.filter(contacts::Column::Subscribed.eq(subscribed));
         }
         if let Some(after) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(contacts::Column::CreatedAt.gt(after.created_at))
-                    .add(
-                        Condition::all()
-                            .add(contacts::Column::CreatedAt.eq(after.created_at))
-                            .add(contacts::Column::Id.gt(after.id)),
-                    ),
-            );
+            let key = (contacts::Column::CreatedAt, contacts::Column::Id);
+            query = query.filter(super::past_key(key, after.created_at, after.id, true));
         }
         query
             .order_by_asc(contacts::Column::CreatedAt)

@@ -992,15 +992,13 @@ impl MessageStore for Store {
             query = query.filter(messages::Column::CreatedAt.lt(to_micros(t)));
         }
         if let Some(cursor) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(messages::Column::CreatedAt.lt(cursor.created_at))
-                    .add(
-                        Condition::all()
-                            .add(messages::Column::CreatedAt.eq(cursor.created_at))
-                            .add(messages::Column::Id.lt(cursor.id.as_str())),
-                    ),
-            );
+            let key = (messages::Column::CreatedAt, messages::Column::Id);
+            query = query.filter(super::past_key(
+                key,
+                cursor.created_at,
+                cursor.id.as_str(),
+                false,
+            ));
         }
         let rows = query
             .order_by_desc(messages::Column::CreatedAt)

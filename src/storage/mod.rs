@@ -409,6 +409,27 @@ async fn newest_event(db: &DatabaseConnection) -> i64 {
 
 /// Classifies a database error: lost or unreachable connections are
 /// STORAGE_UNAVAILABLE (retryable); everything else is internal.
+/// The rows past `(created_at, last_id)` in a listing ordered by both
+/// columns: later ones when it ascends, earlier ones when it descends.
+fn past_key<C: sea_orm::ColumnTrait>(
+    (created, id): (C, C),
+    created_at: i64,
+    last_id: impl Into<sea_orm::Value>,
+    ascending: bool,
+) -> sea_orm::Condition {
+    let last_id = last_id.into();
+    let (earlier_or_later, same_time) = if ascending {
+        (created.gt(created_at), id.gt(last_id))
+    } else {
+        (created.lt(created_at), id.lt(last_id))
+    };
+    sea_orm::Condition::any().add(earlier_or_later).add(
+        sea_orm::Condition::all()
+            .add(created.eq(created_at))
+            .add(same_time),
+    )
+}
+
 /// A value stored as JSON text.
 fn json(value: &impl serde::Serialize) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::Internal(e.into()))

@@ -83,15 +83,8 @@ impl SuppressionStore for Store {
             query = query.filter(suppressions::Column::Reason.eq(reason.as_str()));
         }
         if let Some(after) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(suppressions::Column::CreatedAt.lt(after.created_at))
-                    .add(
-                        Condition::all()
-                            .add(suppressions::Column::CreatedAt.eq(after.created_at))
-                            .add(suppressions::Column::Id.lt(after.id)),
-                    ),
-            );
+            let key = (suppressions::Column::CreatedAt, suppressions::Column::Id);
+            query = query.filter(super::past_key(key, after.created_at, after.id, false));
         }
         let mut rows = query
             .order_by_desc(suppressions::Column::CreatedAt)

@@ -75,15 +75,8 @@ impl WebhookStore for Store {
     ) -> Result<Vec<Webhook>> {
         let mut query = webhooks::Entity::find().filter(webhooks::Column::AccountId.eq(account_id));
         if let Some((created_at, id)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(webhooks::Column::CreatedAt.gt(created_at))
-                    .add(
-                        Condition::all()
-                            .add(webhooks::Column::CreatedAt.eq(created_at))
-                            .add(webhooks::Column::Id.gt(id)),
-                    ),
-            );
+            let key = (webhooks::Column::CreatedAt, webhooks::Column::Id);
+            query = query.filter(super::past_key(key, created_at, id, true));
         }
         query
             .order_by_asc(webhooks::Column::CreatedAt)
