@@ -14,3 +14,52 @@ pub fn page_size(requested: i32, default: u32, max: u32) -> Result<u64, FieldVio
         )),
     }
 }
+
+/// Where a listing ordered by `(created_at, id)` stopped: the last row's
+/// keys, carried in an opaque page token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keyset {
+    /// The last row's creation time, in microseconds.
+    pub at: i64,
+    pub id: String,
+}
+
+impl Keyset {
+    /// The page token; `tag` names the listing (and the filter it was
+    /// issued for), so a token is only read back by the same listing.
+    pub fn token(&self, tag: &str) -> String {
+        hex::encode(format!("{tag}:{}:{}", self.at, self.id))
+    }
+
+    /// Reads a token `token(tag)` made, or `None` when it is not one.
+    pub fn read(token: &str, tag: &str) -> Option<Keyset> {
+        let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
+        let rest = text.strip_prefix(tag)?.strip_prefix(':')?;
+        let (at, id) = rest.split_once(':')?;
+        Some(Keyset {
+            at: at.parse().ok()?,
+            id: id.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyset_token_reads_back_only_under_its_own_tag() {
+        let keys = Keyset {
+            at: 1_764_000_000_000_000,
+            id: "whd_0a1b".into(),
+        };
+        let token = keys.token("d1/pending/");
+        assert_eq!(Keyset::read(&token, "d1/pending/"), Some(keys));
+        assert_eq!(Keyset::read(&token, "d1//"), None);
+        assert_eq!(Keyset::read("zz", "d1/pending/"), None);
+        assert_eq!(
+            Keyset::read(&hex::encode("d1/pending/:x:y"), "d1/pending/"),
+            None
+        );
+    }
+}
