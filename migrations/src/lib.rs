@@ -14,6 +14,7 @@ mod m20261122_000002_limits;
 mod m20261201_000003_lean_indexes;
 mod m20261204_000004_server_keys;
 mod m20261204_000005_engagement;
+mod m20261205_000006_webhook_outbox;
 
 /// Applies Posthorn's migrations in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_lean_indexes::Migration),
             Box::new(m20261204_000004_server_keys::Migration),
             Box::new(m20261204_000005_engagement::Migration),
+            Box::new(m20261205_000006_webhook_outbox::Migration),
         ]
     }
 }

@@ -95,6 +95,7 @@ on_both_databases! {
                 "m20261201_000003_lean_indexes",
                 "m20261204_000004_server_keys",
                 "m20261204_000005_engagement",
+                "m20261205_000006_webhook_outbox",
             ]
         );
         assert!(app.store.pending_migrations().await.unwrap().is_empty());
