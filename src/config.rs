@@ -87,6 +87,31 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "true or false: whether webhook endpoints may be loopback, private or link-local addresses (for local development; the metadata address 169.254.169.254 stays refused)",
     },
     SettingInfo {
+        key: "webhook_concurrency",
+        default: "256",
+        accepts: "an integer from 1 to 4096: webhook requests in flight at once, over all endpoints",
+    },
+    SettingInfo {
+        key: "webhook_endpoint_concurrency",
+        default: "16",
+        accepts: "an integer from 1 to 1024: webhook requests in flight at once to one endpoint (a slow endpoint holds no more than this)",
+    },
+    SettingInfo {
+        key: "webhook_lease_seconds",
+        default: "60",
+        accepts: "an integer from 11 to 3600: how long the dispatcher's claim on a webhook delivery holds (a request takes at most 10 s); a delivery of a process that died is sent again after this",
+    },
+    SettingInfo {
+        key: "webhook_retry_schedule",
+        default: "30s,5m,30m,2h,6h",
+        accepts: "1 to 20 comma-separated waits (each a number and s, m, h or d, at most 7d): the wait after a webhook delivery's first failure, its second, …; after the last failure the delivery is abandoned. Each wait gets up to 10 % jitter; a longer Retry-After (up to a day) is honoured",
+    },
+    SettingInfo {
+        key: "webhook_disable_after_hours",
+        default: "120",
+        accepts: "an integer from 1 to 8760: a webhook endpoint that has not answered 2xx for this long, while failing, is disabled",
+    },
+    SettingInfo {
         key: "cors_origins",
         default: "*",
         accepts: "* or a comma-separated list of origins allowed to call from browsers",
@@ -119,7 +144,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     SettingInfo {
         key: "deliver",
         default: "true",
-        accepts: "true or false: whether this process runs the delivery worker pool (false: an accept-only node; another process sharing the database delivers)",
+        accepts: "true or false: whether this process runs the delivery worker pool and the webhook dispatcher (false: an accept-only node; another process sharing the database delivers)",
     },
     SettingInfo {
         key: "delivery_concurrency",
@@ -188,6 +213,15 @@ pub struct Settings {
     /// are sent. Not a setting: tests use it to resolve a name to an
     /// address without a DNS server.
     pub webhook_hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    /// Webhook requests in flight at once, in all and per endpoint.
+    pub webhook_concurrency: usize,
+    pub webhook_endpoint_concurrency: usize,
+    /// How long the dispatcher's claim holds.
+    pub webhook_lease: Duration,
+    pub webhook_policy: crate::domain::webhook_deliveries::DispatchPolicy,
+    /// The clock the webhook dispatcher and the delivery log read. Not a
+    /// setting: tests move it to walk through the retry schedule.
+    pub webhook_clock: Option<std::sync::Arc<crate::domain::clock::ManualClock>>,
     pub cors_origins: Vec<String>,
     pub shutdown_grace: Duration,
     pub rest_max_body_bytes: usize,
@@ -412,6 +446,13 @@ impl Settings {
             max: Duration::from_secs(integer("retry_max_seconds", 1..=604_800)?),
             max_age: Duration::from_secs(integer("message_max_age_hours", 1..=720)? * 3600),
         };
+        let webhook_policy = crate::domain::webhook_deliveries::DispatchPolicy {
+            schedule: parse_waits(get("webhook_retry_schedule").0)
+                .ok_or_else(|| bad("webhook_retry_schedule"))?,
+            disable_after: Duration::from_secs(
+                integer("webhook_disable_after_hours", 1..=8760)? * 3600,
+            ),
+        };
         let auth_cache = get("auth_cache_seconds")
             .0
             .parse::<f64>()
@@ -434,6 +475,12 @@ impl Settings {
             bootstrap,
             webhook_targets,
             webhook_hosts: Default::default(),
+            webhook_concurrency: integer("webhook_concurrency", 1..=4096)? as usize,
+            webhook_endpoint_concurrency: integer("webhook_endpoint_concurrency", 1..=1024)?
+                as usize,
+            webhook_lease: Duration::from_secs(integer("webhook_lease_seconds", 11..=3600)?),
+            webhook_policy,
+            webhook_clock: None,
             cors_origins,
             shutdown_grace,
             rest_max_body_bytes,
@@ -451,10 +498,40 @@ impl Settings {
         })
     }
 
+    /// The clock of the webhook dispatcher and delivery log: the system's
+    /// unless a test set one.
+    pub fn webhook_clock(&self) -> std::sync::Arc<dyn crate::domain::clock::Clock> {
+        match &self.webhook_clock {
+            Some(manual) => manual.clone(),
+            None => std::sync::Arc::new(crate::domain::clock::SystemClock),
+        }
+    }
+
     /// Returns the settings with nothing but the defaults.
     pub fn defaults() -> Settings {
         Settings::load(None, &BTreeMap::new()).expect("the built-in defaults are valid")
     }
+}
+
+/// A list of waits like `30s,5m,2h`: 1 to 20, each from 1 s to 7 days.
+fn parse_waits(value: &str) -> Option<Vec<Duration>> {
+    let waits = value
+        .split(',')
+        .map(|wait| {
+            let wait = wait.trim();
+            let unit = match wait.chars().last()? {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return None,
+            };
+            let n: u64 = wait[..wait.len() - 1].parse().ok()?;
+            Some(Duration::from_secs(n.checked_mul(unit)?))
+                .filter(|d| (1..=7 * 86_400).contains(&d.as_secs()))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (1..=20).contains(&waits.len()).then_some(waits)
 }
 
 fn lookup(key: &str) -> Option<&'static SettingInfo> {
@@ -603,5 +680,29 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn the_webhook_retry_schedule_is_a_list_of_waits() {
+        let s = Settings::defaults();
+        assert_eq!(
+            s.webhook_policy.schedule,
+            [30, 300, 1800, 7200, 21_600].map(Duration::from_secs)
+        );
+        let s = Settings::load(
+            None,
+            &env(&[("POSTHORN_WEBHOOK_RETRY_SCHEDULE", "1s, 2m,1d")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.webhook_policy.schedule,
+            [1, 120, 86_400].map(Duration::from_secs)
+        );
+        for bad in ["", "30", "5x", "0s", "8d", "1s,,2s"] {
+            let error = Settings::load(None, &env(&[("POSTHORN_WEBHOOK_RETRY_SCHEDULE", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("webhook_retry_schedule"), "{bad}: {error}");
+        }
     }
 }

@@ -15,7 +15,10 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::config::Settings;
+use crate::delivery::webhook_http::HttpSender;
+use crate::delivery::webhooks::DispatchSettings;
 use crate::delivery::{DeliverySettings, Transport};
+use crate::domain::clock::Clock;
 use crate::domain::links::{LinkSigner, Links};
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::storage::Store;
@@ -29,6 +32,9 @@ pub struct Application {
     transport: Transport,
     /// `None` when this process does not deliver.
     delivery: Option<DeliverySettings>,
+    /// The webhook dispatcher's settings, sender and clock; `None` when
+    /// this process does not deliver.
+    webhooks: Option<(DispatchSettings, Arc<HttpSender>, Arc<dyn Clock>)>,
     /// The second listener, serving only the links in delivered mail.
     public: Option<(TcpListener, Router)>,
 }
@@ -84,6 +90,24 @@ impl Application {
                 links: Some(links),
                 ..DeliverySettings::default()
             }),
+            webhooks: settings.deliver.then(|| {
+                (
+                    DispatchSettings {
+                        concurrency: settings.webhook_concurrency,
+                        per_endpoint: settings.webhook_endpoint_concurrency,
+                        lease: settings.webhook_lease,
+                        policy: settings.webhook_policy.clone(),
+                        hang_after_success: std::env::var("POSTHORN_TEST_FAILPOINT")
+                            .is_ok_and(|f| f == "after_webhook_2xx_before_mark"),
+                        ..DispatchSettings::default()
+                    },
+                    Arc::new(HttpSender::new(
+                        settings.webhook_targets,
+                        settings.webhook_hosts.clone(),
+                    )),
+                    settings.webhook_clock(),
+                )
+            }),
             public,
         })
     }
@@ -113,6 +137,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
         let (pool_stop, pool_stopping) = tokio::sync::watch::channel(false);
+        let dispatcher = self.webhooks.map(|(settings, sender, clock)| {
+            crate::delivery::webhooks::spawn(
+                self.store.clone(),
+                sender,
+                clock,
+                settings,
+                pool_stopping.clone(),
+            )
+        });
         let workers = self.delivery.map(|delivery| {
             crate::delivery::spawn(self.store.clone(), self.transport, delivery, pool_stopping)
         });
@@ -175,6 +208,11 @@ impl Application {
             && let Err(error) = workers.await
         {
             tracing::warn!(%error, "the delivery pool ended abnormally");
+        }
+        if let Some(dispatcher) = dispatcher
+            && let Err(error) = dispatcher.await
+        {
+            tracing::warn!(%error, "the webhook dispatcher ended abnormally");
         }
         self.store.close().await.context("closing the database")?;
         tracing::info!("stopped");

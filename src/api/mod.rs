@@ -197,7 +197,7 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
         WebhooksServiceServer::new(webhooks::WebhooksApi::new(
             Arc::new(Webhooks::new(
                 store.clone(),
-                clock.clone(),
+                settings.webhook_clock(),
                 settings.webhook_targets,
             )),
             Arc::new(HttpSender::new(

@@ -76,14 +76,6 @@ pub fn to_status(error: Error) -> Status {
     status
 }
 
-/// Returns the UNIMPLEMENTED status of an RPC that a later piece of work
-/// builds; the message says so.
-pub fn not_built(rpc: &str, capability: &str) -> Status {
-    to_status(Error::NotImplemented(format!(
-        "{rpc} is part of the posthorn.v1 contract but not implemented in this build yet ({capability})"
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
-//! The WebhooksService handlers. The endpoints themselves (create, list,
-//! get, update, delete, rotate the secret) and the signed test call are
-//! built; sending events, the delivery log and replay are not yet, and
-//! answer UNIMPLEMENTED with a message that says so.
+//! The WebhooksService handlers: the endpoints (create, list, get, update,
+//! delete, rotate the secret), the signed test call, and the delivery log
+//! with its replay. The deliveries themselves are sent by the dispatcher
+//! (`delivery::webhooks`).
 
 use std::sync::Arc;
 
@@ -9,8 +9,11 @@ use tonic::{Request, Response, Status};
 
 use super::caller;
 use super::convert::{mask_paths, timestamp, wanted};
-use super::status::{not_built, to_status};
+use super::status::to_status;
 use crate::delivery::webhook_http::HttpSender;
+use crate::domain::webhook_deliveries::{
+    DeliveryFilter, DeliveryStatus, LoggedAttempt, WebhookDelivery,
+};
 use crate::domain::webhooks::{Webhook, WebhookChange, Webhooks};
 use crate::proto::v1::webhooks_service_server::WebhooksService;
 use crate::proto::v1::{
@@ -22,8 +25,6 @@ use crate::proto::v1::{
     UpdateWebhookResponse,
 };
 use crate::storage::Store;
-
-const CAPABILITY: &str = "webhook sending arrives with the rest of the Webhooks work";
 
 /// Implements `posthorn.v1.WebhooksService`.
 #[derive(Clone)]
@@ -48,6 +49,51 @@ fn to_proto(w: Webhook) -> pb::Webhook {
         disabled_reason: w.disabled_reason.unwrap_or_default(),
         created_at: Some(timestamp(w.created_at)),
         updated_at: Some(timestamp(w.updated_at)),
+    }
+}
+
+fn status_to_proto(status: DeliveryStatus) -> pb::WebhookDeliveryStatus {
+    match status {
+        DeliveryStatus::Pending => pb::WebhookDeliveryStatus::Pending,
+        DeliveryStatus::Succeeded => pb::WebhookDeliveryStatus::Succeeded,
+        DeliveryStatus::Abandoned => pb::WebhookDeliveryStatus::Abandoned,
+    }
+}
+
+fn attempt_to_proto(a: LoggedAttempt) -> pb::WebhookAttempt {
+    pb::WebhookAttempt {
+        attempted_at: Some(timestamp(a.attempted_at)),
+        status_code: i32::from(a.status_code),
+        latency: prost_types::Duration::try_from(a.latency).ok(),
+        error: a.error,
+        response_snippet: a.snippet,
+    }
+}
+
+fn delivery_to_proto(d: WebhookDelivery) -> pb::WebhookDelivery {
+    pb::WebhookDelivery {
+        id: d.id,
+        webhook_id: d.webhook_id,
+        event_id: d.event_id,
+        event_type: d.event_type,
+        status: status_to_proto(d.status).into(),
+        attempts: d.attempts.into_iter().map(attempt_to_proto).collect(),
+        next_attempt_at: d.next_attempt_at.map(timestamp),
+        created_at: Some(timestamp(d.created_at)),
+    }
+}
+
+/// The delivery state a list asks for; UNSPECIFIED means any.
+fn status_filter(value: i32) -> Result<Option<DeliveryStatus>, Status> {
+    match pb::WebhookDeliveryStatus::try_from(value) {
+        Ok(pb::WebhookDeliveryStatus::Unspecified) => Ok(None),
+        Ok(pb::WebhookDeliveryStatus::Pending) => Ok(Some(DeliveryStatus::Pending)),
+        Ok(pb::WebhookDeliveryStatus::Succeeded) => Ok(Some(DeliveryStatus::Succeeded)),
+        Ok(pb::WebhookDeliveryStatus::Abandoned) => Ok(Some(DeliveryStatus::Abandoned)),
+        Err(_) => Err(to_status(crate::domain::Error::invalid(
+            "status",
+            format!("unknown delivery status {value}"),
+        ))),
     }
 }
 
@@ -181,21 +227,38 @@ impl WebhooksService for WebhooksApi {
 
     async fn list_webhook_deliveries(
         &self,
-        _request: Request<ListWebhookDeliveriesRequest>,
+        request: Request<ListWebhookDeliveriesRequest>,
     ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
-        Err(not_built(
-            "WebhooksService.ListWebhookDeliveries",
-            CAPABILITY,
-        ))
+        let account = caller(&request)?.account_id.clone();
+        let body = request.into_inner();
+        let filter = DeliveryFilter {
+            status: status_filter(body.status)?,
+            event_type: (!body.event_type.is_empty()).then_some(body.event_type),
+        };
+        let page = self
+            .webhooks
+            .list_deliveries(&account, &body.id, filter, body.page_size, &body.page_token)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ListWebhookDeliveriesResponse {
+            deliveries: page.deliveries.into_iter().map(delivery_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 
     async fn retry_webhook_delivery(
         &self,
-        _request: Request<RetryWebhookDeliveryRequest>,
+        request: Request<RetryWebhookDeliveryRequest>,
     ) -> Result<Response<RetryWebhookDeliveryResponse>, Status> {
-        Err(not_built(
-            "WebhooksService.RetryWebhookDelivery",
-            CAPABILITY,
-        ))
+        let account = caller(&request)?.account_id.clone();
+        let body = request.get_ref();
+        let delivery = self
+            .webhooks
+            .retry_delivery(&account, &body.id, &body.delivery_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(RetryWebhookDeliveryResponse {
+            delivery: Some(delivery_to_proto(delivery)),
+        }))
     }
 }

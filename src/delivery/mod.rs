@@ -9,6 +9,7 @@ pub mod smtp;
 mod tls;
 pub mod transport;
 pub mod webhook_http;
+pub mod webhooks;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

@@ -22,6 +22,7 @@ pub mod suppressions;
 pub mod templates;
 pub mod tracking;
 pub mod watch;
+pub mod webhook_deliveries;
 pub mod webhooks;
 
 pub use error::{Error, FieldViolation, Reason, Result};

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::clock::{Clock, from_micros, to_micros};
 use super::error::{Error, FieldViolation, Result};
 use super::ids::new_id;
-use super::paging::page_size;
+use super::paging::{Keyset, page_size};
 
 /// The event types an endpoint can ask for.
 pub const EVENT_TYPES: [&str; 12] = [
@@ -44,6 +44,8 @@ const SECRET_BYTES: usize = 32;
 const ROTATION_OVERLAP_HOURS: i64 = 24;
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
+/// Names ListWebhooks' page tokens.
+const PAGE_TAG: &str = "w1";
 
 /// Which targets this server may deliver to (`webhooks_allow_http`,
 /// `webhooks_allow_private`).
@@ -248,6 +250,22 @@ pub fn signature(secrets: &[String], id: &str, timestamp: i64, body: &[u8]) -> S
         .join(" ")
 }
 
+/// The headers of a signed request: the content type and the three
+/// Standard Webhooks headers.
+pub fn signed_headers(
+    secrets: &[String],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".to_owned()),
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature(secrets, id, timestamp, body)),
+    ]
+}
+
 /// How one HTTP attempt went.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Attempt {
@@ -259,6 +277,8 @@ pub struct Attempt {
     pub error: String,
     /// The first 1 KB of the response body.
     pub snippet: String,
+    /// How long the endpoint asked to be left alone (`Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Attempt {
@@ -328,8 +348,13 @@ impl<S: WebhookStore> Webhooks<S> {
         }
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    /// The clock's time, to the microsecond the store keeps.
+    pub(super) fn now(&self) -> DateTime<Utc> {
         from_micros(to_micros(self.clock.now()))
+    }
+
+    pub(super) fn store(&self) -> &S {
+        &self.store
     }
 
     /// Registers an endpoint; returns it with its secret.
@@ -387,25 +412,14 @@ impl<S: WebhookStore> Webhooks<S> {
         let after = match page_token {
             "" => None,
             token => {
-                let read = hex::decode(token)
-                    .ok()
-                    .and_then(|t| String::from_utf8(t).ok())
-                    .and_then(|t| {
-                        let mut parts = t.splitn(3, ':');
-                        match (parts.next(), parts.next(), parts.next()) {
-                            (Some("w1"), Some(at), Some(id)) => {
-                                Some((at.parse::<i64>().ok()?, id.to_owned()))
-                            }
-                            _ => None,
-                        }
-                    });
+                let read = Keyset::read(token, PAGE_TAG);
                 if read.is_none() {
                     violations.push(FieldViolation::new(
                         "page_token",
                         "not a page token returned by ListWebhooks",
                     ));
                 }
-                read
+                read.map(|k| (k.at, k.id))
             }
         };
         let (Some(limit), true) = (limit, violations.is_empty()) else {
@@ -418,9 +432,11 @@ impl<S: WebhookStore> Webhooks<S> {
         let more = webhooks.len() as u64 > limit;
         webhooks.truncate(limit as usize);
         let next_page_token = match webhooks.last() {
-            Some(last) if more => {
-                hex::encode(format!("w1:{}:{}", to_micros(last.created_at), last.id))
+            Some(last) if more => Keyset {
+                at: to_micros(last.created_at),
+                id: last.id.clone(),
             }
+            .token(PAGE_TAG),
             _ => String::new(),
         };
         Ok(WebhookPage {
@@ -501,16 +517,7 @@ impl<S: WebhookStore> Webhooks<S> {
         })
         .to_string()
         .into_bytes();
-        let timestamp = now.timestamp();
-        let headers = vec![
-            ("content-type", "application/json".to_owned()),
-            ("webhook-id", event_id.clone()),
-            ("webhook-timestamp", timestamp.to_string()),
-            (
-                "webhook-signature",
-                signature(&secrets, &event_id, timestamp, &body),
-            ),
-        ];
+        let headers = signed_headers(&secrets, &event_id, now.timestamp(), &body);
         Ok(sender.post(&url, headers, body).await)
     }
 

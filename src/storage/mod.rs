@@ -15,6 +15,7 @@ mod server_keys;
 mod suppressions;
 mod templates;
 mod tracking;
+mod webhook_deliveries;
 mod webhooks;
 mod writer;
 

@@ -46,4 +46,5 @@ mod suppressions;
 mod templates;
 mod tracking;
 mod unsubscribe;
+mod webhook_deliveries;
 mod webhooks;

@@ -224,7 +224,7 @@ async fn receiver(status: u16) -> (String, Received) {
 }
 
 /// Whether the reference verifier accepts the request under `secret`.
-fn verified(secret: &str, headers: &http::HeaderMap, body: &[u8]) -> bool {
+pub(crate) fn verified(secret: &str, headers: &http::HeaderMap, body: &[u8]) -> bool {
     use std::io::Write;
     let headers: serde_json::Map<String, Value> =
         ["webhook-id", "webhook-timestamp", "webhook-signature"]
