@@ -208,22 +208,7 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
         .spawn()
         .expect("start posthorn");
     let pid = child.id().expect("running");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut addr, mut key) = (String::new(), String::new());
-    while let Some(line) = lines.next_line().await.expect("banner") {
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        if let Some(word) = line.split_whitespace().find(|w| w.starts_with("ph_live_")) {
-            key = word.to_owned();
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (addr, key) = support::banner(child.stdout.take().expect("stdout"), true).await;
     // Settled after start-up, before any load.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_mb(pid);

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use posthorn::proto::v1;
 use support::median;
-use tokio::io::AsyncBufReadExt;
 use tonic::transport::Channel;
 
 #[global_allocator]
@@ -106,26 +105,8 @@ async fn serve(dir: &std::path::Path, deliver: bool) -> Server {
         .kill_on_drop(true)
         .spawn()
         .expect("start posthorn");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut addr, mut key) = (String::new(), String::new());
-    while let Some(line) = lines.next_line().await.expect("banner") {
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        if let Some(word) = line.split_whitespace().find(|w| w.starts_with("ph_live_")) {
-            key = word.to_owned();
-        }
-        // The first start prints a key after the transport; a later one
-        // ends its banner there.
-        if !key.is_empty() || (deliver && line.starts_with("transport:")) {
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The first start (accept-only) creates the account and prints its key.
+    let (addr, key) = support::banner(child.stdout.take().expect("stdout"), !deliver).await;
     Server {
         child,
         url: format!("http://{addr}"),

@@ -29,6 +29,34 @@ pub fn numeric_options() -> HashMap<String, u64> {
     options
 }
 
+/// Reads a started `posthorn serve`'s stdout up to its banner's end: the
+/// bootstrap key on a first start (`first_run`), the transport line on a
+/// later one; returns the address it listens on and the key (empty when
+/// none was printed). The rest of stdout is drained so the server never
+/// blocks on a full pipe.
+pub async fn banner(stdout: tokio::process::ChildStdout, first_run: bool) -> (String, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let (mut addr, mut key) = (String::new(), String::new());
+    while let Some(line) = lines.next_line().await.expect("banner") {
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if let Some(word) = line.split_whitespace().find(|w| w.starts_with("ph_live_")) {
+            key = word.to_owned();
+        }
+        if !key.is_empty() || (!first_run && line.starts_with("transport:")) {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (addr, key)
+}
+
 /// The median of some measurements.
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).expect("finite"));

@@ -31,6 +31,25 @@ impl Keyset {
         hex::encode(format!("{tag}:{}:{}", self.at, self.id))
     }
 
+    /// Reads a request's page token: `None` when it is empty, the
+    /// violation naming `page_token` when `issuer` (the RPC) did not make
+    /// it under `tag`.
+    pub fn from_request(
+        token: &str,
+        tag: &str,
+        issuer: &str,
+    ) -> Result<Option<Keyset>, FieldViolation> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        Keyset::read(token, tag).map(Some).ok_or_else(|| {
+            FieldViolation::new(
+                "page_token",
+                format!("not a page token returned by {issuer} for this request"),
+            )
+        })
+    }
+
     /// Reads a token `token(tag)` made, or `None` when it is not one.
     pub fn read(token: &str, tag: &str) -> Option<Keyset> {
         let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
@@ -40,6 +59,22 @@ impl Keyset {
             at: at.parse().ok()?,
             id: id.to_owned(),
         })
+    }
+}
+
+/// Cuts `rows`, read with one more than `limit`, to a page, and returns
+/// the token of the next page under `tag` (empty on the last).
+pub fn next_page<T>(
+    rows: &mut Vec<T>,
+    limit: u64,
+    tag: &str,
+    keys: impl Fn(&T) -> Keyset,
+) -> String {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    match rows.last() {
+        Some(last) if more => keys(last).token(tag),
+        _ => String::new(),
     }
 }
 

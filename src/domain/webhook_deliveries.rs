@@ -13,9 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::clock::to_micros;
-use super::error::{Error, FieldViolation, Result};
-use super::paging::{Keyset, page_size};
-use super::webhooks::{Attempt, EVENT_TYPES, WebhookStore, Webhooks, signed_headers};
+use super::error::{Error, Result};
+use super::paging::{Keyset, next_page, page_size};
+use super::webhooks::{Attempt, WebhookStore, Webhooks, check_event_type, signed_headers};
 
 const DEFAULT_PAGE_SIZE: u32 = 50;
 const MAX_PAGE_SIZE: u32 = 1000;
@@ -332,12 +332,6 @@ pub trait WebhookDeliveryStore: Send + Sync + 'static {
         records: Vec<Recorded>,
         disable_after: Duration,
     ) -> impl Future<Output = Result<Vec<Disabled>>> + Send;
-    /// Gives claimed deliveries back untried.
-    fn release_webhook_deliveries(
-        &self,
-        lease: &str,
-        ids: &[String],
-    ) -> impl Future<Output = Result<()>> + Send;
     /// The endpoint's deliveries before `before`, newest first.
     fn list_webhook_deliveries(
         &self,
@@ -381,31 +375,18 @@ impl<S: WebhookStore + WebhookDeliveryStore> Webhooks<S> {
         let limit = page_size(requested_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
             .map_err(|v| violations.push(v))
             .ok();
-        if let Some(event_type) = &filter.event_type
-            && !EVENT_TYPES.contains(&event_type.as_str())
+        if let Some(violation) = filter
+            .event_type
+            .as_deref()
+            .and_then(|event| check_event_type("event_type".into(), event))
         {
-            violations.push(FieldViolation::new(
-                "event_type",
-                format!(
-                    "unknown event type `{event_type}`; one of {}",
-                    EVENT_TYPES.join(", ")
-                ),
-            ));
+            violations.push(violation);
         }
         let tag = page_tag(&filter);
-        let before = match page_token {
-            "" => None,
-            token => {
-                let read = Keyset::read(token, &tag);
-                if read.is_none() {
-                    violations.push(FieldViolation::new(
-                        "page_token",
-                        "not a page token returned by ListWebhookDeliveries for this filter",
-                    ));
-                }
-                read
-            }
-        };
+        let before = Keyset::from_request(page_token, &tag, "ListWebhookDeliveries")
+            .map_err(|v| violations.push(v))
+            .ok()
+            .flatten();
         let (Some(limit), true) = (limit, violations.is_empty()) else {
             return Err(Error::Validation(violations));
         };
@@ -415,16 +396,10 @@ impl<S: WebhookStore + WebhookDeliveryStore> Webhooks<S> {
             .store()
             .list_webhook_deliveries(account_id, webhook_id, &filter, before, limit + 1)
             .await?;
-        let more = deliveries.len() as u64 > limit;
-        deliveries.truncate(limit as usize);
-        let next_page_token = match deliveries.last() {
-            Some(last) if more => Keyset {
-                at: to_micros(last.created_at),
-                id: last.id.clone(),
-            }
-            .token(&tag),
-            _ => String::new(),
-        };
+        let next_page_token = next_page(&mut deliveries, limit, &tag, |last| Keyset {
+            at: to_micros(last.created_at),
+            id: last.id.clone(),
+        });
         Ok(DeliveryPage {
             deliveries,
             next_page_token,

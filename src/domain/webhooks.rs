@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use super::clock::{Clock, from_micros, to_micros};
 use super::error::{Error, FieldViolation, Result};
 use super::ids::new_id;
-use super::paging::{Keyset, page_size};
+use super::paging::{Keyset, next_page, page_size};
 
 /// The event types an endpoint can ask for.
 pub const EVENT_TYPES: [&str; 12] = [
@@ -190,11 +190,11 @@ pub trait WebhookStore: Send + Sync + 'static {
         account_id: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<Webhook>>> + Send;
-    /// The account's endpoints after `(created_at, id)`, oldest first.
+    /// The account's endpoints after `after`, oldest first.
     fn list_webhooks(
         &self,
         account_id: &str,
-        after: Option<(i64, String)>,
+        after: Option<Keyset>,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<Webhook>>> + Send;
     /// Stores the endpoint's url, events, active flag, description and
@@ -311,18 +311,26 @@ fn not_found(id: &str) -> Error {
     }
 }
 
+/// The violation of `field` when `event` is not an event type endpoints
+/// can ask for.
+pub(super) fn check_event_type(field: String, event: &str) -> Option<FieldViolation> {
+    (!EVENT_TYPES.contains(&event)).then(|| {
+        FieldViolation::new(
+            field,
+            format!(
+                "unknown event type `{event}`; one of {}",
+                EVENT_TYPES.join(", ")
+            ),
+        )
+    })
+}
+
 /// The event types of a request, checked and without repeats.
 fn events(requested: &[String], violations: &mut Vec<FieldViolation>) -> Vec<String> {
     let mut kept: Vec<String> = Vec::new();
     for (i, event) in requested.iter().enumerate() {
-        if !EVENT_TYPES.contains(&event.as_str()) {
-            violations.push(FieldViolation::new(
-                format!("events[{i}]"),
-                format!(
-                    "unknown event type `{event}`; one of {}",
-                    EVENT_TYPES.join(", ")
-                ),
-            ));
+        if let Some(violation) = check_event_type(format!("events[{i}]"), event) {
+            violations.push(violation);
         } else if !kept.contains(event) {
             kept.push(event.clone());
         }
@@ -409,19 +417,10 @@ impl<S: WebhookStore> Webhooks<S> {
         let limit = page_size(requested_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
             .map_err(|v| violations.push(v))
             .ok();
-        let after = match page_token {
-            "" => None,
-            token => {
-                let read = Keyset::read(token, PAGE_TAG);
-                if read.is_none() {
-                    violations.push(FieldViolation::new(
-                        "page_token",
-                        "not a page token returned by ListWebhooks",
-                    ));
-                }
-                read.map(|k| (k.at, k.id))
-            }
-        };
+        let after = Keyset::from_request(page_token, PAGE_TAG, "ListWebhooks")
+            .map_err(|v| violations.push(v))
+            .ok()
+            .flatten();
         let (Some(limit), true) = (limit, violations.is_empty()) else {
             return Err(Error::Validation(violations));
         };
@@ -429,16 +428,10 @@ impl<S: WebhookStore> Webhooks<S> {
             .store
             .list_webhooks(account_id, after, limit + 1)
             .await?;
-        let more = webhooks.len() as u64 > limit;
-        webhooks.truncate(limit as usize);
-        let next_page_token = match webhooks.last() {
-            Some(last) if more => Keyset {
-                at: to_micros(last.created_at),
-                id: last.id.clone(),
-            }
-            .token(PAGE_TAG),
-            _ => String::new(),
-        };
+        let next_page_token = next_page(&mut webhooks, limit, PAGE_TAG, |last| Keyset {
+            at: to_micros(last.created_at),
+            id: last.id.clone(),
+        });
         Ok(WebhookPage {
             webhooks,
             next_page_token,

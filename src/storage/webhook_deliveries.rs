@@ -400,25 +400,6 @@ impl WebhookDeliveryStore for Store {
             .collect()
     }
 
-    async fn release_webhook_deliveries(&self, lease: &str, ids: &[String]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let backend = self.writer().get_database_backend();
-        let mut values: Vec<Value> = vec![lease.into()];
-        values.extend(ids.iter().map(|id| Value::from(id.clone())));
-        let release = statement(
-            backend,
-            &format!(
-                "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL \
-                 WHERE lease_owner = ? AND id IN {}",
-                list(ids.len())
-            ),
-            values,
-        );
-        self.write_returning(vec![release]).await.map(drop)
-    }
-
     async fn list_webhook_deliveries(
         &self,
         account_id: &str,

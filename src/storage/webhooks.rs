@@ -9,6 +9,7 @@ use sea_orm::{
 use super::entities::webhooks;
 use super::{Store, db_error, json};
 use crate::domain::clock::{from_micros, to_micros};
+use crate::domain::paging::Keyset;
 use crate::domain::webhooks::{Webhook, WebhookStore};
 use crate::domain::{Error, Result};
 
@@ -70,13 +71,13 @@ impl WebhookStore for Store {
     async fn list_webhooks(
         &self,
         account_id: &str,
-        after: Option<(i64, String)>,
+        after: Option<Keyset>,
         limit: u64,
     ) -> Result<Vec<Webhook>> {
         let mut query = webhooks::Entity::find().filter(webhooks::Column::AccountId.eq(account_id));
-        if let Some((created_at, id)) = after {
+        if let Some(Keyset { at, id }) = after {
             let key = (webhooks::Column::CreatedAt, webhooks::Column::Id);
-            query = query.filter(super::past_key(key, created_at, id, true));
+            query = query.filter(super::past_key(key, at, id, true));
         }
         query
             .order_by_asc(webhooks::Column::CreatedAt)

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::helpers::{Backend, KeyHeader, TestApp, json_reason, with_key};
-use crate::webhooks::verified;
+use crate::webhooks::{rest, verified};
 
 /// How the receiver answers one request.
 #[derive(Clone, Debug)]
@@ -126,14 +126,24 @@ async fn spawn(
     app
 }
 
-async fn rest(
-    app: &TestApp,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    crate::templates::rest(app, method, path, key, body).await
+/// Whether account A's endpoint is active, and why it was disabled.
+async fn endpoint_state(app: &TestApp, id: &str) -> (bool, String) {
+    let (status, got) = rest(
+        app,
+        &app.account_a.key,
+        Method::GET,
+        &format!("/v1/webhooks/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    (
+        got["webhook"]["active"].as_bool().unwrap(),
+        got["webhook"]["disabled_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// Registers an endpoint for account A; its id and secret.
@@ -490,22 +500,9 @@ async fn failures_retry_on_schedule_honour_retry_after_and_410_disables_w2(backe
     // 410: abandoned, and the endpoint is off with the reason.
     let d = &log(&app, &gone_id).await[0];
     assert_eq!(state(d), v1::WebhookDeliveryStatus::Abandoned);
-    let (_, got) = rest(
-        &app,
-        &app.account_a.key,
-        Method::GET,
-        &format!("/v1/webhooks/{gone_id}"),
-        None,
-    )
-    .await;
-    assert_eq!(got["webhook"]["active"], false, "{got}");
-    assert!(
-        got["webhook"]["disabled_reason"]
-            .as_str()
-            .unwrap()
-            .contains("410"),
-        "{got}"
-    );
+    let (active, reason) = endpoint_state(&app, &gone_id).await;
+    assert!(!active, "{reason}");
+    assert!(reason.contains("410"), "{reason}");
     // 302: a failure, recorded with its code, and not followed.
     let d = &log(&app, &redirecting_id).await[0];
     assert_eq!(state(d), v1::WebhookDeliveryStatus::Pending);
@@ -534,22 +531,9 @@ async fn failures_retry_on_schedule_honour_retry_after_and_410_disables_w2(backe
     assert!(d.next_attempt_at.is_none());
     assert!(d.attempts.iter().all(|a| a.status_code == 503));
     // Failing for longer than the window: disabled.
-    let (_, got) = rest(
-        &app,
-        &app.account_a.key,
-        Method::GET,
-        &format!("/v1/webhooks/{down_id}"),
-        None,
-    )
-    .await;
-    assert_eq!(got["webhook"]["active"], false, "{got}");
-    assert!(
-        got["webhook"]["disabled_reason"]
-            .as_str()
-            .unwrap()
-            .contains("no delivery succeeded"),
-        "{got}"
-    );
+    let (active, reason) = endpoint_state(&app, &down_id).await;
+    assert!(!active, "{reason}");
+    assert!(reason.contains("no delivery succeeded"), "{reason}");
 
     // The flaky endpoint took its fifth attempt; same id, a fresh timestamp each time.
     let got = flaky.wait_for(5).await;
@@ -573,18 +557,8 @@ async fn failures_retry_on_schedule_honour_retry_after_and_410_disables_w2(backe
         .collect();
     assert!(stamps.windows(2).all(|w| w[1] >= w[0] + 30), "{stamps:?}");
     assert!(got.windows(2).all(|w| w[0].1 == w[1].1), "the same body");
-    let (_, got) = rest(
-        &app,
-        &app.account_a.key,
-        Method::GET,
-        &format!("/v1/webhooks/{flaky_id}"),
-        None,
-    )
-    .await;
-    assert_eq!(
-        got["webhook"]["active"], true,
-        "a success clears the failures: {got}"
-    );
+    let (active, reason) = endpoint_state(&app, &flaky_id).await;
+    assert!(active, "a success clears the failures: {reason}");
     // The throttled one succeeded on its second attempt; the gone one was never tried again.
     assert_eq!(throttled.requests().len(), 2);
     assert_eq!(gone.requests().len(), 1);

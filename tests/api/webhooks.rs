@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, KeyHeader, TestApp, json_reason, reason, with_key};
 
 /// A REST call with `key`.
-async fn rest(
+pub(crate) async fn rest(
     app: &TestApp,
     key: &str,
     method: Method,
