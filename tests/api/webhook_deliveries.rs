@@ -786,3 +786,46 @@ async fn a_kill_between_the_2xx_and_its_record_redelivers(backend: Backend) {
     happened.sort();
     assert_eq!(told, happened);
 }
+
+on_both_databases_with!(a_delivery_to_a_name_inside_the_network_is_refused_and_logged_s2);
+
+/// The dispatcher checks addresses as TestWebhook does: a name that
+/// resolves inside the network is refused before any connection, and the
+/// attempt says why.
+async fn a_delivery_to_a_name_inside_the_network_is_refused_and_logged_s2(backend: Backend) {
+    let receiver = Hook::start(|_| Answer::Status(200)).await;
+    let port = url::Url::parse(&receiver.url).unwrap().port().unwrap();
+    let Some(app) = spawn(backend, |s| {
+        s.webhook_targets.allow_private = false;
+        s.webhook_hosts = [(
+            "hooks.rebound.example".to_owned(),
+            vec!["127.0.0.1".parse().unwrap()],
+        )]
+        .into();
+    })
+    .await
+    else {
+        return;
+    };
+    let (id, _) = endpoint(
+        &app,
+        &format!("http://hooks.rebound.example:{port}/hook"),
+        &["email.queued"],
+    )
+    .await;
+    crate::delivery::send(&app, &app.account_a.key, crate::send::inline()).await;
+    let d = log_when(&app, &id, attempts_recorded(1)).await;
+    let attempt = &d[0].attempts[0];
+    assert_eq!(attempt.status_code, 0);
+    assert!(
+        attempt.error.starts_with("refused before connecting")
+            && attempt.error.contains("127.0.0.1"),
+        "{attempt:?}"
+    );
+    assert_eq!(
+        state(&d[0]),
+        v1::WebhookDeliveryStatus::Pending,
+        "retried later"
+    );
+    assert!(receiver.requests().is_empty(), "never reached");
+}
