@@ -4,15 +4,17 @@
 //!
 //! - Posthorn: the real `posthorn` binary (release, SQLite). First as an
 //!   accept-only node (`POSTHORN_DELIVER=false`): one endpoint subscribed
-//!   to `email.queued`, then `--messages` sends (SendBatch, 100 each), so
-//!   the outbox holds one delivery per message. Then it is stopped and
+//!   to `email.cancelled`, then `--messages` sends scheduled for tomorrow
+//!   (SendBatch, 100 each), each cancelled, so the outbox holds one
+//!   delivery per message and no mail waits to be delivered (the worker
+//!   pool would otherwise share the machine with the dispatcher). Then it is stopped and
 //!   started again as a delivering node, and the clock runs from its start
 //!   until the receiver has answered 2xx to every delivery: claimed from
 //!   the table, signed, POSTed, recorded.
 //! - Peer: this process posts the same number of requests, each signed
 //!   (HMAC-SHA256 as Standard Webhooks has it), with reqwest keep-alive
 //!   connections and as many at once as Posthorn's per-endpoint default
-//!   (16): what the receiver and loopback allow a client that has no
+//!   (64): what the receiver and loopback allow a client that has no
 //!   table to read and nothing to record.
 //! - The receiver runs on a thread of its own and answers 204 to every
 //!   POST, counting them.
@@ -33,7 +35,7 @@ use tonic::transport::Channel;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Requests at once: Posthorn's default per endpoint.
-const IN_FLIGHT: usize = 16;
+const IN_FLIGHT: usize = 64;
 
 /// A receiver on its own thread answering 204 to every POST; its port and
 /// the count of requests it answered.
@@ -69,10 +71,21 @@ fn receiver() -> (u16, Arc<AtomicU64>) {
     (port_rx.recv().expect("the receiver starts"), count)
 }
 
-/// Waits until `count` reaches `target`.
+/// Waits until `count` reaches `target`; says where it stands when that
+/// takes long (a failed delivery waits 30 s for its retry).
 async fn reached(count: &AtomicU64, target: u64) {
+    let started = Instant::now();
+    let mut said = 0;
     while count.load(Ordering::Relaxed) < target {
         tokio::time::sleep(Duration::from_millis(2)).await;
+        let waited = started.elapsed().as_secs();
+        if waited >= 10 && waited / 10 > said {
+            said = waited / 10;
+            eprintln!(
+                "  after {waited} s: {} of {target} answered",
+                count.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 
@@ -135,7 +148,7 @@ async fn fill(dir: &std::path::Path, port: u16, messages: u64) -> String {
         .create_webhook(authorized(
             v1::CreateWebhookRequest {
                 url: format!("http://127.0.0.1:{port}/hook"),
-                events: vec!["email.queued".into()],
+                events: vec!["email.cancelled".into()],
                 ..Default::default()
             },
             &server.key,
@@ -147,7 +160,7 @@ async fn fill(dir: &std::path::Path, port: u16, messages: u64) -> String {
     futures::future::join_all((0..8).map(|worker| {
         let (channel, key) = (channel.clone(), key.clone());
         async move {
-            let mut client = v1::send_service_client::SendServiceClient::new(channel);
+            let mut client = v1::send_service_client::SendServiceClient::new(channel.clone());
             for batch in (worker..batches).step_by(8) {
                 let emails = (0..100)
                     .map(|i| batch * 100 + i)
@@ -157,10 +170,14 @@ async fn fill(dir: &std::path::Path, port: u16, messages: u64) -> String {
                         to: vec![format!("r{n}@example.com")],
                         subject: "Webhook bench".into(),
                         text: "x".repeat(256),
+                        scheduled_at: Some(prost_types::Timestamp {
+                            seconds: chrono::Utc::now().timestamp() + 86_400,
+                            nanos: 0,
+                        }),
                         ..Default::default()
                     })
                     .collect();
-                client
+                let accepted = client
                     .send_batch(authorized(
                         v1::SendBatchRequest {
                             messages: emails,
@@ -169,7 +186,20 @@ async fn fill(dir: &std::path::Path, port: u16, messages: u64) -> String {
                         &key,
                     ))
                     .await
-                    .expect("batch accepted");
+                    .expect("batch accepted")
+                    .into_inner();
+                let mut messages =
+                    v1::messages_service_client::MessagesServiceClient::new(channel.clone());
+                for result in accepted.results {
+                    assert!(result.error.is_none(), "{result:?}");
+                    messages
+                        .cancel_message(authorized(
+                            v1::CancelMessageRequest { id: result.id },
+                            &key,
+                        ))
+                        .await
+                        .expect("cancelled");
+                }
             }
         }
     }))
@@ -225,7 +255,7 @@ async fn peer(messages: u64) -> f64 {
                     return;
                 }
                 let body = format!(
-                    r#"{{"type":"email.queued","timestamp":"2026-12-05T00:00:00.000000Z","data":{{"message_id":"msg_{n:032x}","recipient":"","status":"queued","cursor":{n},"details":{{}},"tags":[],"metadata":{{}}}}}}"#
+                    r#"{{"type":"email.cancelled","timestamp":"2026-12-05T00:00:00.000000Z","data":{{"message_id":"msg_{n:032x}","recipient":"","status":"cancelled","cursor":{n},"details":{{}},"tags":[],"metadata":{{}}}}}}"#
                 );
                 let id = format!("evt_{n}");
                 let timestamp = chrono::Utc::now().timestamp();

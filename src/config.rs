@@ -88,12 +88,12 @@ pub const SETTINGS: &[SettingInfo] = &[
     },
     SettingInfo {
         key: "webhook_concurrency",
-        default: "256",
+        default: "512",
         accepts: "an integer from 1 to 4096: webhook requests in flight at once, over all endpoints",
     },
     SettingInfo {
         key: "webhook_endpoint_concurrency",
-        default: "16",
+        default: "64",
         accepts: "an integer from 1 to 1024: webhook requests in flight at once to one endpoint (a slow endpoint holds no more than this)",
     },
     SettingInfo {

@@ -25,6 +25,10 @@ use crate::domain::webhook_deliveries::{
 };
 use crate::domain::webhooks::WebhookSender;
 
+/// How long slots freed by finished requests wait to be refilled
+/// together.
+const REFILL_WAIT: Duration = Duration::from_millis(1);
+
 /// The most outcomes one recording transaction carries.
 const MAX_RECORD_BATCH: usize = 512;
 
@@ -50,8 +54,8 @@ pub struct DispatchSettings {
 impl Default for DispatchSettings {
     fn default() -> Self {
         DispatchSettings {
-            concurrency: 256,
-            per_endpoint: 16,
+            concurrency: 512,
+            per_endpoint: 64,
             lease: Duration::from_secs(60),
             idle_poll: Duration::from_millis(500),
             policy: DispatchPolicy::default(),
@@ -118,6 +122,11 @@ where
         let mut in_flight: HashMap<String, usize> = HashMap::new();
         let mut dry = false;
         let mut last_claim = Instant::now();
+        // Requests finished since the last claim, and when their slots are
+        // claimed for at the latest: freed slots are refilled together,
+        // not one claim per finished request.
+        let mut freed = 0usize;
+        let mut refill_at: Option<tokio::time::Instant> = None;
         let finished = |in_flight: &mut HashMap<String, usize>, webhook: String| {
             if let Some(n) = in_flight.get_mut(&webhook) {
                 *n -= 1;
@@ -142,6 +151,7 @@ where
             if free > 0 && !dry {
                 work.borrow_and_update();
                 last_claim = Instant::now();
+                (freed, refill_at) = (0, None);
                 let limit = free.min(MAX_RECORD_BATCH);
                 let room = Room {
                     total: limit,
@@ -150,8 +160,9 @@ where
                 };
                 match self.claim(&room).await {
                     Ok((lease, due)) => {
-                        // Fewer than asked: the table has no more for now.
-                        dry = due.len() < limit;
+                        // Fewer than a claim reads: the table has no more
+                        // for now, or what it has waits for room.
+                        dry = due.len() < room.candidates();
                         for due in due {
                             *in_flight.entry(due.webhook_id.clone()).or_default() += 1;
                             let this = self.clone();
@@ -174,7 +185,18 @@ where
                     if let Ok(webhook) = done {
                         finished(&mut in_flight, webhook);
                     }
-                    // A saturated endpoint has room again.
+                    // Room again (for a saturated endpoint too): claimed
+                    // once half of what ran has finished, or shortly.
+                    freed += 1;
+                    if freed >= running.len() {
+                        dry = false;
+                    } else if refill_at.is_none() {
+                        refill_at = Some(tokio::time::Instant::now() + REFILL_WAIT);
+                    }
+                }
+                () = tokio::time::sleep_until(refill_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if refill_at.is_some() => {
+                    refill_at = None;
                     dry = false;
                 }
                 _ = work.changed() => dry = false,

@@ -214,6 +214,13 @@ pub struct Room {
 }
 
 impl Room {
+    /// How many due deliveries a claim reads, oldest first: up to two
+    /// endpoints' shares (endpoints with no room are not read), at most
+    /// the total. Fewer found means the table has no more for now.
+    pub fn candidates(&self) -> usize {
+        self.total.min(self.per_endpoint.saturating_mul(2)).max(1)
+    }
+
     /// Endpoints with no room left.
     pub fn full(&self) -> Vec<String> {
         self.in_flight

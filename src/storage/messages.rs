@@ -651,6 +651,32 @@ fn attachment_model(row: &rusqlite::Row<'_>) -> rusqlite::Result<attachments::Mo
 }
 
 impl Store {
+    /// A transaction for a change to one message (cancel, reschedule): on
+    /// SQLite on the writer's own connection during the writer thread's
+    /// turn, so no other writer can commit between what its statements
+    /// read and what they write (a pooled connection's deferred
+    /// transaction would then be refused with "database is locked").
+    async fn change_transaction(
+        &self,
+    ) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, DatabaseTransaction)> {
+        let turn = match &self.sqlite_writer {
+            Some(writer) => Some(writer.turn().await),
+            None => None,
+        };
+        let tx = self.writer().begin().await.map_err(db_error)?;
+        Ok((turn, tx))
+    }
+
+    /// Ends a change: gives the writer thread its turn back, waits until
+    /// the commit is on disk (the writer's connection does not flush it
+    /// itself), and hands the event to watchers and workers.
+    async fn after_change(&self, turn: Option<tokio::sync::MutexGuard<'_, ()>>) -> Result<()> {
+        drop(turn);
+        self.durable().await?;
+        self.events_written();
+        Ok(())
+    }
+
     /// The accept transaction decided job by job: claims the keys, counts
     /// each job against its quota, then stores the jobs that may be.
     async fn commit_job_by_job(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
@@ -1021,9 +1047,7 @@ impl MessageStore for Store {
         id: &str,
         event: &Event,
     ) -> Result<ChangeOutcome> {
-        let tx = self.db().begin().await.map_err(db_error)?;
-        // The write comes first, so SQLite takes its write lock (waiting on
-        // the busy timeout) before anything is read.
+        let (turn, tx) = self.change_transaction().await?;
         let changed = recipients::Entity::update_many()
             .col_expr(
                 recipients::Column::State,
@@ -1061,7 +1085,7 @@ impl MessageStore for Store {
             event,
         )
         .await?;
-        self.events_written();
+        self.after_change(turn).await?;
         Ok(outcome)
     }
 
@@ -1072,7 +1096,7 @@ impl MessageStore for Store {
         at: DateTime<Utc>,
         event: &Event,
     ) -> Result<ChangeOutcome> {
-        let tx = self.db().begin().await.map_err(db_error)?;
+        let (turn, tx) = self.change_transaction().await?;
         let changed = recipients::Entity::update_many()
             .col_expr(
                 recipients::Column::NextAttemptAt,
@@ -1092,7 +1116,7 @@ impl MessageStore for Store {
             .rows_affected;
         let outcome =
             Self::finish_change(tx, account_id, id, changed, None, Some(at), event).await?;
-        self.events_written();
+        self.after_change(turn).await?;
         Ok(outcome)
     }
 }

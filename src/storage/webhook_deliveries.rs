@@ -317,9 +317,7 @@ impl WebhookDeliveryStore for Store {
         };
         let mut values: Vec<Value> = vec![now.into(), now.into(), on_disk.into()];
         values.extend(full.into_iter().map(Value::from));
-        // Enough candidates for the share of each endpoint to be filled
-        // from the others'.
-        values.push((room.total.saturating_mul(4) as i64).into());
+        values.push((room.candidates() as i64).into());
         // Candidates are read on a reading connection: the dispatcher looks
         // after every commit that wrote events, most times finds none, and
         // that costs the writer nothing.
