@@ -612,6 +612,21 @@ async fn a_slow_or_hostile_endpoint_holds_up_nobody_and_its_answer_is_capped_w4(
             .iter()
             .all(|d| state(d) == v1::WebhookDeliveryStatus::Pending && d.attempts.is_empty())
     );
+    // The hanging requests end at the 10 s timeout: failures to retry,
+    // and the next two go out.
+    let timed_out = log_when(&app, &hanging_id, |d| {
+        d.iter().filter(|d| !d.attempts.is_empty()).count() >= 2
+    })
+    .await;
+    for d in timed_out.iter().filter(|d| !d.attempts.is_empty()) {
+        let attempt = &d.attempts[0];
+        assert_eq!(state(d), v1::WebhookDeliveryStatus::Pending, "{d:?}");
+        assert_eq!(attempt.status_code, 0);
+        assert!(attempt.error.contains("timed out"), "{attempt:?}");
+        let latency = attempt.latency.unwrap();
+        assert!((10..12).contains(&latency.seconds), "{latency:?}");
+    }
+    hanging.wait_for(4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
