@@ -19,6 +19,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use crate::domain::links::{Link, LinkKind};
+use crate::domain::net::is_internal;
 use crate::domain::tracking::{Tracking, Visitor};
 use crate::storage::Store;
 
@@ -127,8 +128,8 @@ fn no_store(headers: &mut HeaderMap) {
 }
 
 /// The client's address: the peer's, or, when the peer is a proxy on this
-/// host or a private network, the last address before such proxies in
-/// `X-Forwarded-For`.
+/// host or inside the network (`domain::net`: loopback, private, CGNAT …),
+/// the last address before such proxies in `X-Forwarded-For`.
 fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
     let peer = peer?;
     if !is_internal(peer) {
@@ -148,18 +149,6 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         .or(forwarded.first())
         .copied()
         .or(Some(peer))
-}
-
-/// Loopback, private and link-local addresses: where a reverse proxy in
-/// front of Posthorn would be.
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local(),
-        },
-    }
 }
 
 #[cfg(test)]

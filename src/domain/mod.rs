@@ -15,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod links;
 pub mod messages;
+pub mod net;
 pub mod paging;
 pub mod scope;
 pub mod send;

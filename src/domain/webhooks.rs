@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use super::clock::{Clock, from_micros, to_micros};
 use super::error::{Error, FieldViolation, Result};
 use super::ids::new_id;
+use super::net::is_internal;
 use super::paging::{Keyset, next_page, page_size};
 
 /// The event types an endpoint can ask for.
@@ -53,36 +54,6 @@ const PAGE_TAG: &str = "w1";
 pub struct TargetPolicy {
     pub allow_http: bool,
     pub allow_private: bool,
-}
-
-/// Whether `ip` is inside the network rather than on the internet. The
-/// metadata address counts whatever the policy says: see `refuses`.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                // CGNAT, 100.64.0.0/10.
-                || (a == 100 && (64..128).contains(&b))
-                // "This network", 0.0.0.0/8.
-                || a == 0
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || v6.is_unique_local()
-                    || v6.is_unicast_link_local()
-            }
-        },
-    }
 }
 
 impl TargetPolicy {
