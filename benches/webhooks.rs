@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use posthorn::proto::v1;
 use support::median;
+use tokio::sync::watch;
 use tonic::transport::Channel;
 
 #[global_allocator]
@@ -39,10 +40,11 @@ const IN_FLIGHT: usize = 64;
 
 /// A receiver on its own thread answering 204 to every POST; its port and
 /// the count of requests it answered.
-fn receiver() -> (u16, Arc<AtomicU64>) {
-    let count = Arc::new(AtomicU64::new(0));
+fn receiver() -> (u16, watch::Receiver<u64>) {
+    let (counter, count) = watch::channel(0u64);
+    let counter = Arc::new(counter);
     let (port_tx, port_rx) = std::sync::mpsc::channel();
-    let counted = count.clone();
+    let counted = counter;
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -54,7 +56,7 @@ fn receiver() -> (u16, Arc<AtomicU64>) {
                 axum::routing::post(move |_body: axum::body::Bytes| {
                     let counted = counted.clone();
                     async move {
-                        counted.fetch_add(1, Ordering::Relaxed);
+                        counted.send_modify(|n| *n += 1);
                         http::StatusCode::NO_CONTENT
                     }
                 }),
@@ -71,21 +73,20 @@ fn receiver() -> (u16, Arc<AtomicU64>) {
     (port_rx.recv().expect("the receiver starts"), count)
 }
 
-/// Waits until `count` reaches `target`; says where it stands when that
-/// takes long (a failed delivery waits 30 s for its retry).
-async fn reached(count: &AtomicU64, target: u64) {
+/// Waits until `count` reaches `target`; says where it stands every 10 s
+/// (a failed delivery waits 30 s for its retry).
+async fn reached(count: &watch::Receiver<u64>, target: u64) {
+    let mut count = count.clone();
     let started = Instant::now();
-    let mut said = 0;
-    while count.load(Ordering::Relaxed) < target {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let waited = started.elapsed().as_secs();
-        if waited >= 10 && waited / 10 > said {
-            said = waited / 10;
-            eprintln!(
-                "  after {waited} s: {} of {target} answered",
-                count.load(Ordering::Relaxed)
-            );
-        }
+    while tokio::time::timeout(Duration::from_secs(10), count.wait_for(|n| *n >= target))
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "  after {} s: {} of {target} answered",
+            started.elapsed().as_secs(),
+            *count.borrow()
+        );
     }
 }
 
@@ -219,11 +220,7 @@ async fn posthorn(messages: u64) -> f64 {
     let (port, count) = receiver();
     let dir = tempfile::tempdir().expect("temp dir");
     fill(dir.path(), port, messages).await;
-    assert_eq!(
-        count.load(Ordering::Relaxed),
-        0,
-        "nothing sent while filling"
-    );
+    assert_eq!(*count.borrow(), 0, "nothing sent while filling");
     let started = Instant::now();
     let server = serve(dir.path(), true).await;
     reached(&count, messages).await;
@@ -283,7 +280,7 @@ async fn peer(messages: u64) -> f64 {
     }))
     .await;
     let elapsed = started.elapsed();
-    assert_eq!(count.load(Ordering::Relaxed), messages);
+    assert_eq!(*count.borrow(), messages);
     messages as f64 / elapsed.as_secs_f64()
 }
 

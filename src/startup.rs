@@ -61,7 +61,14 @@ impl Application {
             &settings.public_url,
             settings.unsubscribe_mailto.as_deref(),
         );
-        let (router, links_router) = routes(settings, store.clone(), &links).await?;
+        // One client for TestWebhook and the dispatcher: one pool of kept
+        // connections.
+        let webhook_sender = Arc::new(HttpSender::new(
+            settings.webhook_targets,
+            settings.webhook_hosts.clone(),
+        ));
+        let (router, links_router) =
+            routes(settings, store.clone(), &links, webhook_sender.clone()).await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
@@ -101,10 +108,7 @@ impl Application {
                             .is_ok_and(|f| f == "after_webhook_2xx_before_mark"),
                         ..DispatchSettings::default()
                     },
-                    Arc::new(HttpSender::new(
-                        settings.webhook_targets,
-                        settings.webhook_hosts.clone(),
-                    )),
+                    webhook_sender,
                     settings.webhook_clock(),
                 )
             }),
@@ -226,12 +230,13 @@ async fn routes(
     settings: &Settings,
     store: Store,
     links: &Links,
+    webhook_sender: Arc<HttpSender>,
 ) -> anyhow::Result<(Router, Router)> {
     let crate::api::Routers {
         grpc,
         pages,
         links: links_router,
-    } = crate::api::routers(store.clone(), settings, links).await?;
+    } = crate::api::routers(store.clone(), settings, links, webhook_sender).await?;
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),

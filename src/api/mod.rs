@@ -94,7 +94,12 @@ pub struct Routers {
 }
 
 /// Builds the gRPC router and the pages beside it.
-pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow::Result<Routers> {
+pub async fn routers(
+    store: Store,
+    settings: &Settings,
+    links: &Links,
+    webhook_sender: Arc<HttpSender>,
+) -> anyhow::Result<Routers> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let contacts = Arc::new(Contacts::new(store.clone(), clock.clone()));
     let suppressions = Arc::new(Suppressions::new(store.clone(), clock.clone()));
@@ -200,10 +205,7 @@ pub async fn routers(store: Store, settings: &Settings, links: &Links) -> anyhow
                 settings.webhook_clock(),
                 settings.webhook_targets,
             )),
-            Arc::new(HttpSender::new(
-                settings.webhook_targets,
-                settings.webhook_hosts.clone(),
-            )),
+            webhook_sender,
         )),
         auth,
     );

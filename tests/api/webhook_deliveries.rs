@@ -185,25 +185,34 @@ async fn log(app: &TestApp, id: &str) -> Vec<v1::WebhookDelivery> {
         .deliveries
 }
 
-/// Reads the endpoint's log until `settled` holds for it (the dispatcher
-/// records after the receiver answered), for at most 30 seconds.
+/// Reads with `read` until `settled` holds for what it read, for at most
+/// 30 seconds: the dispatcher records after the receiver answered, and
+/// nothing outside the server is told when, so the log is read again.
+async fn until<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    mut read: impl FnMut() -> F,
+    settled: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = read().await;
+        if settled(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not settle: {got:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads the endpoint's log until `settled` holds for it.
 async fn log_when(
     app: &TestApp,
     id: &str,
     settled: impl Fn(&[v1::WebhookDelivery]) -> bool,
 ) -> Vec<v1::WebhookDelivery> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let deliveries = log(app, id).await;
-        if settled(&deliveries) {
-            return deliveries;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the log of {id} did not settle: {deliveries:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(|| log(app, id), |d| settled(d)).await
 }
 
 fn attempts_recorded(n: usize) -> impl Fn(&[v1::WebhookDelivery]) -> bool {
@@ -752,26 +761,21 @@ async fn a_kill_between_the_2xx_and_its_record_redelivers(backend: Backend) {
         }
     };
     // Recorded once, succeeded; the lost attempt's answer never was.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let settled = |d: &[v1::WebhookDelivery]| {
         !d.is_empty()
             && d.iter()
                 .all(|d| state(d) == v1::WebhookDeliveryStatus::Succeeded)
     };
-    let (queued, every) = loop {
-        let (queued, every) = (
-            log(queued_only.clone()).await,
-            log(every_event.clone()).await,
-        );
-        if settled(&queued) && every.len() >= 2 && settled(&every) {
-            break (queued, every);
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{queued:?} {every:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (queued, every) = until(
+        || async {
+            (
+                log(queued_only.clone()).await,
+                log(every_event.clone()).await,
+            )
+        },
+        |(queued, every)| settled(queued) && every.len() >= 2 && settled(every),
+    )
+    .await;
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert_eq!(queued[0].event_id, header(&first[0], "webhook-id"));
     assert_eq!(hook.requests().len(), 2, "redelivered once");
