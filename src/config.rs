@@ -112,6 +112,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 1 to 8760: a webhook endpoint that has not answered 2xx for this long, while failing, is disabled",
     },
     SettingInfo {
+        key: "mcp_read_only",
+        default: "false",
+        accepts: "true or false: whether the MCP endpoint (/mcp) offers only the tools that read (no send_email, no cancel_message)",
+    },
+    SettingInfo {
         key: "cors_origins",
         default: "*",
         accepts: "* or a comma-separated list of origins allowed to call from browsers",
@@ -223,6 +228,8 @@ pub struct Settings {
     /// setting: tests move it to walk through the retry schedule.
     pub webhook_clock: Option<std::sync::Arc<crate::domain::clock::ManualClock>>,
     pub cors_origins: Vec<String>,
+    /// Whether the MCP endpoint offers only the tools that read.
+    pub mcp_read_only: bool,
     pub shutdown_grace: Duration,
     pub rest_max_body_bytes: usize,
     /// Default limits of every account.
@@ -482,6 +489,8 @@ impl Settings {
             webhook_policy,
             webhook_clock: None,
             cors_origins,
+            mcp_read_only: parse_bool(get("mcp_read_only").0)
+                .ok_or_else(|| bad("mcp_read_only"))?,
             shutdown_grace,
             rest_max_body_bytes,
             policy: Policy {

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod mcp;
 pub mod proto;
 pub mod startup;
 pub mod storage;

@@ -236,7 +236,9 @@ async fn routes(
         grpc,
         pages,
         links: links_router,
+        auth,
     } = crate::api::routers(store.clone(), settings, links, webhook_sender).await?;
+    let mcp = crate::mcp::router(grpc.clone(), auth, settings.mcp_read_only);
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),
@@ -272,6 +274,7 @@ async fn routes(
     let router = grpc
         .merge(plain)
         .merge(pages)
+        .merge(mcp)
         .merge(links_router.clone())
         .fallback_service(gateway)
         .layer(cors(settings));

@@ -91,6 +91,9 @@ pub struct Routers {
     /// The links in delivered mail (unsubscribe, open pixel, click
     /// redirects), whose tokens are their authority: no key.
     pub links: Router,
+    /// The authenticator every door shares: the MCP endpoint checks its
+    /// callers with it and lists the tools their scopes allow.
+    pub auth: Arc<AuthState>,
 }
 
 /// Builds the gRPC router and the pages beside it.
@@ -145,7 +148,7 @@ pub async fn routers(
     let feedback = Arc::new(Feedback::new(store.clone(), clock.clone()));
     let pages = preview::router(auth_state.clone(), templates.clone());
     let links = unsubscribe::router(unsubscribes).merge(tracking::router(tracking));
-    let auth = AuthLayer::new(auth_state);
+    let auth = AuthLayer::new(auth_state.clone());
     let max = 32 * 1024 * 1024;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -216,6 +219,7 @@ pub async fn routers(
         grpc: router,
         pages,
         links,
+        auth: auth_state,
     })
 }
 

@@ -41,6 +41,17 @@ fn owner_to_proto(owner: TemplateOwner) -> pb::TemplateOwner {
     }
 }
 
+/// A template as lists show it: without its sources and versions.
+fn listed(t: TemplateDef) -> pb::Template {
+    pb::Template {
+        subject: String::new(),
+        html: String::new(),
+        text: String::new(),
+        versions: Vec::new(),
+        ..template_to_proto(t)
+    }
+}
+
 fn template_to_proto(t: TemplateDef) -> pb::Template {
     pb::Template {
         owner: owner_to_proto(t.owner) as i32,
@@ -131,7 +142,7 @@ impl TemplatesService for TemplatesApi {
             .await
             .map_err(to_status)?;
         Ok(Response::new(ListTemplatesResponse {
-            templates: page.templates.into_iter().map(template_to_proto).collect(),
+            templates: page.templates.into_iter().map(listed).collect(),
             next_page_token: page.next_page_token,
         }))
     }

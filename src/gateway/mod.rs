@@ -27,9 +27,9 @@ use prost::Message as _;
 use prost_reflect::DescriptorPool;
 use tower::{Service, ServiceExt};
 
-pub use request::MappingError;
+pub use request::{MappingError, from_json};
 use response::StreamFormat;
-pub use response::{ErrorBody, http_status, rest_json};
+pub use response::{ErrorBody, http_status, rest_json, status_json};
 use routes::{Match, RouteTable};
 
 /// Settings of the gateway.
@@ -187,7 +187,7 @@ fn refused(parts: &http::request::Parts, response: Response<Body>, reason: &str)
 
 /// Forwards the headers grpc-gateway forwards: the named ones as they
 /// are, and `Grpc-Metadata-<name>` as `<name>`.
-fn copy_request_metadata(from: &HeaderMap, to: &mut HeaderMap) {
+pub fn copy_request_metadata(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         if FORWARDED.contains(&name.as_str()) {
             to.append(name.clone(), value.clone());

@@ -21,16 +21,14 @@ struct Builder<'a> {
     comments: HashMap<(String, Vec<i32>), String>,
     schemas: BTreeMap<String, Json>,
     pending: Vec<MessageDescriptor>,
+    /// Where references point: the OpenAPI components, or a standalone
+    /// schema's `$defs`.
+    refs: &'static str,
 }
 
 /// Builds the document for every route of `table`.
 pub fn document(table: &RouteTable, pool: &DescriptorPool, title: &str, version: &str) -> Json {
-    let mut builder = Builder {
-        pool,
-        comments: comments(pool),
-        schemas: BTreeMap::new(),
-        pending: Vec::new(),
-    };
+    let mut builder = Builder::new(pool, "#/components/schemas/");
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -78,6 +76,25 @@ pub fn document(table: &RouteTable, pool: &DescriptorPool, title: &str, version:
             },
         },
     })
+}
+
+/// A standalone JSON Schema (2020-12) of `message` as the REST door and
+/// the MCP tools read and write it: its fields with their comments as
+/// descriptions, required and read-only fields marked, and the messages
+/// it uses under `$defs`.
+pub fn json_schema(pool: &DescriptorPool, message: &MessageDescriptor) -> Json {
+    let mut builder = Builder::new(pool, "#/$defs/");
+    let mut schema = builder.message_schema(message);
+    builder.drain();
+    if !builder.schemas.is_empty() {
+        schema["$defs"] = json!(builder.schemas);
+    }
+    schema
+}
+
+/// The leading comment of a method, as one line.
+pub fn method_comment(pool: &DescriptorPool, method: &prost_reflect::MethodDescriptor) -> String {
+    Builder::new(pool, "").comment(method.parent_file().name(), method.path())
 }
 
 /// Leading comments of every descriptor, by file and source path.
@@ -166,7 +183,17 @@ fn status_schema() -> Json {
     })
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(pool: &'a DescriptorPool, refs: &'static str) -> Builder<'a> {
+        Builder {
+            pool,
+            comments: comments(pool),
+            schemas: BTreeMap::new(),
+            pending: Vec::new(),
+            refs,
+        }
+    }
+
     fn comment(&self, file: &str, path: &[i32]) -> String {
         self.comments
             .get(&(file.to_owned(), path.to_vec()))
@@ -337,7 +364,7 @@ impl Builder<'_> {
             self.schemas.insert(name.clone(), Json::Null);
             self.pending.push(message.clone());
         }
-        json!({"$ref": format!("#/components/schemas/{name}")})
+        json!({"$ref": format!("{}{name}", self.refs)})
     }
 
     fn drain(&mut self) {

@@ -23,7 +23,7 @@ pub struct MappingError {
 }
 
 impl MappingError {
-    fn new(field: impl Into<String>, description: impl Into<String>) -> MappingError {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> MappingError {
         MappingError {
             field: field.into(),
             description: description.into(),
@@ -221,6 +221,18 @@ fn decode_json(
             }
         }
     })
+}
+
+/// Decodes a JSON object as a `descriptor` message under the REST door's
+/// rules (proto3 JSON, enum values by their short names too, unknown
+/// fields refused), naming the field at fault.
+pub fn from_json(
+    descriptor: MessageDescriptor,
+    json: &Json,
+) -> Result<DynamicMessage, MappingError> {
+    let bytes = serde_json::to_vec(json)
+        .map_err(|e| MappingError::new(String::new(), format!("not JSON: {e}")))?;
+    decode_json(descriptor, &bytes, "")
 }
 
 /// Sets the field at `path` of `message` from text values (one, or several

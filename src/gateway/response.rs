@@ -138,6 +138,21 @@ impl ErrorBody {
         }
     }
 
+    /// The answer for a gRPC status: its HTTP status and its
+    /// `google.rpc.Status` JSON, details included.
+    pub fn from_status(status: &tonic::Status) -> ErrorBody {
+        ErrorBody {
+            status: http_status(status.code()),
+            json: status_json(crate::proto::descriptor_pool(), status),
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// The `google.rpc.Status` JSON.
+    pub fn json(&self) -> &Json {
+        &self.json
+    }
+
     /// 413 for a body over the limit.
     pub fn payload_too_large(limit: usize) -> ErrorBody {
         ErrorBody::new(
@@ -191,19 +206,23 @@ fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&rest_json(message)?)
 }
 
+/// The `google.rpc.Status` JSON of `status`, with its details (reason,
+/// field violations, retry delay), as REST error bodies carry it.
+pub fn status_json(pool: &DescriptorPool, status: &tonic::Status) -> Json {
+    pool.get_message_by_name("google.rpc.Status")
+        .filter(|_| !status.details().is_empty())
+        .and_then(|d| DynamicMessage::decode(d, status.details()).ok())
+        .and_then(|m| rest_json(&m).ok())
+        .unwrap_or_else(
+            || json!({"code": status.code() as i32, "message": status.message(), "details": []}),
+        )
+}
+
 /// The `google.rpc.Status` JSON carried by gRPC headers or trailers.
 fn error_from(pool: &DescriptorPool, map: &HeaderMap) -> ErrorBody {
     let status = tonic::Status::from_header_map(map)
         .unwrap_or_else(|| tonic::Status::internal("the service ended without a status"));
-    let code = status.code() as i32;
-    let decoded = pool
-        .get_message_by_name("google.rpc.Status")
-        .filter(|_| !status.details().is_empty())
-        .and_then(|d| DynamicMessage::decode(d, status.details()).ok())
-        .and_then(|m| to_json(&m).ok())
-        .and_then(|bytes| serde_json::from_slice::<Json>(&bytes).ok());
-    let json = decoded
-        .unwrap_or_else(|| json!({"code": code, "message": status.message(), "details": []}));
+    let json = status_json(pool, &status);
 
     let mut http = http_status(status.code());
     let mut headers = HeaderMap::new();

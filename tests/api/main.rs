@@ -34,6 +34,7 @@ mod grpc_web;
 mod health;
 mod helpers;
 mod limits;
+mod mcp;
 mod messages;
 mod relay;
 mod rest;

@@ -111,6 +111,11 @@ async fn the_catalog_lists_over_grpc_and_rest_with_variables_schemas() {
         .find(|v| v.name == "reset_url")
         .unwrap();
     assert!(reset_url.required && !reset_url.description.is_empty() && reset_url.example.is_some());
+    assert!(
+        all.iter()
+            .all(|t| t.subject.is_empty() && t.html.is_empty() && t.text.is_empty()),
+        "lists leave the sources out"
+    );
 
     let (status, json) = rest(
         &app,

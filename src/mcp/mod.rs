@@ -1,0 +1,336 @@
+//! The MCP door: a Model Context Protocol endpoint at `/mcp` (streamable
+//! HTTP, stateless, so any process of a scaled-out deployment answers any
+//! request) for AI agents. Its tools are RPCs of the contract (`tools`),
+//! each called in-process through the gRPC router (`call`): keys, scopes,
+//! rate limits and tracing apply as at every other door, and results are
+//! the RPC's response in the REST door's JSON.
+
+mod call;
+mod tools;
+mod wait;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::middleware::Next;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::Value as Json;
+
+use crate::api::auth::AuthState;
+use crate::domain::auth::AuthContext;
+use crate::gateway::{ErrorBody, MappingError};
+pub use tools::{Tool, catalog};
+
+const INSTRUCTIONS: &str = "Posthorn sends transactional email for this account. To send, find a template with list_templates (its variables are listed) and call send_email with `template` and `variables`, or give `subject` and `html`/`text` yourself; `from_email` must be a verified sender of the account. send_email returns the message id at once; pass `wait_for: \"delivered\"` to follow it, or call get_email_status with the id for its status and full timeline. Errors carry a machine-readable reason (for example SENDER_NOT_VERIFIED, VALIDATION_FAILED with the field at fault).";
+
+/// The `/mcp` route: the MCP service behind the same API-key check as
+/// every other door.
+pub fn router(grpc: Router, auth: Arc<AuthState>, read_only: bool) -> Router {
+    let handler = Handler {
+        shared: Arc::new(Shared {
+            tools: catalog(read_only),
+            rpc: call::Rpc::new(grpc),
+        }),
+    };
+    // Stateless: each POST carries its own request, answered as JSON, or
+    // as an event stream when progress comes before the result. Callers
+    // authenticate with a key, so any Host may reach it.
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .disable_allowed_hosts();
+    let service = StreamableHttpService::new(
+        move || Ok(handler.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(auth, authenticate))
+}
+
+/// Refuses a request without a valid key before MCP sees it (401, or 403
+/// for a disabled account, with the API's error body); hands the caller
+/// to the tools otherwise.
+async fn authenticate(
+    State(auth): State<Arc<AuthState>>,
+    mut request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
+    match auth.authorize("", request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => {
+            let status = crate::api::status::to_status(error);
+            let mut response = ErrorBody::from_status(&status).into_response();
+            if status.code() == tonic::Code::Unauthenticated {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"posthorn\""),
+                );
+            }
+            response
+        }
+    }
+}
+
+struct Shared {
+    tools: Vec<Tool>,
+    rpc: call::Rpc,
+}
+
+#[derive(Clone)]
+struct Handler {
+    shared: Arc<Shared>,
+}
+
+/// The HTTP request a call came in, with the caller the key check found.
+fn request_of(
+    context: &RequestContext<RoleServer>,
+) -> Result<(&HeaderMap, &AuthContext), McpError> {
+    let parts = context
+        .extensions
+        .get::<http::request::Parts>()
+        .ok_or_else(|| McpError::internal_error("the HTTP request is not available", None))?;
+    let caller = parts
+        .extensions
+        .get::<AuthContext>()
+        .ok_or_else(|| McpError::internal_error("the request was not authenticated", None))?;
+    Ok((&parts.headers, caller))
+}
+
+impl Handler {
+    fn visible<'a>(&'a self, caller: &'a AuthContext) -> impl Iterator<Item = &'a Tool> {
+        self.shared
+            .tools
+            .iter()
+            .filter(|tool| caller.scopes.grants(tool.scope))
+    }
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("posthorn", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.shared
+            .tools
+            .iter()
+            .find(|tool| tool.name == name)
+            .map(|tool| tool.descriptor.clone())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let (_, caller) = request_of(&context)?;
+        let tools = self.visible(caller).map(|t| t.descriptor.clone()).collect();
+        let mut result = ListToolsResult::with_all_items(tools);
+        // The list depends on the key's scopes: no cache may share it.
+        result.cache_scope = Some(rmcp::model::CacheScope::Private);
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let (headers, _) = request_of(&context)?;
+        // A tool the key lacks the scope of is not listed, but a call to it
+        // reaches its RPC, which refuses it as the API does (SCOPE_MISSING).
+        let Some(tool) = self.shared.tools.iter().find(|t| t.name == request.name) else {
+            return Err(McpError::invalid_params(
+                format!(
+                    "unknown tool `{}`: no tool of this name is offered here",
+                    request.name
+                ),
+                None,
+            ));
+        };
+        let arguments = Json::Object(request.arguments.clone().unwrap_or_default());
+        let outcome = if tool.sends {
+            wait::send(&self.shared.rpc, tool, arguments, headers, &context).await
+        } else {
+            call(&self.shared.rpc, tool, arguments, headers).await
+        };
+        Ok(match outcome {
+            Ok(Answer { json, note }) => {
+                let mut result = CallToolResult::structured(json);
+                if let Some(note) = note {
+                    result.content.push(ContentBlock::text(note));
+                }
+                result.into()
+            }
+            Err(error) => failure(error).into(),
+        })
+    }
+}
+
+/// A tool's result: the response JSON, and a remark for the agent.
+struct Answer {
+    json: Json,
+    note: Option<String>,
+}
+
+/// Why a tool call failed: arguments that do not make a request, or the
+/// RPC's own error.
+enum Failure {
+    Arguments(MappingError),
+    Rpc(tonic::Status),
+}
+
+/// Calls the tool's RPC with the arguments as its request.
+async fn call(
+    rpc: &call::Rpc,
+    tool: &Tool,
+    arguments: Json,
+    headers: &HeaderMap,
+) -> Result<Answer, Failure> {
+    let message =
+        crate::gateway::from_json(tool.method.input(), &arguments).map_err(Failure::Arguments)?;
+    let response = rpc
+        .unary(&tool.method, message, headers)
+        .await
+        .map_err(Failure::Rpc)?;
+    Ok(Answer {
+        json: json_of(&response)?,
+        note: None,
+    })
+}
+
+fn json_of(message: &prost_reflect::DynamicMessage) -> Result<Json, Failure> {
+    crate::gateway::rest_json(message).map_err(|e| {
+        Failure::Rpc(tonic::Status::internal(format!(
+            "the response could not be written as JSON: {e}"
+        )))
+    })
+}
+
+/// A tool error the agent can read: a line naming the code, the reason and
+/// each field at fault, then the `google.rpc.Status` JSON the API answers
+/// (also the structured content).
+fn failure(failure: Failure) -> CallToolResult {
+    let status = match failure {
+        Failure::Arguments(error) => ErrorBody::invalid(&error).json().clone(),
+        Failure::Rpc(status) => ErrorBody::from_status(&status).json().clone(),
+    };
+    let code = status["code"].as_i64().unwrap_or(2) as i32;
+    let mut line = format!(
+        "{}: {}",
+        code_name(tonic::Code::from(code)),
+        status["message"].as_str().unwrap_or_default()
+    );
+    for detail in status["details"].as_array().into_iter().flatten() {
+        if let Some(reason) = detail["reason"].as_str().filter(|r| !r.is_empty()) {
+            line.push_str(&format!(" (reason {reason})"));
+        }
+        for violation in detail["field_violations"].as_array().into_iter().flatten() {
+            line.push_str(&format!(
+                "\n- {}: {}",
+                violation["field"].as_str().unwrap_or_default(),
+                violation["description"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    let mut result = CallToolResult::error(vec![
+        ContentBlock::text(line),
+        ContentBlock::text(status.to_string()),
+    ]);
+    result.structured_content = Some(status);
+    result
+}
+
+/// The code's name as gRPC writes it, for example "PERMISSION_DENIED".
+fn code_name(code: tonic::Code) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{code:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
+}
+
+/// How long `send_email` waits, from its `wait_seconds` argument.
+fn wait_limit(arguments: &Json) -> Result<Duration, MappingError> {
+    match arguments.get(tools::WAIT_SECONDS) {
+        None | Some(Json::Null) => Ok(Duration::from_secs(tools::DEFAULT_WAIT_SECONDS)),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| (1..=tools::MAX_WAIT_SECONDS).contains(n))
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                MappingError::new(
+                    tools::WAIT_SECONDS,
+                    format!(
+                        "must be a whole number of seconds from 1 to {}",
+                        tools::MAX_WAIT_SECONDS
+                    ),
+                )
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn codes_are_named_as_grpc_names_them() {
+        assert_eq!(
+            code_name(tonic::Code::PermissionDenied),
+            "PERMISSION_DENIED"
+        );
+        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
+        assert_eq!(code_name(tonic::Code::Ok), "OK");
+    }
+
+    #[test]
+    fn a_failure_names_the_reason_and_each_field() {
+        let result = failure(Failure::Arguments(MappingError::new(
+            "to",
+            "expected a list",
+        )));
+        assert_eq!(result.is_error, Some(true));
+        let text = serde_json::to_value(&result.content[0]).unwrap();
+        assert_eq!(
+            text["text"],
+            "INVALID_ARGUMENT: field `to`: expected a list (reason VALIDATION_FAILED)\n- to: expected a list"
+        );
+        assert_eq!(result.structured_content.unwrap()["code"], 3);
+    }
+
+    #[test]
+    fn the_wait_is_bounded() {
+        assert_eq!(wait_limit(&json!({})).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            wait_limit(&json!({"wait_seconds": 5})).unwrap(),
+            Duration::from_secs(5)
+        );
+        for bad in [json!(0), json!(121), json!("5"), json!(1.5)] {
+            let error = wait_limit(&json!({"wait_seconds": bad})).unwrap_err();
+            assert_eq!(error.field, "wait_seconds");
+        }
+    }
+}
