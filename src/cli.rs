@@ -329,7 +329,7 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
     let app = Application::build(&settings, store.clone()).await?;
     let addr = app.local_addr();
     println!(
-        "posthorn {} listening on http://{addr} (gRPC, gRPC-Web, REST/JSON; OpenAPI at /openapi.json, health at /healthz, readiness at /readyz)",
+        "posthorn {} listening on http://{addr} (gRPC, gRPC-Web, REST/JSON, MCP at /mcp; OpenAPI at /openapi.json, health at /healthz, readiness at /readyz)",
         env!("CARGO_PKG_VERSION")
     );
     if let Some(public) = app.public_addr() {

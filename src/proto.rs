@@ -94,6 +94,64 @@ pub fn methods_with_http_rule() -> Vec<String> {
         .collect()
 }
 
+/// A tonic codec for dynamic messages: it encodes any message and decodes
+/// messages of the type it was made for (a method's output for a client,
+/// its input for a server). The MCP door calls RPCs with it.
+#[derive(Clone)]
+pub struct DynamicCodec(pub prost_reflect::MessageDescriptor);
+
+/// The encoding half of [`DynamicCodec`].
+pub struct DynamicEncoder;
+
+/// The decoding half of [`DynamicCodec`].
+pub struct DynamicDecoder(prost_reflect::MessageDescriptor);
+
+impl tonic::codec::Codec for DynamicCodec {
+    type Encode = prost_reflect::DynamicMessage;
+    type Decode = prost_reflect::DynamicMessage;
+    type Encoder = DynamicEncoder;
+    type Decoder = DynamicDecoder;
+
+    fn encoder(&mut self) -> DynamicEncoder {
+        DynamicEncoder
+    }
+
+    fn decoder(&mut self) -> DynamicDecoder {
+        DynamicDecoder(self.0.clone())
+    }
+}
+
+impl tonic::codec::Encoder for DynamicEncoder {
+    type Item = prost_reflect::DynamicMessage;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: prost_reflect::DynamicMessage,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::Message as _;
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(format!("a message could not be encoded: {e}")))
+    }
+}
+
+impl tonic::codec::Decoder for DynamicDecoder {
+    type Item = prost_reflect::DynamicMessage;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<prost_reflect::DynamicMessage>, tonic::Status> {
+        prost_reflect::DynamicMessage::decode(self.0.clone(), src)
+            .map(Some)
+            .map_err(|e| {
+                tonic::Status::invalid_argument(format!("undecodable {}: {e}", self.0.full_name()))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,11 +5,12 @@
 use axum::Router;
 use http::HeaderMap;
 use http::uri::PathAndQuery;
-use prost::Message as _;
-use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder, Streaming};
+use prost_reflect::{DynamicMessage, MethodDescriptor};
+use tonic::Status;
+use tonic::codec::Streaming;
 use tonic::metadata::MetadataMap;
-use tonic::{Code, Status};
+
+use crate::proto::DynamicCodec;
 
 /// The gRPC router, called as a client.
 #[derive(Clone)]
@@ -76,52 +77,5 @@ fn path(method: &MethodDescriptor) -> Result<PathAndQuery, Status> {
 }
 
 fn codec(method: &MethodDescriptor) -> DynamicCodec {
-    DynamicCodec {
-        output: method.output(),
-    }
-}
-
-/// Encodes any message of the contract and decodes the method's output.
-struct DynamicCodec {
-    output: MessageDescriptor,
-}
-
-impl Codec for DynamicCodec {
-    type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
-    type Encoder = DynamicEncoder;
-    type Decoder = DynamicDecoder;
-
-    fn encoder(&mut self) -> DynamicEncoder {
-        DynamicEncoder
-    }
-
-    fn decoder(&mut self) -> DynamicDecoder {
-        DynamicDecoder(self.output.clone())
-    }
-}
-
-struct DynamicEncoder;
-
-impl Encoder for DynamicEncoder {
-    type Item = DynamicMessage;
-    type Error = Status;
-
-    fn encode(&mut self, item: DynamicMessage, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("the request could not be encoded: {e}")))
-    }
-}
-
-struct DynamicDecoder(MessageDescriptor);
-
-impl Decoder for DynamicDecoder {
-    type Item = DynamicMessage;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, Status> {
-        DynamicMessage::decode(self.0.clone(), src)
-            .map(Some)
-            .map_err(|e| Status::new(Code::Internal, format!("undecodable response: {e}")))
-    }
+    DynamicCodec(method.output())
 }

@@ -16,9 +16,8 @@ use std::time::Duration;
 use axum::Router;
 use futures::{Stream, StreamExt as _};
 use posthorn::gateway::{Gateway, GatewayOptions};
-use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor, Value};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use posthorn::proto::DynamicCodec;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -61,53 +60,6 @@ pub async fn spawn(options: GatewayOptions) -> SocketAddr {
         axum::serve(listener, app).await.expect("serve");
     });
     addr
-}
-
-/// Encodes and decodes dynamic messages of one type.
-#[derive(Clone)]
-struct DynamicCodec(MessageDescriptor);
-
-struct DynamicEncoder;
-struct DynamicDecoder(MessageDescriptor);
-
-impl Codec for DynamicCodec {
-    type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
-    type Encoder = DynamicEncoder;
-    type Decoder = DynamicDecoder;
-
-    fn encoder(&mut self) -> DynamicEncoder {
-        DynamicEncoder
-    }
-
-    fn decoder(&mut self) -> DynamicDecoder {
-        DynamicDecoder(self.0.clone())
-    }
-}
-
-impl Encoder for DynamicEncoder {
-    type Item = DynamicMessage;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: DynamicMessage,
-        dst: &mut EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        item.encode(dst)
-            .map_err(|e| tonic::Status::internal(e.to_string()))
-    }
-}
-
-impl Decoder for DynamicDecoder {
-    type Item = DynamicMessage;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<DynamicMessage>, tonic::Status> {
-        DynamicMessage::decode(self.0.clone(), src)
-            .map(Some)
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))
-    }
 }
 
 fn int(message: &DynamicMessage, name: &str) -> i32 {

@@ -199,6 +199,7 @@ async fn an_agent_finds_a_template_sends_it_follows_it_and_reads_its_timeline(ba
         json!([
             {"call": "get_email_status", "arguments": {"id": id}},
             {"call": "list_messages", "arguments": {"status": "delivered", "page_size": 10}},
+            {"call": "get_template", "arguments": {"slug": "password-reset"}},
         ]),
     )
     .await;
@@ -219,6 +220,12 @@ async fn an_agent_finds_a_template_sends_it_follows_it_and_reads_its_timeline(ba
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, [id.as_str()]);
+    let template = &ok(&second.results[2])["template"];
+    assert!(
+        template["html"].as_str().unwrap().contains("reset_url"),
+        "the source: {template}"
+    );
+    assert!(template["variables"].as_array().unwrap().len() >= 2);
 
     // The send is marked as made through MCP, seen from the REST door.
     let (status, got) = rest(
@@ -477,7 +484,7 @@ async fn a_test_mode_key_captures_what_an_agent_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_endpoint_refuses_a_missing_or_unknown_key_before_mcp() {
+async fn the_endpoint_refuses_a_missing_or_unknown_key_and_answers_plain_json_rpc() {
     let app = spawn(Backend::Sqlite, |_| {}).await.unwrap();
     let initialize = json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
@@ -514,4 +521,24 @@ async fn the_endpoint_refuses_a_missing_or_unknown_key_before_mcp() {
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["serverInfo"]["name"], "posthorn", "{body}");
+
+    // The README's curl: one request, no session to set up first.
+    let reader = app.key_with_scopes(&[Scope::EmailRead]).await;
+    let response = app
+        .http
+        .post(format!("{}/mcp", app.base_url))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-api-key", &reader)
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        tool_names(&body["result"]),
+        ["get_email_status", "list_messages"],
+        "{body}"
+    );
 }
