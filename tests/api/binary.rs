@@ -49,7 +49,7 @@ fn stderr(output: &Output) -> String {
 /// What `serve` printed up to its ready banner.
 pub(crate) struct Started {
     pub(crate) child: Child,
-    addr: String,
+    pub(crate) addr: String,
     banner: Vec<String>,
 }
 

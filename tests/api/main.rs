@@ -22,9 +22,11 @@ macro_rules! on_both_databases_with {
 
 mod auth;
 mod binary;
+mod clients;
 mod contacts;
 mod contract;
 mod crash;
+mod debugging;
 mod delivery;
 mod echo;
 mod fault_smtp;
