@@ -6,7 +6,8 @@
 # mcp (the official MCP SDK, the client of the MCP tests), grpcurl (the
 # README's debugging commands); and the Python
 # client package (clients/python), installed as a user would install it,
-# again whenever its sources change. Does nothing when all is in place.
+# again whenever its sources change, and the TypeScript client package,
+# built. Does nothing when all is in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,15 @@ if [ "$(cat "$venv/.posthorn-client" 2>/dev/null)" != "$sources" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$build"
   rm -rf "$build"
   echo "$sources" > "$venv/.posthorn-client"
+fi
+
+# The TypeScript client, built (tsc) when its sources change; the Node
+# tests import its dist/.
+ts=clients/typescript
+ts_sources=$(find "$ts/package.json" "$ts/package-lock.json" "$ts/tsconfig.json" "$ts/src" -type f -print0 \
+  | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$ts/dist/.sources" 2>/dev/null)" != "$ts_sources" ]; then
+  echo "test-tools: building clients/typescript"
+  (cd "$ts" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && npx tsc -p tsconfig.json)
+  echo "$ts_sources" > "$ts/dist/.sources"
 fi

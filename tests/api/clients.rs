@@ -108,3 +108,47 @@ async fn the_python_client_reports_how_long_to_wait_when_rate_limited() {
         "one token every 20 s: {retry_after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_sends_watches_and_pages_from_node_over_grpc_web() {
+    let app = try_spawn_app_with(Backend::Sqlite, |s| s.deliver = true)
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new("node")
+        .arg(crate::relay::peer_script("ts_client.mjs"))
+        .args([&app.base_url, &app.account_a.key])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (the TypeScript client's tests need Node.js)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "ts_client.mjs failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let sent: Vec<&str> = seen["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(seen["watched"], serde_json::json!(["QUEUED", "DELIVERED"]));
+    assert_eq!(seen["status"], "DELIVERED");
+    assert_eq!(seen["timeline"], serde_json::json!(["QUEUED", "DELIVERED"]));
+    let listed: Vec<&str> = seen["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = sent.iter().rev().copied().collect();
+    assert_eq!(listed, newest_first, "three messages over pages of two");
+    assert_eq!(seen["auth"].as_array().unwrap().len(), 9);
+
+    assert_eq!(seen["unverified"]["code"], 7);
+    assert_eq!(seen["unverified"]["reason"], "SENDER_NOT_VERIFIED");
+    assert_eq!(seen["invalid"]["reason"], "VALIDATION_FAILED");
+    assert_eq!(
+        seen["invalid"]["fields"],
+        serde_json::json!(["to", "subject"])
+    );
+}
