@@ -25,9 +25,9 @@ use posthorn::config::Settings;
 use posthorn::domain::Scopes;
 use posthorn::domain::accounts::Accounts;
 use posthorn::domain::keys::KeyMode;
-use posthorn::proto::v1;
 use posthorn::startup::Application;
 use posthorn::storage::Store;
+use posthorn_client::v1;
 use support::{Postfix, http1_connections, median};
 use tonic::transport::Channel;
 

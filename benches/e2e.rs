@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use posthorn::proto::v1;
+use posthorn_client::v1;
 use support::{Postfix, Sink, median};
 use tokio::io::AsyncBufReadExt;
 use tonic::transport::Channel;

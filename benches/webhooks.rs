@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use posthorn::proto::v1;
+use posthorn_client::v1;
 use support::median;
 use tokio::sync::watch;
 use tonic::transport::Channel;

@@ -152,3 +152,73 @@ async fn the_typescript_client_sends_watches_and_pages_from_node_over_grpc_web()
         serde_json::json!(["to", "subject"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_sets_the_key_pages_and_watches() {
+    use futures::TryStreamExt;
+    use posthorn_client::{Posthorn, v1};
+
+    let app = try_spawn_app_with(Backend::Sqlite, |s| s.deliver = true)
+        .await
+        .unwrap();
+    let posthorn = Posthorn::connect(app.base_url.clone(), &app.account_a.key)
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let response = posthorn
+            .send()
+            .send_email(v1::SendEmailRequest {
+                from_email: "app@acme.example".into(),
+                to: vec![format!("r{i}@example.com")],
+                subject: "Hi".into(),
+                text: "x".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        sent.push(response.id);
+    }
+    let listed: Vec<String> = posthorn
+        .list_messages(v1::ListMessagesRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .map_ok(|m| m.id)
+        .try_collect()
+        .await
+        .unwrap();
+    sent.reverse();
+    assert_eq!(listed, sent, "five messages over three pages, newest first");
+
+    let mut events = posthorn
+        .watch(v1::WatchMessagesRequest {
+            message_id: sent[0].clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let delivered = loop {
+        let event = events
+            .try_next()
+            .await
+            .unwrap()
+            .expect("the stream reaches the delivery");
+        if event.r#type == v1::EventType::Delivered as i32 {
+            break event;
+        }
+    };
+    assert_eq!(delivered.message_id, sent[0]);
+
+    // A wrong key is refused as any caller's would be.
+    let stranger = Posthorn::connect(app.base_url.clone(), "ph_live_unknown")
+        .await
+        .unwrap();
+    let refused = stranger
+        .list_messages(v1::ListMessagesRequest::default())
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}
