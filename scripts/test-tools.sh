@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Python tools the tests use into target/tools-venv, once:
-# aiosmtpd (an independent SMTP server for the delivery tests),
-# standardwebhooks (the reference verifier of webhook signatures),
-# schemathesis and openapi-spec-validator (scripts/rest-check.sh), and
-# mcp (the official MCP SDK, the client of the MCP tests), grpcurl (the
-# README's debugging commands); and the Python
-# client package (clients/python), installed as a user would install it,
-# again whenever its sources change, and the TypeScript client package,
-# built. Does nothing when all is in place.
+# Installs what the tests drive besides Posthorn, each once and again only
+# when its sources change:
+# - into target/tools-venv: aiosmtpd (an independent SMTP server),
+#   standardwebhooks (the reference webhook verifier), schemathesis and
+#   openapi-spec-validator (scripts/rest-check.sh), mcp (the official MCP
+#   SDK), grpcurl (the README's debugging commands), and the Python client
+#   package (clients/python), installed as a user installs it;
+# - the TypeScript client package (clients/typescript), built with tsc;
+# - Debian's Chromium and playwright-core (tests/browser) for the console.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +43,16 @@ if [ "$(cat "$ts/dist/.sources" 2>/dev/null)" != "$ts_sources" ]; then
   echo "test-tools: building clients/typescript"
   (cd "$ts" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && npx tsc -p tsconfig.json)
   echo "$ts_sources" > "$ts/dist/.sources"
+fi
+
+# The console's browser test: Debian's Chromium (the browser) and
+# playwright-core (to drive it), never a downloaded browser.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test-tools: installing Debian's chromium"
+  if [ "$(id -u)" -eq 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+  $apt_get install -y -q chromium >/dev/null || { $apt_get update -q >/dev/null && $apt_get install -y -q chromium >/dev/null; }
+fi
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "test-tools: installing playwright-core into tests/browser"
+  (cd tests/browser && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
 fi

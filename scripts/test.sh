@@ -15,7 +15,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Python tools the tests drive (aiosmtpd), installed once.
+# What the tests drive besides Posthorn (Python tools, the client packages,
+# Chromium), installed once.
 scripts/test-tools.sh
 
 cargo test --workspace --locked "$@"

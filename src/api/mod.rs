@@ -2,6 +2,7 @@
 //! through (gRPC-Web, tracing, authentication), plus health and reflection.
 
 pub mod auth;
+mod console;
 mod contacts;
 mod convert;
 mod messages;
@@ -86,7 +87,8 @@ pub struct Routers {
     /// Every gRPC service: the six posthorn.v1 services behind
     /// authentication, `grpc.health.v1` and reflection (v1 and v1alpha).
     pub grpc: Router,
-    /// Posthorn's own pages: the template preview (authenticated).
+    /// Posthorn's own pages: the template preview (authenticated) and the
+    /// browser console (static; it calls the API with the person's key).
     pub pages: Router,
     /// The links in delivered mail (unsubscribe, open pixel, click
     /// redirects), whose tokens are their authority: no key.
@@ -146,7 +148,7 @@ pub async fn routers(
         clock.clone(),
     ));
     let feedback = Arc::new(Feedback::new(store.clone(), clock.clone()));
-    let pages = preview::router(auth_state.clone(), templates.clone());
+    let pages = preview::router(auth_state.clone(), templates.clone()).merge(console::router());
     let links = unsubscribe::router(unsubscribes).merge(tracking::router(tracking));
     let auth = AuthLayer::new(auth_state.clone());
     let max = 32 * 1024 * 1024;

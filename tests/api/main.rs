@@ -23,6 +23,7 @@ macro_rules! on_both_databases_with {
 mod auth;
 mod binary;
 mod clients;
+mod console;
 mod contacts;
 mod contract;
 mod crash;

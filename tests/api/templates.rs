@@ -116,6 +116,13 @@ async fn the_catalog_lists_over_grpc_and_rest_with_variables_schemas() {
             .all(|t| t.subject.is_empty() && t.html.is_empty() && t.text.is_empty()),
         "lists leave the sources out"
     );
+    let order: Vec<(&str, &str)> = all
+        .iter()
+        .map(|t| (t.category.as_str(), t.slug.as_str()))
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "by category, then slug, across pages");
 
     let (status, json) = rest(
         &app,

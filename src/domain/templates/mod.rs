@@ -352,9 +352,11 @@ impl<S: TemplateStore> Templates<S> {
             token => match hex::decode(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|t| t.strip_prefix("t1:").map(str::to_owned))
-            {
-                Some(slug) => Some(slug),
+                .and_then(|t| {
+                    let (category, slug) = t.strip_prefix("t2:")?.split_once('\0')?;
+                    Some((category.to_owned(), slug.to_owned()))
+                }) {
+                Some(position) => Some(position),
                 None => {
                     violations.push(FieldViolation::new(
                         "page_token",
@@ -382,12 +384,18 @@ impl<S: TemplateStore> Templates<S> {
             .chain(own)
             .filter(|t| category.is_empty() || t.category == category)
             .filter(|t| owner.is_none_or(|o| t.owner == o))
-            .filter(|t| after.as_ref().is_none_or(|a| t.slug.as_str() > a.as_str()))
+            .filter(|t| {
+                after.as_ref().is_none_or(|(category, slug)| {
+                    (t.category.as_str(), t.slug.as_str()) > (category.as_str(), slug.as_str())
+                })
+            })
             .collect();
-        all.sort_by(|a, b| a.slug.cmp(&b.slug));
+        // The contract's order: by category, then slug.
+        all.sort_by(|a, b| (&a.category, &a.slug).cmp(&(&b.category, &b.slug)));
         let next_page_token = if all.len() > limit {
             all.truncate(limit);
-            hex::encode(format!("t1:{}", all.last().expect("a full page").slug))
+            let last = all.last().expect("a full page");
+            hex::encode(format!("t2:{}\0{}", last.category, last.slug))
         } else {
             String::new()
         };
