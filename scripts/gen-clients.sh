@@ -32,9 +32,9 @@ rm -rf "$fresh/clients/python/src/google"
 if [ "${1:-}" = "--check" ]; then
   status=0
   for dir in "${generated[@]}"; do
-    if ! diff -r "$fresh/$dir" "$dir" >/dev/null 2>&1; then
+    if ! diff -r -x __pycache__ "$fresh/$dir" "$dir" >/dev/null 2>&1; then
       echo "gen-clients: $dir differs from a fresh generation:" >&2
-      diff -rq "$fresh/$dir" "$dir" >&2 || true
+      diff -rq -x __pycache__ "$fresh/$dir" "$dir" >&2 || true
       status=1
     fi
   done

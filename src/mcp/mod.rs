@@ -10,7 +10,6 @@ mod tools;
 mod wait;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -271,30 +270,9 @@ fn code_name(code: tonic::Code) -> String {
     name
 }
 
-/// How long `send_email` waits, from its `wait_seconds` argument.
-fn wait_limit(arguments: &Json) -> Result<Duration, MappingError> {
-    match arguments.get(tools::WAIT_SECONDS) {
-        None | Some(Json::Null) => Ok(Duration::from_secs(tools::DEFAULT_WAIT_SECONDS)),
-        Some(value) => value
-            .as_u64()
-            .filter(|n| (1..=tools::MAX_WAIT_SECONDS).contains(n))
-            .map(Duration::from_secs)
-            .ok_or_else(|| {
-                MappingError::new(
-                    tools::WAIT_SECONDS,
-                    format!(
-                        "must be a whole number of seconds from 1 to {}",
-                        tools::MAX_WAIT_SECONDS
-                    ),
-                )
-            }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn codes_are_named_as_grpc_names_them() {
@@ -319,18 +297,5 @@ mod tests {
             "INVALID_ARGUMENT: field `to`: expected a list (reason VALIDATION_FAILED)\n- to: expected a list"
         );
         assert_eq!(result.structured_content.unwrap()["code"], 3);
-    }
-
-    #[test]
-    fn the_wait_is_bounded() {
-        assert_eq!(wait_limit(&json!({})).unwrap(), Duration::from_secs(30));
-        assert_eq!(
-            wait_limit(&json!({"wait_seconds": 5})).unwrap(),
-            Duration::from_secs(5)
-        );
-        for bad in [json!(0), json!(121), json!("5"), json!(1.5)] {
-            let error = wait_limit(&json!({"wait_seconds": bad})).unwrap_err();
-            assert_eq!(error.field, "wait_seconds");
-        }
     }
 }

@@ -3,14 +3,15 @@
 //! progress until it is sent or delivered, ends otherwise, or time is up.
 
 use std::fmt;
+use std::time::Duration;
 
 use rmcp::RoleServer;
 use rmcp::model::ProgressNotificationParam;
 use rmcp::service::RequestContext;
 use serde_json::{Map, Value as Json, json};
 
-use super::tools::{WAIT_FOR, WAIT_SECONDS};
-use super::{Answer, Failure, Tool, call, json_of, wait_limit};
+use super::tools::{DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS, WAIT_FOR, WAIT_SECONDS};
+use super::{Answer, Failure, Tool, call, json_of};
 use crate::gateway::MappingError;
 
 /// How far `send_email` waits.
@@ -74,6 +75,26 @@ fn mark(arguments: &mut Map<String, Json>) {
     }
 }
 
+/// How long `send_email` waits, from its `wait_seconds` argument.
+fn wait_limit(arguments: &Map<String, Json>) -> Result<Duration, MappingError> {
+    match arguments.get(WAIT_SECONDS) {
+        None | Some(Json::Null) => Ok(Duration::from_secs(DEFAULT_WAIT_SECONDS)),
+        Some(value) => value
+            .as_u64()
+            .filter(|n| (1..=MAX_WAIT_SECONDS).contains(n))
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                MappingError::new(
+                    WAIT_SECONDS,
+                    format!(
+                        "must be a whole number of seconds from 1 to {}",
+                        MAX_WAIT_SECONDS
+                    ),
+                )
+            }),
+    }
+}
+
 /// A progress line for an event: its type, and the recipient it concerns.
 fn describe(event: &Json) -> String {
     let kind = event["type"].as_str().unwrap_or("event");
@@ -94,7 +115,7 @@ pub(super) async fn send(
         unreachable!("tool arguments are an object")
     };
     let wait = target(&arguments).map_err(Failure::Arguments)?;
-    let limit = wait_limit(&Json::Object(arguments.clone())).map_err(Failure::Arguments)?;
+    let limit = wait_limit(&arguments).map_err(Failure::Arguments)?;
     arguments.remove(WAIT_FOR);
     arguments.remove(WAIT_SECONDS);
     mark(&mut arguments);
@@ -207,5 +228,19 @@ mod tests {
             target(&args(json!("opened"))).unwrap_err().field,
             "wait_for"
         );
+    }
+
+    #[test]
+    fn the_wait_is_bounded() {
+        let args = |v: Json| v.as_object().cloned().unwrap();
+        assert_eq!(wait_limit(&Map::new()).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            wait_limit(&args(json!({"wait_seconds": 5}))).unwrap(),
+            Duration::from_secs(5)
+        );
+        for bad in [json!(0), json!(121), json!("5"), json!(1.5)] {
+            let error = wait_limit(&args(json!({"wait_seconds": bad}))).unwrap_err();
+            assert_eq!(error.field, "wait_seconds");
+        }
     }
 }

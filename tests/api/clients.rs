@@ -5,19 +5,18 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp, try_spawn_app_with};
 
-/// Runs a Python peer script with `args`; its stdout is one JSON object.
 async fn python(script: &str, args: &[&str]) -> Value {
-    let output = tokio::process::Command::new(crate::relay::python())
-        .arg(crate::relay::peer_script(script))
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run the Python client");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{script} failed: {stderr}");
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stderr}"))
+    crate::relay::python_json(script, args, b"").await
+}
+
+/// The strings of a JSON array.
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|v| v.as_str().expect("a string"))
+        .collect()
 }
 
 fn target(app: &TestApp) -> String {
@@ -35,12 +34,7 @@ async fn the_python_client_sends_follows_pages_and_raises_the_apis_errors() {
     )
     .await;
 
-    let sent: Vec<&str> = seen["sent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let sent = strings(&seen["sent"]);
     assert_eq!(sent.len(), 3);
     assert_eq!(
         seen["watched"],
@@ -53,12 +47,7 @@ async fn the_python_client_sends_follows_pages_and_raises_the_apis_errors() {
         serde_json::json!(["EVENT_TYPE_QUEUED", "EVENT_TYPE_DELIVERED"])
     );
     // Three messages over pages of two, newest first.
-    let mut listed: Vec<&str> = seen["listed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let mut listed = strings(&seen["listed"]);
     assert_eq!(listed.len(), 3, "{listed:?}");
     listed.sort();
     let mut expected = sent.clone();
@@ -125,21 +114,11 @@ async fn the_typescript_client_sends_watches_and_pages_from_node_over_grpc_web()
     assert!(output.status.success(), "ts_client.mjs failed: {stderr}");
     let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
 
-    let sent: Vec<&str> = seen["sent"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let sent = strings(&seen["sent"]);
     assert_eq!(seen["watched"], serde_json::json!(["QUEUED", "DELIVERED"]));
     assert_eq!(seen["status"], "DELIVERED");
     assert_eq!(seen["timeline"], serde_json::json!(["QUEUED", "DELIVERED"]));
-    let listed: Vec<&str> = seen["listed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let listed = strings(&seen["listed"]);
     let newest_first: Vec<&str> = sent.iter().rev().copied().collect();
     assert_eq!(listed, newest_first, "three messages over pages of two");
     assert_eq!(seen["auth"].as_array().unwrap().len(), 9);

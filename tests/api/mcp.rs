@@ -5,7 +5,6 @@
 use posthorn::domain::Scope;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use crate::helpers::{Backend, TestApp, json_reason, try_spawn_app_with};
 use crate::templates::rest;
@@ -30,22 +29,8 @@ async fn session_with(app: &TestApp, headers: Value, mode: &str, steps: Value) -
         "mode": mode,
         "steps": steps,
     });
-    let mut child = tokio::process::Command::new(crate::relay::python())
-        .arg(crate::relay::peer_script("mcp_client.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the MCP client");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(plan.to_string().as_bytes()).await.unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the MCP client failed: {stderr}");
-    let mut printed: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("client output is not JSON ({e}): {stderr}"));
+    let mut printed =
+        crate::relay::python_json("mcp_client.py", &[], plan.to_string().as_bytes()).await;
     Session {
         server: printed["server"].take(),
         results: printed["results"]

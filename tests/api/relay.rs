@@ -552,6 +552,33 @@ pub(crate) fn parse_mime(path: &std::path::Path) -> Value {
     serde_json::from_slice(&parsed.stdout).expect("json")
 }
 
+/// Runs the peer script `name` with the test tools' Python, `args` and
+/// `input` on its stdin; its stdout is one JSON object.
+pub(crate) async fn python_json(name: &str, args: &[&str], input: &[u8]) -> Value {
+    use tokio::io::AsyncWriteExt;
+
+    let mut child = tokio::process::Command::new(python())
+        .arg(peer_script(name))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(input)
+        .await
+        .expect("write the script's input");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("run the script");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{name} failed: {stderr}");
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{name} printed no JSON ({e}): {stderr}"))
+}
+
 pub(crate) fn peer_script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/peers")
