@@ -201,3 +201,58 @@ async fn the_rust_client_sets_the_key_pages_and_watches() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
+
+/// The README's Python example, as printed but for the port: it sends,
+/// then prints the message's events as they come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_python_example_sends_and_watches() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("## Client libraries")
+        .nth(1)
+        .and_then(|s| s.split("```python\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the README has a Python example");
+    let example: String = block
+        .lines()
+        .map(|line| line.strip_prefix("  ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let started = crate::binary::serve_with(dir.path(), &[], &[]).await;
+    let example = example.replace("localhost:7070", &started.addr);
+    let mut child = tokio::process::Command::new(crate::relay::python())
+        .args(["-c", &example])
+        .env("KEY", started.key())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    // It runs until stopped: read until the delivery shows (or 30 s pass),
+    // then stop it.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let delivered = line == format!("{} you@example.com", v1_delivered());
+            printed.push(line);
+            if delivered {
+                break;
+            }
+        }
+    })
+    .await;
+    child.kill().await.ok();
+    assert_eq!(
+        printed,
+        ["1 ", &format!("{} you@example.com", v1_delivered())],
+        "the queued event, then the delivery"
+    );
+}
+
+fn v1_delivered() -> i32 {
+    posthorn_client::v1::EventType::Delivered as i32
+}
