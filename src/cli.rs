@@ -362,6 +362,7 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
             "    curl -H 'x-api-key: {}' 'http://{addr}/v1/suppressions?page_size=10'",
             key.plaintext
         );
+        println!("or paste it into the browser console at http://{addr}/console");
         println!();
     }
     app.run_until(shutdown).await
