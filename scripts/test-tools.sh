@@ -11,6 +11,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One hash of the files under the given paths (caches left out): what a
+# package is built from, to rebuild it only when that changes.
+fingerprint() {
+  find "$@" -type f -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+}
+
 venv=target/tools-venv
 if ! "$venv/bin/python" -c 'import aiosmtpd, schemathesis, openapi_spec_validator, standardwebhooks, mcp' >/dev/null 2>&1 \
   || [ ! -x "$venv/bin/grpcurl" ]; then
@@ -22,8 +28,7 @@ if ! "$venv/bin/python" -c 'import aiosmtpd, schemathesis, openapi_spec_validato
 fi
 
 # The Python client, reinstalled when its sources change.
-sources=$(find clients/python/pyproject.toml clients/python/src -type f \( -name '*.py' -o -name '*.pyi' -o -name '*.toml' -o -name 'py.typed' \) -print0 \
-  | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+sources=$(fingerprint clients/python/pyproject.toml clients/python/README.md clients/python/src)
 if [ "$(cat "$venv/.posthorn-client" 2>/dev/null)" != "$sources" ]; then
   echo "test-tools: installing clients/python into $venv"
   build=$(mktemp -d)
@@ -37,8 +42,7 @@ fi
 # The TypeScript client, built (tsc) when its sources change; the Node
 # tests import its dist/.
 ts=clients/typescript
-ts_sources=$(find "$ts/package.json" "$ts/package-lock.json" "$ts/tsconfig.json" "$ts/src" -type f -print0 \
-  | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+ts_sources=$(fingerprint "$ts/package.json" "$ts/package-lock.json" "$ts/tsconfig.json" "$ts/src")
 if [ "$(cat "$ts/dist/.sources" 2>/dev/null)" != "$ts_sources" ]; then
   echo "test-tools: building clients/typescript"
   (cd "$ts" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && npx tsc -p tsconfig.json)

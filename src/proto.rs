@@ -59,6 +59,16 @@ pub fn methods() -> Vec<MethodDescriptor> {
         .collect()
 }
 
+/// Returns the method of a `posthorn.v1` service by its full name, for
+/// example "posthorn.v1.SendService.SendEmail".
+pub fn method(full_name: &str) -> Option<MethodDescriptor> {
+    let (service, name) = full_name.rsplit_once('.')?;
+    descriptor_pool()
+        .get_service_by_name(service)?
+        .methods()
+        .find(|m| m.name() == name)
+}
+
 /// Returns a method's gRPC path, for example "/posthorn.v1.SendService/SendEmail".
 pub fn grpc_path(method: &MethodDescriptor) -> String {
     format!("/{}/{}", method.parent_service().full_name(), method.name())

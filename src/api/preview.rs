@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::auth::AuthState;
-use super::status::to_status;
+use super::status::http_error as error;
 use crate::domain::templates::{TemplateOwner, Templates, catalog};
-use crate::gateway::{ErrorBody, http_status};
+
 use crate::storage::Store;
 
 /// The page (`src/pages/preview.html`).
@@ -51,22 +51,6 @@ pub fn router(auth: Arc<AuthState>, templates: Arc<Templates<Store>>) -> Router 
     Router::new()
         .route("/v1/templates/{slug}/preview", get(preview))
         .with_state(PreviewState { auth, templates })
-}
-
-/// Answers an error as the REST door does: the status's HTTP code and a
-/// `google.rpc.Status` JSON body.
-fn error(error: crate::domain::Error) -> Response {
-    let status = to_status(error);
-    let reason = tonic_types::StatusExt::get_details_error_info(&status)
-        .map(|info| info.reason)
-        .unwrap_or_default();
-    ErrorBody::new(
-        http_status(status.code()),
-        status.code() as i32,
-        status.message(),
-        &reason,
-    )
-    .into_response()
 }
 
 async fn preview(

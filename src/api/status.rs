@@ -12,6 +12,13 @@ use crate::domain::{Error, Reason};
 /// The `ErrorInfo.domain` of every Posthorn error.
 pub const ERROR_DOMAIN: &str = "posthorn.dev";
 
+/// A domain error answered over plain HTTP (the pages, the MCP endpoint's
+/// key check) as the REST door answers it: the status's HTTP code and its
+/// `google.rpc.Status` JSON with every detail.
+pub fn http_error(error: Error) -> axum::response::Response {
+    crate::gateway::ErrorBody::from_status(&to_status(error)).into_response()
+}
+
 /// Converts a domain error into the status a client sees. Internal errors
 /// are logged here, once, with their cause chain, and answered without it.
 pub fn to_status(error: Error) -> Status {

@@ -29,7 +29,7 @@ use tower::{Service, ServiceExt};
 
 pub use request::{MappingError, from_json};
 use response::StreamFormat;
-pub use response::{ErrorBody, http_status, rest_json, status_json};
+pub use response::{ErrorBody, http_status, rest_json};
 use routes::{Match, RouteTable};
 
 /// Settings of the gateway.

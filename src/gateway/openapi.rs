@@ -18,7 +18,7 @@ const OUTPUT_ONLY: i32 = 3;
 
 struct Builder<'a> {
     pool: &'a DescriptorPool,
-    comments: HashMap<(String, Vec<i32>), String>,
+    comments: &'a Comments,
     schemas: BTreeMap<String, Json>,
     pending: Vec<MessageDescriptor>,
     /// Where references point: the OpenAPI components, or a standalone
@@ -28,7 +28,8 @@ struct Builder<'a> {
 
 /// Builds the document for every route of `table`.
 pub fn document(table: &RouteTable, pool: &DescriptorPool, title: &str, version: &str) -> Json {
-    let mut builder = Builder::new(pool, "#/components/schemas/");
+    let comments = comments(pool);
+    let mut builder = Builder::new(pool, &comments, "#/components/schemas/");
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -78,27 +79,47 @@ pub fn document(table: &RouteTable, pool: &DescriptorPool, title: &str, version:
     })
 }
 
-/// A standalone JSON Schema (2020-12) of `message` as the REST door and
-/// the MCP tools read and write it: its fields with their comments as
-/// descriptions, required and read-only fields marked, and the messages
-/// it uses under `$defs`.
-pub fn json_schema(pool: &DescriptorPool, message: &MessageDescriptor) -> Json {
-    let mut builder = Builder::new(pool, "#/$defs/");
-    let mut schema = builder.message_schema(message);
-    builder.drain();
-    if !builder.schemas.is_empty() {
-        schema["$defs"] = json!(builder.schemas);
-    }
-    schema
+/// Standalone JSON Schemas (2020-12) of the contract's messages as the REST
+/// door and the MCP tools read and write them, and the comments of its
+/// methods; the proto comments are read once, when it is made.
+pub struct Schemas<'a> {
+    pool: &'a DescriptorPool,
+    comments: Comments,
 }
 
-/// The leading comment of a method, as one line.
-pub fn method_comment(pool: &DescriptorPool, method: &prost_reflect::MethodDescriptor) -> String {
-    Builder::new(pool, "").comment(method.parent_file().name(), method.path())
+impl<'a> Schemas<'a> {
+    pub fn new(pool: &'a DescriptorPool) -> Schemas<'a> {
+        Schemas {
+            pool,
+            comments: comments(pool),
+        }
+    }
+
+    /// The schema of `message`: its fields with their comments as
+    /// descriptions, required and read-only fields marked, and the messages
+    /// it uses under `$defs`.
+    pub fn message(&self, message: &MessageDescriptor) -> Json {
+        let mut builder = Builder::new(self.pool, &self.comments, "#/$defs/");
+        let mut schema = builder.message_schema(message);
+        builder.drain();
+        if !builder.schemas.is_empty() {
+            schema["$defs"] = json!(builder.schemas);
+        }
+        schema
+    }
+
+    /// The leading comment of a method, as one line.
+    pub fn method_comment(&self, method: &prost_reflect::MethodDescriptor) -> String {
+        Builder::new(self.pool, &self.comments, "")
+            .comment(method.parent_file().name(), method.path())
+    }
 }
+
+/// Leading comments, by file and source path.
+type Comments = HashMap<(String, Vec<i32>), String>;
 
 /// Leading comments of every descriptor, by file and source path.
-fn comments(pool: &DescriptorPool) -> HashMap<(String, Vec<i32>), String> {
+fn comments(pool: &DescriptorPool) -> Comments {
     let mut out = HashMap::new();
     for file in pool.files() {
         let Some(info) = &file.file_descriptor_proto().source_code_info else {
@@ -184,10 +205,10 @@ fn status_schema() -> Json {
 }
 
 impl<'a> Builder<'a> {
-    fn new(pool: &'a DescriptorPool, refs: &'static str) -> Builder<'a> {
+    fn new(pool: &'a DescriptorPool, comments: &'a Comments, refs: &'static str) -> Builder<'a> {
         Builder {
             pool,
-            comments: comments(pool),
+            comments,
             schemas: BTreeMap::new(),
             pending: Vec::new(),
             refs,

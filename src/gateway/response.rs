@@ -208,7 +208,7 @@ fn to_json(message: &DynamicMessage) -> Result<Vec<u8>, serde_json::Error> {
 
 /// The `google.rpc.Status` JSON of `status`, with its details (reason,
 /// field violations, retry delay), as REST error bodies carry it.
-pub fn status_json(pool: &DescriptorPool, status: &tonic::Status) -> Json {
+fn status_json(pool: &DescriptorPool, status: &tonic::Status) -> Json {
     pool.get_message_by_name("google.rpc.Status")
         .filter(|_| !status.details().is_empty())
         .and_then(|d| DynamicMessage::decode(d, status.details()).ok())

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -73,9 +73,8 @@ async fn authenticate(
             next.run(request).await
         }
         Err(error) => {
-            let status = crate::api::status::to_status(error);
-            let mut response = ErrorBody::from_status(&status).into_response();
-            if status.code() == tonic::Code::Unauthenticated {
+            let mut response = crate::api::status::http_error(error);
+            if response.status() == http::StatusCode::UNAUTHORIZED {
                 response.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"posthorn\""),
@@ -112,6 +111,10 @@ fn request_of(
 }
 
 impl Handler {
+    fn tool(&self, name: &str) -> Option<&Tool> {
+        self.shared.tools.iter().find(|tool| tool.name == name)
+    }
+
     fn visible<'a>(&'a self, caller: &'a AuthContext) -> impl Iterator<Item = &'a Tool> {
         self.shared
             .tools
@@ -128,11 +131,7 @@ impl ServerHandler for Handler {
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
-        self.shared
-            .tools
-            .iter()
-            .find(|tool| tool.name == name)
-            .map(|tool| tool.descriptor.clone())
+        self.tool(name).map(|tool| tool.descriptor.clone())
     }
 
     async fn list_tools(
@@ -156,7 +155,7 @@ impl ServerHandler for Handler {
         let (headers, _) = request_of(&context)?;
         // A tool the key lacks the scope of is not listed, but a call to it
         // reaches its RPC, which refuses it as the API does (SCOPE_MISSING).
-        let Some(tool) = self.shared.tools.iter().find(|t| t.name == request.name) else {
+        let Some(tool) = self.tool(&request.name) else {
             return Err(McpError::invalid_params(
                 format!(
                     "unknown tool `{}`: no tool of this name is offered here",
@@ -165,7 +164,7 @@ impl ServerHandler for Handler {
                 None,
             ));
         };
-        let arguments = Json::Object(request.arguments.clone().unwrap_or_default());
+        let arguments = request.arguments.unwrap_or_default();
         let outcome = if tool.sends {
             wait::send(&self.shared.rpc, tool, arguments, headers, &context).await
         } else {
@@ -201,11 +200,11 @@ enum Failure {
 async fn call(
     rpc: &call::Rpc,
     tool: &Tool,
-    arguments: Json,
+    arguments: JsonObject,
     headers: &HeaderMap,
 ) -> Result<Answer, Failure> {
-    let message =
-        crate::gateway::from_json(tool.method.input(), &arguments).map_err(Failure::Arguments)?;
+    let message = crate::gateway::from_json(tool.method.input(), &Json::Object(arguments))
+        .map_err(Failure::Arguments)?;
     let response = rpc
         .unary(&tool.method, message, headers)
         .await

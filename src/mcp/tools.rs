@@ -10,6 +10,7 @@ use rmcp::model::{JsonObject, Tool as ToolDescriptor, ToolAnnotations};
 use serde_json::{Value as Json, json};
 
 use crate::domain::Scope;
+use crate::gateway::openapi::Schemas;
 
 /// `send_email`'s own arguments, beside the SendEmailRequest fields.
 pub const WAIT_FOR: &str = "wait_for";
@@ -87,15 +88,12 @@ pub struct Tool {
 
 /// The tools, all of them or only those that read.
 pub fn catalog(read_only: bool) -> Vec<Tool> {
-    let pool = crate::proto::descriptor_pool();
+    let schemas = Schemas::new(crate::proto::descriptor_pool());
     let scopes = crate::proto::required_scopes();
     SPECS
         .iter()
         .map(|spec| {
-            let method = pool
-                .services()
-                .flat_map(|s| s.methods().collect::<Vec<_>>())
-                .find(|m| m.full_name() == spec.method)
+            let method = crate::proto::method(spec.method)
                 .unwrap_or_else(|| panic!("the contract has no RPC {}", spec.method));
             let scope: Scope = scopes
                 .get(&crate::proto::grpc_path(&method))
@@ -103,7 +101,7 @@ pub fn catalog(read_only: bool) -> Vec<Tool> {
                 .unwrap_or_else(|| panic!("{} names no valid scope", spec.method));
             let writes = !scope.as_str().ends_with(":read");
             let sends = spec.name == "send_email";
-            let descriptor = describe(spec, &method, writes, sends);
+            let descriptor = describe(&schemas, spec, &method, writes, sends);
             Tool {
                 name: spec.name,
                 method,
@@ -117,9 +115,14 @@ pub fn catalog(read_only: bool) -> Vec<Tool> {
         .collect()
 }
 
-fn describe(spec: &Spec, method: &MethodDescriptor, writes: bool, sends: bool) -> ToolDescriptor {
-    let pool = crate::proto::descriptor_pool();
-    let mut input = crate::gateway::openapi::json_schema(pool, &method.input());
+fn describe(
+    schemas: &Schemas,
+    spec: &Spec,
+    method: &MethodDescriptor,
+    writes: bool,
+    sends: bool,
+) -> ToolDescriptor {
+    let mut input = schemas.message(&method.input());
     if sends {
         let properties = input["properties"]
             .as_object_mut()
@@ -142,8 +145,8 @@ fn describe(spec: &Spec, method: &MethodDescriptor, writes: bool, sends: bool) -
             }),
         );
     }
-    let output = crate::gateway::openapi::json_schema(pool, &method.output());
-    let comment = crate::gateway::openapi::method_comment(pool, method);
+    let output = schemas.message(&method.output());
+    let comment = schemas.method_comment(method);
     let description = if spec.hint.is_empty() {
         comment
     } else {

@@ -107,20 +107,17 @@ fn describe(event: &Json) -> String {
 pub(super) async fn send(
     rpc: &super::call::Rpc,
     tool: &Tool,
-    arguments: Json,
+    mut arguments: Map<String, Json>,
     headers: &http::HeaderMap,
     context: &RequestContext<RoleServer>,
 ) -> Result<Answer, Failure> {
-    let Json::Object(mut arguments) = arguments else {
-        unreachable!("tool arguments are an object")
-    };
     let wait = target(&arguments).map_err(Failure::Arguments)?;
     let limit = wait_limit(&arguments).map_err(Failure::Arguments)?;
     arguments.remove(WAIT_FOR);
     arguments.remove(WAIT_SECONDS);
     mark(&mut arguments);
 
-    let mut answer = call(rpc, tool, Json::Object(arguments), headers).await?;
+    let mut answer = call(rpc, tool, arguments, headers).await?;
     let Some(wait) = wait else {
         return Ok(answer);
     };
@@ -135,9 +132,7 @@ pub(super) async fn send(
         return Ok(answer);
     }
 
-    let watch = crate::proto::descriptor_pool()
-        .get_service_by_name("posthorn.v1.MessagesService")
-        .and_then(|s| s.methods().find(|m| m.name() == "WatchMessages"))
+    let watch = crate::proto::method("posthorn.v1.MessagesService.WatchMessages")
         .expect("the contract has WatchMessages");
     let request = crate::gateway::from_json(watch.input(), &json!({"message_id": id}))
         .map_err(Failure::Arguments)?;

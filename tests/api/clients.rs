@@ -208,14 +208,7 @@ async fn the_rust_client_sets_the_key_pages_and_watches() {
 async fn the_readmes_python_example_sends_and_watches() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let readme = include_str!("../../README.md");
-    let block = readme
-        .split("## Client libraries")
-        .nth(1)
-        .and_then(|s| s.split("```python\n").nth(1))
-        .and_then(|s| s.split("```").next())
-        .expect("the README has a Python example");
-    let example: String = block
+    let example: String = crate::debugging::readme_block("## Client libraries", "python")
         .lines()
         .map(|line| line.strip_prefix("  ").unwrap_or(line))
         .collect::<Vec<_>>()

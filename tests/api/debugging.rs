@@ -8,19 +8,20 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// The first `language` code block of the README section `heading`.
+pub(crate) fn readme_block(heading: &str, language: &str) -> &'static str {
+    include_str!("../../README.md")
+        .split(heading)
+        .nth(1)
+        .and_then(|section| section.split(&format!("```{language}\n")).nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("the README's {heading} has a {language} block"))
+}
+
 /// The shell commands of the README section, continuation lines joined,
 /// comments left out.
 fn readme_commands() -> Vec<String> {
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split("## Debugging with grpcurl and buf curl")
-        .nth(1)
-        .expect("the README has the debugging section");
-    let block = section
-        .split("```sh\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the section has a sh block");
+    let block = readme_block("## Debugging with grpcurl and buf curl", "sh");
     let mut commands = Vec::new();
     let mut current = String::new();
     for line in block.lines() {

@@ -5,7 +5,7 @@ WatchMessages as an iterator. Everything it returns is a generated message."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -220,4 +220,4 @@ def _struct(fields: dict) -> dict:
     return fields
 
 
-__all__: Iterable[str] = ["Client", "PosthornError"]
+__all__ = ["Client", "PosthornError"]
