@@ -48,16 +48,28 @@ function say(where: HTMLElement, error: unknown) {
 
 // --- Messages -------------------------------------------------------------
 
+// The newest status the live stream has shown for each message, numbered
+// in the order the events arrived, so that a list fetched while events
+// came in does not show an older status than the stream already has.
+let eventsSeen = 0;
+const streamed = new Map<string, { seen: number; status: MessageStatus }>();
+let loads = 0;
+
 async function loadMessages() {
   if (!posthorn) return;
-  const rows = element<HTMLTableSectionElement>("message-rows");
-  rows.replaceChildren();
-  let count = 0;
+  const load = ++loads;
+  const from = eventsSeen;
+  const rows: HTMLTableRowElement[] = [];
   for await (const message of posthorn.listMessages({ pageSize: 20 })) {
-    rows.append(messageRow(message));
-    if (++count >= 20) break;
+    const newer = streamed.get(message.id);
+    if (newer && newer.seen > from) message.status = newer.status;
+    rows.push(messageRow(message));
+    if (rows.length >= 20) break;
   }
-  element("messages-empty").hidden = count > 0;
+  // A later load started after this one: it shows at least as much.
+  if (load !== loads) return;
+  element<HTMLTableSectionElement>("message-rows").replaceChildren(...rows);
+  element("messages-empty").hidden = rows.length > 0;
 }
 
 function messageRow(message: Message): HTMLTableRowElement {
@@ -130,6 +142,7 @@ function showEvent(list: HTMLOListElement, event: MessageEvent) {
   list.prepend(item);
   while (list.children.length > 200) list.lastElementChild?.remove();
   // Keep the messages table in step with the stream.
+  streamed.set(event.messageId, { seen: ++eventsSeen, status: event.status });
   const row = document.querySelector<HTMLTableRowElement>(`tr[data-message-id="${event.messageId}"]`);
   const status = row?.children[3];
   if (status) {
