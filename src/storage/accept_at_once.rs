@@ -1,8 +1,9 @@
 //! The accept path's group commit on SQLite, as one piece of work on the
 //! writer thread (see `writer`): the key claims, the usage counts and every
-//! INSERT in one call. When a key turns out to be taken or an account out
-//! of quota, its writes are undone and the careful path decides job by job (`Store::commit_job_by_job`):
-//! replays and refusals are rare, so they pay for the extra work.
+//! INSERT in one call. When a key turns out to be taken, a recipient
+//! suppressed or an account out of quota, its writes are undone and the
+//! careful path decides job by job (`Store::commit_job_by_job`): replays,
+//! suppressions and refusals are rare, so they pay for the extra work.
 
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ use crate::domain::send::commit::{CommitJob, JobOutcome};
 /// recipients counted for the day, the account's own quota).
 const KEY_CLAIMED: i64 = 1;
 const USAGE: i64 = 2;
+const SUPPRESSED: i64 = 3;
 
 /// What the quota check needs of a job, owned for the writer thread.
 struct Counted {
@@ -83,6 +85,7 @@ impl Store {
                 ],
             ));
         }
+        statements.extend(suppression_probes(jobs));
         statements.extend(job_inserts(backend, jobs, |_| true));
 
         let counted: Vec<Counted> = jobs
@@ -109,8 +112,44 @@ impl Store {
     }
 }
 
-/// Whether every one of `claims` keys was claimed and every job's account
-/// stays within its quota with the whole batch counted.
+/// Statements that return a row when a recipient of the jobs is on its
+/// account's suppression list. Expiry is left to the careful path, which
+/// a hit sends the batch to: the common case, no hit, costs one probe of
+/// the list's index per address.
+fn suppression_probes(jobs: &[CommitJob]) -> Vec<Statement> {
+    let mut accounts: Vec<(&str, Vec<String>)> = Vec::new();
+    for job in jobs {
+        let index = match accounts.iter().position(|(a, _)| *a == job.account_id) {
+            Some(index) => index,
+            None => {
+                accounts.push((job.account_id.as_str(), Vec::new()));
+                accounts.len() - 1
+            }
+        };
+        accounts[index].1.extend(job.unchecked_keys());
+    }
+    let mut probes = Vec::new();
+    for (account_id, keys) in accounts {
+        for chunk in keys.chunks(ROWS_PER_INSERT) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut values: Vec<sea_orm::Value> = vec![account_id.into()];
+            values.extend(chunk.iter().map(|key| key.as_str().into()));
+            probes.push(Statement::from_sql_and_values(
+                DatabaseBackend::Sqlite,
+                format!(
+                    "SELECT {SUPPRESSED}, account_id, 0, 0, NULL FROM suppressions \
+                     WHERE account_id = ? AND email_key IN ({marks}) LIMIT 1"
+                ),
+                values,
+            ));
+        }
+    }
+    probes
+}
+
+/// Whether every one of `claims` keys was claimed, no recipient is
+/// suppressed and every job's account stays within its quota with the
+/// whole batch counted.
 fn all_fit(jobs: &[Counted], claims: usize, rows: &[Row]) -> Result<bool> {
     let mut claimed = 0;
     let mut usage: HashMap<(String, i64), (i64, Option<i64>)> = HashMap::new();
@@ -120,6 +159,7 @@ fn all_fit(jobs: &[Counted], claims: usize, rows: &[Row]) -> Result<bool> {
             USAGE => {
                 usage.insert((row.text(1)?, row.int(2)?), (row.int(3)?, row.opt_int(4)?));
             }
+            SUPPRESSED => return Ok(false),
             _ => {}
         }
     }

@@ -23,6 +23,7 @@ use crate::domain::messages::{
     MessageFilter, MessageStore, Recipient, RecipientKind, Status, StoredAttachment, TemplateRef,
 };
 use crate::domain::send::commit::{AcceptStore, CommitJob, IdempotencyRecord, JobOutcome};
+use crate::domain::suppressions::Suppression;
 use crate::domain::watch::{EventStore, Live, WatchFilter};
 use crate::domain::{Durable, Error, Result};
 
@@ -259,6 +260,50 @@ async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<Hash
         .filter(|(_, r)| !claimed.contains(&(r.account_id.clone(), r.key.clone())))
         .map(|(i, _)| i)
         .collect())
+}
+
+/// The jobs (not in `skip`) with recipients on their account's suppression
+/// list, with those suppressions by address key: read in the transaction
+/// that stores the others, so a suppression committed before it applies.
+async fn suppressed_jobs(
+    tx: &DatabaseTransaction,
+    jobs: &[CommitJob],
+    skip: &HashSet<usize>,
+) -> Result<HashMap<usize, HashMap<String, Suppression>>> {
+    let mut accounts: HashMap<&str, (Vec<String>, DateTime<Utc>)> = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
+        let (keys, at) = accounts
+            .entry(job.account_id.as_str())
+            .or_insert_with(|| (Vec::new(), job.accepted_at));
+        keys.extend(job.unchecked_keys());
+        *at = Ord::min(*at, job.accepted_at);
+    }
+    let mut found = HashMap::new();
+    for (account_id, (mut keys, at)) in accounts {
+        keys.sort_unstable();
+        keys.dedup();
+        found.insert(
+            account_id,
+            super::suppressions::suppressed_in(tx, account_id, &keys, at).await?,
+        );
+    }
+    let mut suppressed = HashMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let Some(list) = found.get(job.account_id.as_str()) else {
+            continue;
+        };
+        let hits: HashMap<String, Suppression> = job
+            .unchecked_keys()
+            .filter_map(|key| list.get(&key).map(|s| (key, s.clone())))
+            .collect();
+        if !hits.is_empty() {
+            suppressed.insert(i, hits);
+        }
+    }
+    Ok(suppressed)
 }
 
 /// Counts the jobs' recipients against each account's quota for the day.
@@ -688,9 +733,12 @@ impl Store {
         let tx = self.writer().begin().await.map_err(db_error)?;
         let backend = tx.get_database_backend();
         let taken = claim_keys(&tx, jobs).await?;
-        let (over, mut statements) = count_quota(&tx, jobs, &taken).await?;
-        // Jobs over quota give their fresh key claims back.
-        for i in over.keys() {
+        let mut suppressed = suppressed_jobs(&tx, jobs, &taken).await?;
+        let mut skip = taken.clone();
+        skip.extend(suppressed.keys());
+        let (over, mut statements) = count_quota(&tx, jobs, &skip).await?;
+        // Jobs not stored give their fresh key claims back.
+        for i in over.keys().chain(suppressed.keys()) {
             if let Some(record) = &jobs[*i].idempotency {
                 statements.push(
                     idempotency_keys::Entity::delete_many()
@@ -704,6 +752,8 @@ impl Store {
         for i in 0..jobs.len() {
             outcomes.push(if taken.contains(&i) {
                 JobOutcome::KeyTaken
+            } else if let Some(found) = suppressed.remove(&i) {
+                JobOutcome::Suppressed(found)
             } else if let Some(quota) = over.get(&i) {
                 JobOutcome::OverQuota(*quota)
             } else {

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::entities::suppressions;
+use super::messages::ROWS_PER_INSERT;
 use super::{Store, db_error};
 use crate::domain::clock::{from_micros, to_micros};
 use crate::domain::email::EmailAddress;
@@ -30,6 +32,35 @@ fn from_row(m: suppressions::Model) -> Result<Suppression> {
         created_at: from_micros(m.created_at),
         expires_at: m.expires_at.map(from_micros),
     })
+}
+
+/// The account's suppressions, in force at `now`, of the addresses with
+/// these keys, by key; on `conn`, which may be a transaction.
+pub(super) async fn suppressed_in<C: ConnectionTrait>(
+    conn: &C,
+    account_id: &str,
+    email_keys: &[String],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, Suppression>> {
+    let mut found = HashMap::new();
+    for chunk in email_keys.chunks(ROWS_PER_INSERT) {
+        let rows = suppressions::Entity::find()
+            .filter(suppressions::Column::AccountId.eq(account_id))
+            .filter(suppressions::Column::EmailKey.is_in(chunk.iter().map(String::as_str)))
+            .filter(
+                Condition::any()
+                    .add(suppressions::Column::ExpiresAt.is_null())
+                    .add(suppressions::Column::ExpiresAt.gt(to_micros(now))),
+            )
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        for row in rows {
+            let suppression = from_row(row)?;
+            found.insert(suppression.email.key().to_owned(), suppression);
+        }
+    }
+    Ok(found)
 }
 
 impl SuppressionStore for Store {
@@ -114,23 +145,7 @@ impl SuppressionStore for Store {
         email_keys: &[String],
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, Suppression>> {
-        if email_keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        suppressions::Entity::find()
-            .filter(suppressions::Column::AccountId.eq(account_id))
-            .filter(suppressions::Column::EmailKey.is_in(email_keys.iter().map(String::as_str)))
-            .filter(
-                Condition::any()
-                    .add(suppressions::Column::ExpiresAt.is_null())
-                    .add(suppressions::Column::ExpiresAt.gt(to_micros(now))),
-            )
-            .all(self.db())
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .map(|row| from_row(row).map(|s| (s.email.key().to_owned(), s)))
-            .collect()
+        suppressed_in(self.db(), account_id, email_keys, now).await
     }
 
     async fn delete_suppression(&self, account_id: &str, email_key: &str) -> Result<bool> {

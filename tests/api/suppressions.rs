@@ -5,7 +5,11 @@
 //! suppress are in relay.rs.)
 
 use posthorn::domain::accounts::AccountStore;
+use posthorn::domain::email::EmailAddress;
 use posthorn::domain::limits::Overrides;
+use posthorn::domain::suppressions::{
+    Suppression, SuppressionOrigin, SuppressionReason, SuppressionStore,
+};
 use posthorn::proto::v1;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -113,6 +117,68 @@ crate::on_both_databases! {
         assert!(why.contains("suppression list") && why.contains("complained") && why.contains("api"), "{why}");
         let (status, _) = get(&app, &key, &format!("/v1/messages/{all_suppressed}/content")).await;
         assert_ne!(status, StatusCode::OK, "no MIME was built for a message nobody is sent");
+    }
+
+    async fn an_idempotent_send_replays_the_suppressions_it_was_stored_with_and_a_lapsed_one_is_ignored(app: TestApp) {
+        let key = app.account_a.key.clone();
+        let (status, _, body) = post(&app, &key, "/v1/suppressions", &json!({"email": "bob@example.com", "reason": "complained"}), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // A suppression that lapsed an hour ago (the API only takes future
+        // ones, so it is stored directly).
+        let lapsed = chrono::Utc::now() - chrono::Duration::hours(1);
+        app.store
+            .put_suppression(&Suppression {
+                account_id: app.account_a.id.clone(),
+                email: EmailAddress::parse("erin@example.com").unwrap(),
+                reason: SuppressionReason::Other,
+                origin: SuppressionOrigin::Api,
+                message_id: None,
+                created_at: lapsed - chrono::Duration::days(1),
+                expires_at: Some(lapsed),
+            })
+            .await
+            .unwrap();
+
+        // A batch with a key: the answer shows each item as stored, and the
+        // replay is the same answer.
+        let item = |to: &[&str]| json!({"from_email": "hello@acme.example", "to": to, "subject": "Hi", "text": "Hello"});
+        let batch = json!({"messages": [item(&["bob@example.com"]), item(&["carol@example.com", "BOB@example.com"]), item(&["erin@example.com"])]});
+        let (status, headers, first) = post(&app, &key, "/v1/send/batch", &batch, &[("idempotency-key", "suppressed-batch")]).await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        assert!(headers.get("idempotent-replayed").is_none());
+        let statuses: Vec<&str> = first["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["suppressed", "queued", "queued"], "{first}");
+        let (_, headers, again) = post(&app, &key, "/v1/send/batch", &batch, &[("idempotency-key", "suppressed-batch")]).await;
+        assert_eq!(headers["idempotent-replayed"], "true");
+        assert_eq!(again, first);
+        let mixed = message(&app, first["results"][1]["id"].as_str().unwrap()).await;
+        // (Delivery runs meanwhile: whoever is not suppressed may be
+        // delivered by now.)
+        let suppressed: Vec<(&str, bool)> = mixed["recipients"].as_array().unwrap().iter()
+            .map(|r| (r["email"].as_str().unwrap(), r["status"] == "suppressed"))
+            .collect();
+        assert_eq!(suppressed, [("carol@example.com", false), ("BOB@example.com", true)], "{mixed}");
+        let lapsed_one = message(&app, first["results"][2]["id"].as_str().unwrap()).await;
+        assert_ne!(lapsed_one["recipients"][0]["status"], "suppressed", "a lapsed suppression holds nothing back: {lapsed_one}");
+
+        // SendEmail with a key, over gRPC: replayed as suppressed, same id.
+        let once = || {
+            let mut request = with_key(to(&["bob@example.com"]), KeyHeader::Bearer, &key);
+            request.metadata_mut().insert("idempotency-key", "suppressed-one".parse().unwrap());
+            request
+        };
+        let answer = client(&app).send_email(once()).await.expect("accepted");
+        assert!(answer.metadata().get("idempotent-replayed").is_none());
+        let answer = answer.into_inner();
+        assert_eq!(answer.status, v1::MessageStatus::Suppressed as i32, "{answer:?}");
+        let replay = client(&app).send_email(once()).await.expect("replayed");
+        assert_eq!(replay.metadata().get("idempotent-replayed").unwrap(), "true");
+        assert_eq!(replay.into_inner(), answer);
+        let shown = message(&app, &answer.id).await;
+        let timeline: Vec<(&str, &str)> = shown["events"].as_array().unwrap().iter()
+            .map(|e| (e["type"].as_str().unwrap(), e["recipient"].as_str().unwrap_or_default()))
+            .collect();
+        assert_eq!(timeline, [("suppressed", ""), ("suppressed", "bob@example.com")], "one timeline, not one per try");
     }
 
     async fn a_suppression_belongs_to_its_account_and_lifting_it_lets_mail_through(app: TestApp) {

@@ -3,7 +3,7 @@
 //! key and stores the message through the group commit; the answer comes
 //! only after the commit.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ use crate::domain::messages::{
     Event, EventDetails, EventType, Message, MessageStore, Recipient, Status, StoredAttachment,
     TemplateRef, not_found,
 };
-use crate::domain::suppressions::SuppressionStore;
+use crate::domain::suppressions::Suppression;
 use crate::domain::templates::{TemplateStore, Templates, text::html_to_text};
 
 /// How long idempotency records are kept.
@@ -199,7 +199,7 @@ pub struct Sender<S> {
 
 impl<S> Sender<S>
 where
-    S: AcceptStore + AccountStore + TemplateStore + MessageStore + SuppressionStore + Clone,
+    S: AcceptStore + AccountStore + TemplateStore + MessageStore + Clone,
 {
     /// Builds the use cases and starts the group-commit writer.
     pub fn new(
@@ -355,6 +355,7 @@ where
             .await;
             match outcome {
                 Ok(message) => {
+                    // The receipt is written once the suppressions are known.
                     results.push(Ok(receipt(&message)));
                     messages.push(message);
                 }
@@ -371,36 +372,52 @@ where
                 replayed: false,
             });
         }
-        let stored = StoredBatch(
-            results
-                .iter()
-                .map(|r| match r {
-                    Ok(receipt) => Ok(receipt.clone()),
-                    Err(error) => Err(ItemError::of(error)),
-                })
-                .collect(),
-        );
-        let response = serde_json::to_vec(&stored).expect("a batch serialises");
-        let job = self.job(
-            caller,
-            Some(&key),
-            "SendBatch",
-            &fingerprint,
-            response,
-            messages,
-            now,
-        );
-        match self.committer.commit(job).await? {
-            JobOutcome::Committed => Ok(Answer {
-                value: results,
-                replayed: false,
-            }),
-            JobOutcome::OverQuota(quota) => Err(quota_error(quota, now)),
-            JobOutcome::KeyTaken => match self.replay_batch(caller, &key, &fingerprint, now).await?
-            {
-                Some(answer) => Ok(answer),
-                None => Err(Error::IdempotencyKeyInUse(key)),
-            },
+        loop {
+            let mut receipts = messages.iter().map(receipt);
+            for result in results.iter_mut().filter_map(|r| r.as_mut().ok()) {
+                *result = receipts.next().expect("a receipt for each message");
+            }
+            let stored = StoredBatch(
+                results
+                    .iter()
+                    .map(|r| match r {
+                        Ok(receipt) => Ok(receipt.clone()),
+                        Err(error) => Err(ItemError::of(error)),
+                    })
+                    .collect(),
+            );
+            let response = serde_json::to_vec(&stored).expect("a batch serialises");
+            let job = self.job(
+                caller,
+                Some(&key),
+                "SendBatch",
+                &fingerprint,
+                response,
+                messages,
+                now,
+            );
+            match self.committer.commit(job).await? {
+                (JobOutcome::Committed, _) => {
+                    return Ok(Answer {
+                        value: results,
+                        replayed: false,
+                    });
+                }
+                (JobOutcome::Suppressed(found), job) => {
+                    messages = job
+                        .messages
+                        .into_iter()
+                        .map(|m| admitted(m, &found))
+                        .collect();
+                }
+                (JobOutcome::OverQuota(quota), _) => return Err(quota_error(quota, now)),
+                (JobOutcome::KeyTaken, _) => {
+                    return match self.replay_batch(caller, &key, &fingerprint, now).await? {
+                        Some(answer) => Ok(answer),
+                        None => Err(Error::IdempotencyKeyInUse(key)),
+                    };
+                }
+            }
         }
     }
 
@@ -455,7 +472,7 @@ where
         if !sender_allowed(&from, &identities) {
             return Err(Error::SenderNotVerified(from.to_string()));
         }
-        let message = self.admit(self.copy(caller, &original, now)).await?;
+        let message = admitted(self.copy(caller, &original, now), &HashMap::new());
         self.store_one(
             caller,
             message,
@@ -494,6 +511,7 @@ where
             messages,
             daily_quota: self.settings.daily_quota,
             day: quota_day(now),
+            accepted_at: now,
         }
     }
 
@@ -502,37 +520,46 @@ where
     async fn store_one(
         &self,
         caller: &AuthContext,
-        message: Message,
+        mut message: Message,
         key: Option<&str>,
         method: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Answer<Receipt>> {
-        let receipt = receipt(&message);
-        let response = serde_json::to_vec(&receipt).expect("a receipt serialises");
-        let job = self.job(
-            caller,
-            key,
-            method,
-            fingerprint,
-            response,
-            vec![message],
-            now,
-        );
-        match self.committer.commit(job).await? {
-            JobOutcome::Committed => Ok(Answer {
-                value: receipt,
-                replayed: false,
-            }),
-            JobOutcome::OverQuota(quota) => Err(quota_error(quota, now)),
-            JobOutcome::KeyTaken => {
-                // The key is stored already (an earlier request, or another
-                // process that won the race): replay it, refuse a different
-                // request, or say the first is still running.
-                let key = key.unwrap_or_default();
-                match self.replay(caller, key, method, fingerprint, now).await? {
-                    Some(answer) => Ok(answer),
-                    None => Err(Error::IdempotencyKeyInUse(key.to_owned())),
+        loop {
+            let receipt = receipt(&message);
+            let response = serde_json::to_vec(&receipt).expect("a receipt serialises");
+            let job = self.job(
+                caller,
+                key,
+                method,
+                fingerprint,
+                response,
+                vec![message],
+                now,
+            );
+            match self.committer.commit(job).await? {
+                (JobOutcome::Committed, _) => {
+                    return Ok(Answer {
+                        value: receipt,
+                        replayed: false,
+                    });
+                }
+                (JobOutcome::Suppressed(found), mut job) => {
+                    let stored = job.messages.pop().expect("the job of one message");
+                    message = admitted(stored, &found);
+                }
+                (JobOutcome::OverQuota(quota), _) => return Err(quota_error(quota, now)),
+                (JobOutcome::KeyTaken, _) => {
+                    // The key is stored already (an earlier request, or
+                    // another process that won the race): replay it, refuse
+                    // a different request, or say the first is still
+                    // running.
+                    let key = key.unwrap_or_default();
+                    return match self.replay(caller, key, method, fingerprint, now).await? {
+                        Some(answer) => Ok(answer),
+                        None => Err(Error::IdempotencyKeyInUse(key.to_owned())),
+                    };
                 }
             }
         }
@@ -733,58 +760,7 @@ where
             events: Vec::new(),
             id,
         };
-        self.admit(message).await
-    }
-
-    /// Applies the account's suppression list to a new message: a
-    /// suppressed recipient is recorded `suppressed` with an event and is
-    /// never claimed for delivery; a message whose every recipient is
-    /// suppressed is `suppressed` itself. Then opens its timeline.
-    async fn admit(&self, mut message: Message) -> Result<Message> {
-        let keys: Vec<String> = message
-            .recipients
-            .iter()
-            .map(|r| EmailAddress::key_of_stored(&r.email))
-            .collect();
-        let suppressed = self
-            .store
-            .suppressed_among(&message.account_id, &keys, message.created_at)
-            .await?;
-        if suppressed.is_empty() {
-            return Ok(with_first_event(message));
-        }
-        let mut events = Vec::new();
-        for (recipient, key) in message.recipients.iter_mut().zip(&keys) {
-            let Some(suppression) = suppressed.get(key) else {
-                continue;
-            };
-            let reason = suppression.why_not_sent();
-            recipient.status = Status::Suppressed;
-            recipient.next_attempt_at = None;
-            recipient.last_response = reason.clone();
-            events.push(Event {
-                cursor: 0,
-                message_id: message.id.clone(),
-                recipient: recipient.email.clone(),
-                event_type: EventType::Suppressed,
-                status: Status::Suppressed,
-                details: EventDetails {
-                    reason,
-                    ..Default::default()
-                },
-                occurred_at: message.created_at,
-            });
-        }
-        if message
-            .recipients
-            .iter()
-            .all(|r| r.status == Status::Suppressed)
-        {
-            message.status = Status::Suppressed;
-        }
-        let mut message = with_first_event(message);
-        message.events.extend(events);
-        Ok(message)
+        Ok(admitted(message, &HashMap::new()))
     }
 
     /// A new message with `original`'s content, due now.
@@ -810,6 +786,51 @@ where
         }
         message
     }
+}
+
+/// A new message as it is stored, with the account's suppressions that
+/// the store found among its recipients (by address key) applied: a
+/// suppressed recipient is recorded `suppressed`, with an event, and is
+/// never claimed for delivery; a message whose every recipient is
+/// suppressed is `suppressed` itself. Its timeline opens with the
+/// `queued`, `scheduled` or `suppressed` event. Applying more suppressions
+/// to a message admitted before keeps the ones already applied.
+fn admitted(mut message: Message, suppressed: &HashMap<String, Suppression>) -> Message {
+    for recipient in &mut message.recipients {
+        if let Some(suppression) = suppressed.get(&EmailAddress::key_of_stored(&recipient.email)) {
+            recipient.status = Status::Suppressed;
+            recipient.next_attempt_at = None;
+            recipient.last_response = suppression.why_not_sent();
+        }
+    }
+    if message
+        .recipients
+        .iter()
+        .all(|r| r.status == Status::Suppressed)
+    {
+        message.status = Status::Suppressed;
+    }
+    message.events.clear();
+    let mut message = with_first_event(message);
+    let events: Vec<Event> = message
+        .recipients
+        .iter()
+        .filter(|r| r.status == Status::Suppressed)
+        .map(|r| Event {
+            cursor: 0,
+            message_id: message.id.clone(),
+            recipient: r.email.clone(),
+            event_type: EventType::Suppressed,
+            status: Status::Suppressed,
+            details: EventDetails {
+                reason: r.last_response.clone(),
+                ..Default::default()
+            },
+            occurred_at: message.created_at,
+        })
+        .collect();
+    message.events.extend(events);
+    message
 }
 
 /// Adds the `queued` or `scheduled` event that opens a message's timeline.

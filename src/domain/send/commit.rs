@@ -2,14 +2,17 @@
 //! writes them in one transaction and only then answers each caller. Under
 //! load many accepts share one fsync; alone, an accept waits for nobody.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::Durable;
+use crate::domain::email::EmailAddress;
 use crate::domain::error::{Error, Result};
-use crate::domain::messages::Message;
+use crate::domain::messages::{Message, Status};
+use crate::domain::suppressions::Suppression;
 
 /// The most messages one transaction carries; a job is never split.
 pub const MAX_BATCH_MESSAGES: usize = 512;
@@ -47,6 +50,9 @@ pub struct CommitJob {
     pub daily_quota: Option<u64>,
     /// The UTC day (days since the epoch) the recipients count against.
     pub day: i64,
+    /// When the job was accepted: suppressions that expired before it no
+    /// longer apply.
+    pub accepted_at: DateTime<Utc>,
 }
 
 impl CommitJob {
@@ -56,13 +62,24 @@ impl CommitJob {
         self.messages
             .iter()
             .flat_map(|m| &m.recipients)
-            .filter(|r| r.status != crate::domain::messages::Status::Suppressed)
+            .filter(|r| r.status != Status::Suppressed)
             .count() as u64
+    }
+
+    /// The address keys of the recipients not yet found suppressed: the
+    /// store checks them against the account's suppression list in the
+    /// transaction that stores the job.
+    pub fn unchecked_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.messages
+            .iter()
+            .flat_map(|m| &m.recipients)
+            .filter(|r| r.status != Status::Suppressed)
+            .map(|r| EmailAddress::key_of_stored(&r.email))
     }
 }
 
 /// What became of a job in its transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
     /// Stored and durable.
     Committed,
@@ -71,6 +88,10 @@ pub enum JobOutcome {
     /// The account's daily quota (this many recipients) has no room for the
     /// job; nothing was stored.
     OverQuota(u64),
+    /// Recipients of the job are on the account's suppression list (these,
+    /// by address key); nothing was stored. The caller marks them and
+    /// commits again.
+    Suppressed(HashMap<String, Suppression>),
 }
 
 /// What the accept path needs from storage.
@@ -94,7 +115,7 @@ pub trait AcceptStore: Send + Sync + 'static {
     fn purge_idempotency(&self, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
 }
 
-type Pending = (CommitJob, oneshot::Sender<Result<JobOutcome>>);
+type Pending = (CommitJob, oneshot::Sender<Result<(JobOutcome, CommitJob)>>);
 
 /// The handle callers use; cheap to clone.
 #[derive(Clone, Debug)]
@@ -110,8 +131,9 @@ impl Committer {
         Committer { queue }
     }
 
-    /// Stores `job`; returns once its transaction committed (or failed).
-    pub async fn commit(&self, job: CommitJob) -> Result<JobOutcome> {
+    /// Stores `job`; returns once its transaction committed (or failed),
+    /// with the job handed back.
+    pub async fn commit(&self, job: CommitJob) -> Result<(JobOutcome, CommitJob)> {
         let (tx, rx) = oneshot::channel();
         let stopped = || Error::StorageUnavailable(anyhow::anyhow!("the writer has stopped"));
         self.queue.send((job, tx)).await.map_err(|_| stopped())?;
@@ -154,8 +176,10 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                 tokio::spawn(async move {
                     match durable.await {
                         Ok(()) => {
-                            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                                let _ = reply.send(Ok(outcome));
+                            for ((reply, outcome), job) in
+                                replies.into_iter().zip(outcomes).zip(jobs)
+                            {
+                                let _ = reply.send(Ok((outcome, job)));
                             }
                         }
                         Err(error) => refuse(
@@ -187,7 +211,7 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
 
 /// Tells every caller of a batch that nothing of it is acknowledged, and
 /// that retrying is safe.
-fn refuse(replies: Vec<oneshot::Sender<Result<JobOutcome>>>, why: &str) {
+fn refuse(replies: Vec<oneshot::Sender<Result<(JobOutcome, CommitJob)>>>, why: &str) {
     for reply in replies {
         let _ = reply.send(Err(Error::StorageUnavailable(anyhow::anyhow!("{why}"))));
     }
@@ -252,6 +276,7 @@ mod tests {
             messages: Vec::new(),
             daily_quota: None,
             day: 0,
+            accepted_at: Utc::now(),
         }
     }
 
@@ -277,7 +302,9 @@ mod tests {
         );
 
         store.open(0, Ok(()));
-        assert_eq!(first.await.unwrap().unwrap(), JobOutcome::Committed);
+        let (outcome, job) = first.await.unwrap().unwrap();
+        assert_eq!(outcome, JobOutcome::Committed);
+        assert_eq!(job.account_id, "first", "the job comes back to its caller");
         store.open(
             1,
             Err(Error::Internal(anyhow::anyhow!("the device failed"))),
