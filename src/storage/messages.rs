@@ -328,6 +328,10 @@ async fn count_quota(
             accounts.push((job.account_id.as_str(), job.day));
         }
     }
+    // One order for every transaction, so two that count the same
+    // accounts (batches of one process, or of several) lock their usage
+    // rows in the same order and never wait for each other in a circle.
+    accounts.sort_unstable();
     let backend = tx.get_database_backend();
     let read_usage = match backend {
         DatabaseBackend::Postgres => {

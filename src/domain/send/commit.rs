@@ -1,12 +1,14 @@
-//! Group commit: one writer task gathers the accepts waiting to be stored,
-//! writes them in one transaction and only then answers each caller. Under
-//! load many accepts share one fsync; alone, an accept waits for nobody.
+//! Group commit: one task gathers the accepts waiting to be stored into
+//! batches, each written in one transaction, and each caller is answered
+//! only once its batch is durable. Under load many accepts share one
+//! fsync; alone, an accept waits for nobody.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::domain::Durable;
 use crate::domain::email::EmailAddress;
@@ -19,6 +21,13 @@ pub const MAX_BATCH_MESSAGES: usize = 512;
 
 /// How many accepts may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 4096;
+
+/// How many batches may be on their way to the store at once: one being
+/// built while the one before it is written, and one more waiting, so the
+/// store is never idle for want of a batch (building a batch's statements
+/// is a tenth of an accept's CPU). The store runs what arrives together
+/// as one transaction where it can.
+const IN_FLIGHT: usize = 3;
 
 /// An idempotency record as stored: the key, what it was used for and the
 /// response to replay.
@@ -99,7 +108,8 @@ pub trait AcceptStore: Send + Sync + 'static {
     /// Stores `jobs` in one transaction and says what became of each, in
     /// order, once it has committed; nobody is answered before the
     /// returned [`Durable`] resolves, while the next transaction may
-    /// already begin. An error means nothing of any job was stored.
+    /// already begin. Several calls may run at once (see `IN_FLIGHT`).
+    /// An error means nothing of any job was stored.
     fn commit_jobs(
         &self,
         jobs: &[CommitJob],
@@ -142,6 +152,8 @@ impl Committer {
 }
 
 async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
+    let store = Arc::new(store);
+    let turns = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut held: Option<Pending> = None;
     loop {
         let first = match held.take() {
@@ -151,10 +163,16 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                 None => return,
             },
         };
+        // Whatever arrives while every turn is taken joins this batch.
+        let turn = turns
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let mut size = first.0.messages.len();
         let mut batch = vec![first];
         // Everything already waiting joins, up to the batch bound; no timer:
-        // the wait is the previous commit.
+        // the wait is the batches ahead.
         while size < MAX_BATCH_MESSAGES {
             match rx.try_recv() {
                 Ok(pending) if size + pending.0.messages.len() > MAX_BATCH_MESSAGES => {
@@ -168,43 +186,50 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let (jobs, replies): (Vec<CommitJob>, Vec<_>) = batch.into_iter().unzip();
-        match store.commit_jobs(&jobs).await {
-            Ok((outcomes, durable)) if outcomes.len() == jobs.len() => {
-                // The callers hear once the commit is durable; meanwhile the
-                // next batch is written.
-                tokio::spawn(async move {
-                    match durable.await {
-                        Ok(()) => {
-                            for ((reply, outcome), job) in
-                                replies.into_iter().zip(outcomes).zip(jobs)
-                            {
-                                let _ = reply.send(Ok((outcome, job)));
-                            }
+        let store = store.clone();
+        tokio::spawn(async move {
+            commit_batch(&*store, batch, size).await;
+            drop(turn);
+        });
+    }
+}
+
+/// Commits one batch and answers its callers once it is durable.
+async fn commit_batch<S: AcceptStore>(store: &S, batch: Vec<Pending>, size: usize) {
+    let (jobs, replies): (Vec<CommitJob>, Vec<_>) = batch.into_iter().unzip();
+    match store.commit_jobs(&jobs).await {
+        Ok((outcomes, durable)) if outcomes.len() == jobs.len() => {
+            // The callers hear once the commit is durable; meanwhile the
+            // next batch is written.
+            tokio::spawn(async move {
+                match durable.await {
+                    Ok(()) => {
+                        for ((reply, outcome), job) in replies.into_iter().zip(outcomes).zip(jobs) {
+                            let _ = reply.send(Ok((outcome, job)));
                         }
-                        Err(error) => refuse(
-                            replies,
-                            &format!(
-                                "the accept could not be made durable: {:#}",
-                                anyhow::Error::from(error)
-                            ),
-                        ),
                     }
-                });
-            }
-            result => {
-                let cause = match result {
-                    Err(e) => e.chain(),
-                    Ok(_) => "the store answered a different number of jobs".to_owned(),
-                };
-                tracing::warn!(
-                    jobs = jobs.len(),
-                    messages = size,
-                    error = %cause,
-                    "group commit failed; every caller in the batch is told to retry"
-                );
-                refuse(replies, &format!("the accept transaction failed: {cause}"));
-            }
+                    Err(error) => refuse(
+                        replies,
+                        &format!(
+                            "the accept could not be made durable: {:#}",
+                            anyhow::Error::from(error)
+                        ),
+                    ),
+                }
+            });
+        }
+        result => {
+            let cause = match result {
+                Err(e) => e.chain(),
+                Ok(_) => "the store answered a different number of jobs".to_owned(),
+            };
+            tracing::warn!(
+                jobs = jobs.len(),
+                messages = size,
+                error = %cause,
+                "group commit failed; every caller in the batch is told to retry"
+            );
+            refuse(replies, &format!("the accept transaction failed: {cause}"));
         }
     }
 }
