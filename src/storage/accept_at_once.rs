@@ -12,7 +12,7 @@ use sea_orm::{DatabaseBackend, EntityTrait, QueryTrait, Statement};
 
 use super::Store;
 use super::entities::idempotency_keys;
-use super::messages::{ROWS_PER_INSERT, job_inserts, key_row, quota_of};
+use super::messages::{ROWS_PER_INSERT, job_inserts, key_row, quota_of, unchecked_by_account};
 use super::writer::{Row, Writes};
 use crate::domain::Result;
 use crate::domain::send::commit::{CommitJob, JobOutcome};
@@ -117,19 +117,8 @@ impl Store {
 /// a hit sends the batch to: the common case, no hit, costs one probe of
 /// the list's index per address.
 fn suppression_probes(jobs: &[CommitJob]) -> Vec<Statement> {
-    let mut accounts: Vec<(&str, Vec<String>)> = Vec::new();
-    for job in jobs {
-        let index = match accounts.iter().position(|(a, _)| *a == job.account_id) {
-            Some(index) => index,
-            None => {
-                accounts.push((job.account_id.as_str(), Vec::new()));
-                accounts.len() - 1
-            }
-        };
-        accounts[index].1.extend(job.unchecked_keys());
-    }
     let mut probes = Vec::new();
-    for (account_id, keys) in accounts {
+    for (account_id, keys, _) in unchecked_by_account(jobs, |_| true) {
         for chunk in keys.chunks(ROWS_PER_INSERT) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let mut values: Vec<sea_orm::Value> = vec![account_id.into()];

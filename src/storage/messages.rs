@@ -262,6 +262,33 @@ async fn claim_keys(tx: &DatabaseTransaction, jobs: &[CommitJob]) -> Result<Hash
         .collect())
 }
 
+/// The address keys of the chosen jobs' recipients still to check against
+/// their account's suppression list, per account (each key once), with
+/// the earliest time one of its jobs was accepted.
+pub(super) fn unchecked_by_account(
+    jobs: &[CommitJob],
+    chosen: impl Fn(usize) -> bool,
+) -> Vec<(&str, Vec<String>, DateTime<Utc>)> {
+    let mut accounts: Vec<(&str, Vec<String>, DateTime<Utc>)> = Vec::new();
+    for (_, job) in jobs.iter().enumerate().filter(|(i, _)| chosen(*i)) {
+        let index = match accounts.iter().position(|(a, ..)| *a == job.account_id) {
+            Some(index) => index,
+            None => {
+                accounts.push((job.account_id.as_str(), Vec::new(), job.accepted_at));
+                accounts.len() - 1
+            }
+        };
+        let (_, keys, at) = &mut accounts[index];
+        keys.extend(job.unchecked_keys());
+        *at = Ord::min(*at, job.accepted_at);
+    }
+    for (_, keys, _) in &mut accounts {
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    accounts
+}
+
 /// The jobs (not in `skip`) with recipients on their account's suppression
 /// list, with those suppressions by address key: read in the transaction
 /// that stores the others, so a suppression committed before it applies.
@@ -270,28 +297,17 @@ async fn suppressed_jobs(
     jobs: &[CommitJob],
     skip: &HashSet<usize>,
 ) -> Result<HashMap<usize, HashMap<String, Suppression>>> {
-    let mut accounts: HashMap<&str, (Vec<String>, DateTime<Utc>)> = HashMap::new();
-    for (i, job) in jobs.iter().enumerate() {
-        if skip.contains(&i) {
-            continue;
-        }
-        let (keys, at) = accounts
-            .entry(job.account_id.as_str())
-            .or_insert_with(|| (Vec::new(), job.accepted_at));
-        keys.extend(job.unchecked_keys());
-        *at = Ord::min(*at, job.accepted_at);
-    }
     let mut found = HashMap::new();
-    for (account_id, (mut keys, at)) in accounts {
-        keys.sort_unstable();
-        keys.dedup();
+    for (account_id, keys, at) in unchecked_by_account(jobs, |i| !skip.contains(&i)) {
         found.insert(
             account_id,
             super::suppressions::suppressed_in(tx, account_id, &keys, at).await?,
         );
     }
     let mut suppressed = HashMap::new();
-    for (i, job) in jobs.iter().enumerate() {
+    // A skipped job is left out here too: its key belongs to another
+    // request, which giving the claim back would delete.
+    for (i, job) in jobs.iter().enumerate().filter(|(i, _)| !skip.contains(i)) {
         let Some(list) = found.get(job.account_id.as_str()) else {
             continue;
         };

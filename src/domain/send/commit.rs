@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::domain::Durable;
 use crate::domain::email::EmailAddress;
 use crate::domain::error::{Error, Result};
-use crate::domain::messages::{Message, Status};
+use crate::domain::messages::{Message, Recipient, Status};
 use crate::domain::suppressions::Suppression;
 
 /// The most messages one transaction carries; a job is never split.
@@ -68,22 +68,23 @@ impl CommitJob {
     /// Recipients the job counts against the quota: those it will send
     /// to (a suppressed one is not).
     pub fn recipients(&self) -> u64 {
-        self.messages
-            .iter()
-            .flat_map(|m| &m.recipients)
-            .filter(|r| r.status != Status::Suppressed)
-            .count() as u64
+        self.unsuppressed().count() as u64
     }
 
     /// The address keys of the recipients not yet found suppressed: the
     /// store checks them against the account's suppression list in the
     /// transaction that stores the job.
     pub fn unchecked_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.unsuppressed()
+            .map(|r| EmailAddress::key_of_stored(&r.email))
+    }
+
+    /// The recipients of the job's messages not (yet) suppressed.
+    fn unsuppressed(&self) -> impl Iterator<Item = &Recipient> {
         self.messages
             .iter()
             .flat_map(|m| &m.recipients)
             .filter(|r| r.status != Status::Suppressed)
-            .map(|r| EmailAddress::key_of_stored(&r.email))
     }
 }
 
@@ -186,38 +187,36 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let store = store.clone();
-        tokio::spawn(async move {
-            commit_batch(&*store, batch, size).await;
-            drop(turn);
-        });
+        tokio::spawn(commit_batch(store.clone(), batch, turn));
     }
 }
 
-/// Commits one batch and answers its callers once it is durable.
-async fn commit_batch<S: AcceptStore>(store: &S, batch: Vec<Pending>, size: usize) {
+/// Commits one batch, gives its turn back as soon as the transaction has
+/// ended (the next batch may be written while this one is flushed), and
+/// answers its callers once it is durable.
+async fn commit_batch<S: AcceptStore>(
+    store: Arc<S>,
+    batch: Vec<Pending>,
+    turn: tokio::sync::OwnedSemaphorePermit,
+) {
     let (jobs, replies): (Vec<CommitJob>, Vec<_>) = batch.into_iter().unzip();
-    match store.commit_jobs(&jobs).await {
-        Ok((outcomes, durable)) if outcomes.len() == jobs.len() => {
-            // The callers hear once the commit is durable; meanwhile the
-            // next batch is written.
-            tokio::spawn(async move {
-                match durable.await {
-                    Ok(()) => {
-                        for ((reply, outcome), job) in replies.into_iter().zip(outcomes).zip(jobs) {
-                            let _ = reply.send(Ok((outcome, job)));
-                        }
-                    }
-                    Err(error) => refuse(
-                        replies,
-                        &format!(
-                            "the accept could not be made durable: {:#}",
-                            anyhow::Error::from(error)
-                        ),
-                    ),
+    let committed = store.commit_jobs(&jobs).await;
+    drop(turn);
+    match committed {
+        Ok((outcomes, durable)) if outcomes.len() == jobs.len() => match durable.await {
+            Ok(()) => {
+                for ((reply, outcome), job) in replies.into_iter().zip(outcomes).zip(jobs) {
+                    let _ = reply.send(Ok((outcome, job)));
                 }
-            });
-        }
+            }
+            Err(error) => refuse(
+                replies,
+                &format!(
+                    "the accept could not be made durable: {:#}",
+                    anyhow::Error::from(error)
+                ),
+            ),
+        },
         result => {
             let cause = match result {
                 Err(e) => e.chain(),
@@ -225,7 +224,7 @@ async fn commit_batch<S: AcceptStore>(store: &S, batch: Vec<Pending>, size: usiz
             };
             tracing::warn!(
                 jobs = jobs.len(),
-                messages = size,
+                messages = jobs.iter().map(|j| j.messages.len()).sum::<usize>(),
                 error = %cause,
                 "group commit failed; every caller in the batch is told to retry"
             );
