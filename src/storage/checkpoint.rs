@@ -21,26 +21,28 @@ use crate::domain::Error;
 /// How often the SQLite write-ahead log is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
-/// Past this many frames (4 KB pages) the write-ahead log is started over
-/// from its beginning (`Wal::restart_due`): 64 MB.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// Past this many bytes of frames the write-ahead log is started over from
+/// its beginning (`Wal::restart_due`). In bytes, not frames: a database
+/// keeps the page size it was created with (see `storage::PAGE_SIZE`).
+const WAL_RESTART_BYTES: i64 = 64 << 20;
 
-/// At most this many frames (1 MB) left for the writer to copy when it
+/// At most this many bytes of frames left for the writer to copy when it
 /// finishes a checkpoint itself. A checkpoint finds to copy what was
 /// written while the one before it ran, so while the log is long and the
 /// last one copied more than this, the background checkpoints run back to
 /// back (at most [`CATCH_UP_PASSES`] a tick), each shorter than the last:
 /// the writer's own checkpoint, which every accept waits for, stays short.
-const WAL_RESTART_REMAINING: i64 = 256;
+const WAL_RESTART_REMAINING: i64 = 1 << 20;
 
 /// At most this many background checkpoints in a row per tick.
 const CATCH_UP_PASSES: u32 = 16;
 
-/// Past this many frames (256 MB) the writer finishes the checkpoint
+/// Past this many bytes of frames the writer finishes the checkpoint
 /// whatever is left to copy.
-const WAL_MAX_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
+const WAL_MAX_BYTES: i64 = 4 * WAL_RESTART_BYTES;
 
-/// The SQLite write-ahead log as the last checkpoint found it.
+/// The SQLite write-ahead log as the last checkpoint found it, in bytes of
+/// frames.
 ///
 /// SQLite starts the log over from its beginning only when a write begins
 /// after a checkpoint that copied every frame. Under steady writes the
@@ -53,16 +55,16 @@ const WAL_MAX_FRAMES: i64 = 4 * WAL_RESTART_FRAMES;
 /// starts the log over.
 #[derive(Debug, Default)]
 pub(crate) struct Wal {
-    /// Frames in the log.
+    /// The log's length.
     frames: AtomicI64,
-    /// Of those, frames copied into the database.
+    /// Of that, what is copied into the database.
     copied: AtomicI64,
-    /// Frames the last checkpoint copied: about what the next will find.
+    /// What the last checkpoint copied: about what the next will find.
     last_copy: AtomicI64,
 }
 
 impl Wal {
-    /// Notes what a checkpoint reported; returns how many frames it copied.
+    /// Notes what a checkpoint reported; returns how much it copied.
     fn saw(&self, frames: i64, copied: i64) -> i64 {
         let before = self.copied.swap(copied, Relaxed);
         // Fewer copied than before: the log was started over meanwhile.
@@ -76,7 +78,7 @@ impl Wal {
         last_copy
     }
 
-    /// About how many frames a checkpoint would copy now.
+    /// About how much a checkpoint would copy now.
     fn behind(&self) -> i64 {
         let uncopied = self.frames.load(Relaxed) - self.copied.load(Relaxed);
         uncopied.max(self.last_copy.load(Relaxed))
@@ -86,7 +88,7 @@ impl Wal {
     /// caught up with it closely enough for the writer to finish.
     fn catching_up(&self) -> bool {
         let frames = self.frames.load(Relaxed);
-        (WAL_RESTART_FRAMES..WAL_MAX_FRAMES).contains(&frames)
+        (WAL_RESTART_BYTES..WAL_MAX_BYTES).contains(&frames)
             && self.behind() > WAL_RESTART_REMAINING
     }
 
@@ -94,8 +96,8 @@ impl Wal {
     /// once true it is false until the next checkpoint reports.
     pub(crate) fn restart_due(&self) -> bool {
         let frames = self.frames.load(Relaxed);
-        let due = frames >= WAL_MAX_FRAMES
-            || (frames >= WAL_RESTART_FRAMES && self.behind() <= WAL_RESTART_REMAINING);
+        let due = frames >= WAL_MAX_BYTES
+            || (frames >= WAL_RESTART_BYTES && self.behind() <= WAL_RESTART_REMAINING);
         if due {
             self.saw(0, 0);
         }
@@ -192,15 +194,16 @@ fn checkpoint_loop(
     }
 }
 
-/// One PASSIVE checkpoint: the frames in the log and the frames copied, or
-/// `None` when the database is not in WAL mode.
+/// One PASSIVE checkpoint: the log's length and what of it is copied, in
+/// bytes of frames, or `None` when the database is not in WAL mode.
 fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<Option<(i64, i64)>> {
+    let page: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
     // (busy, frames in the log, frames copied); -1 when not in WAL mode.
     let (frames, copied): (i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get(1)?, row.get(2)?))
         })?;
-    Ok((frames >= 0).then_some((frames, copied)))
+    Ok((frames >= 0).then_some((frames * page, copied * page)))
 }
 
 /// How much of the database file one step of [`flush_in_steps`] writes out.
@@ -248,8 +251,8 @@ fn flush_in_steps(file: &std::fs::File) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A log of `frames` whose last checkpoint copied `last` and left
-    /// `left` uncopied.
+    /// A log `frames` bytes long whose last checkpoint copied `last` and
+    /// left `left` uncopied.
     fn log(frames: i64, last: i64, left: i64) -> Wal {
         let wal = Wal::default();
         wal.saw(frames, frames - left - last);
@@ -261,18 +264,18 @@ mod tests {
     fn the_log_is_started_over_once_long_and_caught_up_with_or_too_long() {
         assert!(!Wal::default().restart_due(), "an empty log");
         let limit = WAL_RESTART_REMAINING;
-        assert!(!log(WAL_RESTART_FRAMES - 1, 0, 0).restart_due(), "short");
-        let far = log(WAL_RESTART_FRAMES, limit + 1, 0);
+        assert!(!log(WAL_RESTART_BYTES - 1, 0, 0).restart_due(), "short");
+        let far = log(WAL_RESTART_BYTES, limit + 1, 0);
         assert!(!far.restart_due(), "long, the last copy too large");
-        let left = log(WAL_RESTART_FRAMES, 0, limit + 1);
+        let left = log(WAL_RESTART_BYTES, 0, limit + 1);
         assert!(!left.restart_due(), "long, too much left to copy");
-        let near = log(WAL_RESTART_FRAMES, limit, limit);
+        let near = log(WAL_RESTART_BYTES, limit, limit);
         assert!(near.restart_due(), "long and caught up with");
         assert!(
             !near.restart_due(),
             "once until the next checkpoint reports"
         );
-        let huge = log(WAL_MAX_FRAMES, WAL_MAX_FRAMES, 0);
+        let huge = log(WAL_MAX_BYTES, WAL_MAX_BYTES, 0);
         assert!(huge.restart_due(), "too long, whatever is left");
     }
 
@@ -280,30 +283,30 @@ mod tests {
     fn the_background_checkpoint_catches_up_only_with_a_long_log_far_behind() {
         let limit = WAL_RESTART_REMAINING;
         assert!(
-            !log(WAL_RESTART_FRAMES - 1, 5_000, 0).catching_up(),
+            !log(WAL_RESTART_BYTES - 1, 8 << 20, 0).catching_up(),
             "short"
         );
         assert!(
-            log(WAL_RESTART_FRAMES, limit + 1, 0).catching_up(),
+            log(WAL_RESTART_BYTES, limit + 1, 0).catching_up(),
             "a large last copy"
         );
         assert!(
-            log(WAL_RESTART_FRAMES, 0, limit + 1).catching_up(),
+            log(WAL_RESTART_BYTES, 0, limit + 1).catching_up(),
             "much left"
         );
         assert!(
-            !log(WAL_RESTART_FRAMES, limit, 0).catching_up(),
+            !log(WAL_RESTART_BYTES, limit, 0).catching_up(),
             "close enough"
         );
         assert!(
-            !log(WAL_MAX_FRAMES, 5_000, 0).catching_up(),
+            !log(WAL_MAX_BYTES, 8 << 20, 0).catching_up(),
             "too long: the writer finishes now"
         );
     }
 
     #[test]
     fn a_log_started_over_counts_its_first_copy_from_nothing() {
-        let wal = log(WAL_RESTART_FRAMES, 5_000, 0);
+        let wal = log(WAL_RESTART_BYTES, 8 << 20, 0);
         wal.saw(300, 300);
         assert_eq!(wal.behind(), 300);
     }

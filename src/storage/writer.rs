@@ -9,7 +9,8 @@
 //! thread and one answer back, and statements are prepared once and kept.
 //!
 //! The thread runs everything that waited while it was busy as one
-//! transaction, each piece of work inside a savepoint of its own: a piece
+//! transaction, each piece of work inside a savepoint of its own (unless it
+//! is alone, when the transaction is its savepoint): a piece
 //! that fails, panics or decides to keep nothing has its writes undone
 //! without touching the others', and every piece is answered once the
 //! `COMMIT` returned (or with the error, when it failed). Accepts and
@@ -262,8 +263,8 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// Runs `group` as one transaction, each piece in a savepoint, and
-    /// answers every piece once it ended.
+    /// Runs `group` as one transaction, each piece in a savepoint (a piece
+    /// alone in it needs none), and answers every piece once it ended.
     fn run_group(&mut self, group: Vec<Job>) {
         if let Err(error) = self.begin() {
             let cause = error.chain();
@@ -272,6 +273,11 @@ impl Session {
                 let (_, answer) = job(Err(&cause));
                 answer(Err(&cause));
             }
+            return;
+        }
+        if group.len() == 1 {
+            let job = group.into_iter().next().expect("one piece");
+            self.run_alone(job);
             return;
         }
         let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
@@ -302,6 +308,37 @@ impl Session {
                 }
             }
         }
+        let committed = self.commit(kept);
+        for answer in answers {
+            answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+
+    /// Runs a piece of work that has the transaction to itself, without a
+    /// savepoint: when it keeps nothing the transaction is rolled back
+    /// instead. Inside a savepoint SQLite copies every page the piece
+    /// changes first into a sub-journal, in case the savepoint is undone.
+    fn run_alone(&mut self, job: Job) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(self)))) {
+            Ok((true, answer)) => {
+                let committed = self.commit(true);
+                answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
+            }
+            Ok((false, answer)) => {
+                self.roll_back();
+                answer(Ok(()));
+            }
+            Err(_) => {
+                tracing::error!("a piece of work on the SQLite writer panicked");
+                self.roll_back();
+            }
+        }
+    }
+
+    /// Ends the transaction with `COMMIT`, handing what it wrote to the
+    /// watchers when a piece kept its writes; the cause when it failed
+    /// (nothing of it is kept then).
+    fn commit(&mut self, kept: bool) -> std::result::Result<(), String> {
         let committed = self
             .conn
             .execute_batch("COMMIT")
@@ -311,9 +348,7 @@ impl Session {
             (Ok(()), Some(publisher)) if kept => publisher.committed(&self.conn),
             _ => {}
         }
-        for answer in answers {
-            answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
-        }
+        committed
     }
 
     /// Runs one piece of work in its savepoint; says whether its writes
@@ -671,6 +706,50 @@ mod tests {
         assert_eq!(undone.await.expect("undone"), "nothing fit");
         also_kept.await.expect("also kept");
         assert_eq!(stored(&writer).await, [1, 5]);
+    }
+
+    #[tokio::test]
+    async fn work_alone_in_its_transaction_keeps_or_loses_its_writes_the_same_way() {
+        let (_dir, writer) = writer();
+        create(&writer).await;
+        // Each awaited before the next is sent: each runs alone.
+        writer.write(vec![insert(1)]).await.expect("kept");
+        let failed = writer
+            .transaction(|s| {
+                s.fetch(&[insert(2)])?;
+                Err::<Writes<()>, _>(Error::Internal(anyhow::anyhow!("gave up")))
+            })
+            .await;
+        assert!(matches!(failed, Err(Error::Internal(_))), "{failed:?}");
+        let panicked = writer
+            .transaction(|s| -> Result<Writes<()>> {
+                s.fetch(&[insert(3)])?;
+                panic!("a bug in a piece of work");
+            })
+            .await;
+        assert!(matches!(panicked, Err(Error::Internal(_))), "{panicked:?}");
+        let undone = writer
+            .transaction(|s| {
+                s.fetch(&[insert(4)])?;
+                Ok(Writes::Undo("nothing fit"))
+            })
+            .await;
+        assert_eq!(undone.expect("undone"), "nothing fit");
+        let orphan = writer
+            .write(vec![
+                insert(5),
+                sql("INSERT INTO t (n, p) VALUES (6, 99)", vec![]),
+            ])
+            .await;
+        let Err(Error::StorageUnavailable(error)) = orphan else {
+            panic!("a commit that fails is retryable: {orphan:?}");
+        };
+        assert!(error.to_string().contains("FOREIGN KEY"), "{error}");
+        writer
+            .write(vec![insert(7)])
+            .await
+            .expect("the writer goes on");
+        assert_eq!(stored(&writer).await, [1, 7]);
     }
 
     #[tokio::test]
