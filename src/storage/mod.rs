@@ -122,10 +122,11 @@ async fn forward_notifications(
 /// changes one page in each of a dozen B-trees, most by a row or an index
 /// entry of a few dozen bytes: with 2 KB pages a half-loaded B1 wrote 15–16
 /// frames of 2 KB per accept instead of 11 of 4 KB, its log flushes took
-/// 346–386 µs at the median instead of 415–468, and its p99 was lower in
+/// 346–432 µs at the median instead of 415–468, and its p99 was lower in
 /// each of six alternated pairs (8.8–13.1 ms against 13.4–16.0 on one
 /// machine). 1 KB pages wrote fewer bytes still (16–17 frames of 1 KB),
-/// but their p99 was no better than with 4 KB (15.1 and 15.5 ms). A database keeps the page size it was created with.
+/// but their p99 was no better than with 4 KB (15.1 and 15.5 ms). A
+/// database keeps the page size it was created with.
 const PAGE_SIZE: u32 = 2048;
 
 /// How connections to `url` are opened. On SQLite a connection keeps a
