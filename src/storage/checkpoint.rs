@@ -56,7 +56,7 @@ const WAL_MAX_BYTES: i64 = 4 * WAL_RESTART_BYTES;
 #[derive(Debug, Default)]
 pub(crate) struct Wal {
     /// The log's length.
-    frames: AtomicI64,
+    length: AtomicI64,
     /// Of that, what is copied into the database.
     copied: AtomicI64,
     /// What the last checkpoint copied: about what the next will find.
@@ -65,7 +65,7 @@ pub(crate) struct Wal {
 
 impl Wal {
     /// Notes what a checkpoint reported; returns how much it copied.
-    fn saw(&self, frames: i64, copied: i64) -> i64 {
+    fn saw(&self, length: i64, copied: i64) -> i64 {
         let before = self.copied.swap(copied, Relaxed);
         // Fewer copied than before: the log was started over meanwhile.
         let last_copy = if copied >= before {
@@ -74,30 +74,30 @@ impl Wal {
             copied
         };
         self.last_copy.store(last_copy, Relaxed);
-        self.frames.store(frames, Relaxed);
+        self.length.store(length, Relaxed);
         last_copy
     }
 
     /// About how much a checkpoint would copy now.
     fn behind(&self) -> i64 {
-        let uncopied = self.frames.load(Relaxed) - self.copied.load(Relaxed);
+        let uncopied = self.length.load(Relaxed) - self.copied.load(Relaxed);
         uncopied.max(self.last_copy.load(Relaxed))
     }
 
     /// Whether the log is long and the background checkpoints have not yet
     /// caught up with it closely enough for the writer to finish.
     fn catching_up(&self) -> bool {
-        let frames = self.frames.load(Relaxed);
-        (WAL_RESTART_BYTES..WAL_MAX_BYTES).contains(&frames)
+        let length = self.length.load(Relaxed);
+        (WAL_RESTART_BYTES..WAL_MAX_BYTES).contains(&length)
             && self.behind() > WAL_RESTART_REMAINING
     }
 
     /// Whether the writer should checkpoint before its next transaction;
     /// once true it is false until the next checkpoint reports.
     pub(crate) fn restart_due(&self) -> bool {
-        let frames = self.frames.load(Relaxed);
-        let due = frames >= WAL_MAX_BYTES
-            || (frames >= WAL_RESTART_BYTES && self.behind() <= WAL_RESTART_REMAINING);
+        let length = self.length.load(Relaxed);
+        let due = length >= WAL_MAX_BYTES
+            || (length >= WAL_RESTART_BYTES && self.behind() <= WAL_RESTART_REMAINING);
         if due {
             self.saw(0, 0);
         }
@@ -174,7 +174,7 @@ fn checkpoint_loop(
         }
         for _ in 0..CATCH_UP_PASSES {
             let copied = match checkpoint(conn) {
-                Ok(Some((frames, copied))) => wal.saw(frames, copied),
+                Ok(Some((length, copied))) => wal.saw(length, copied),
                 Ok(None) => 0,
                 Err(error) => {
                     tracing::warn!(%error, database = %path.display(), "the SQLite checkpoint failed; it runs again shortly");
@@ -251,12 +251,12 @@ fn flush_in_steps(file: &std::fs::File) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A log `frames` bytes long whose last checkpoint copied `last` and
+    /// A log `length` bytes long whose last checkpoint copied `last` and
     /// left `left` uncopied.
-    fn log(frames: i64, last: i64, left: i64) -> Wal {
+    fn log(length: i64, last: i64, left: i64) -> Wal {
         let wal = Wal::default();
-        wal.saw(frames, frames - left - last);
-        wal.saw(frames, frames - left);
+        wal.saw(length, length - left - last);
+        wal.saw(length, length - left);
         wal
     }
 
