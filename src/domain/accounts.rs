@@ -207,7 +207,6 @@ impl<S: AccountStore> Accounts<S> {
             })
     }
 
-    /// Lists every account, oldest first.
     /// Changes an account's own limits (`reset` forgets the current ones
     /// first) and returns them; a request with nothing to change shows them.
     pub async fn set_limits(
@@ -246,6 +245,7 @@ impl<S: AccountStore> Accounts<S> {
         Ok(overrides)
     }
 
+    /// Lists every account, oldest first.
     pub async fn list_accounts(&self) -> Result<Vec<Account>> {
         self.store.list_accounts().await
     }

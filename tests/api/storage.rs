@@ -265,3 +265,38 @@ async fn events_are_read_only_once_the_server_knows_them_durable() {
     assert_eq!(store.latest_cursor().await.unwrap(), events[0].cursor);
     store.close().await.unwrap();
 }
+
+/// A SQLite database Posthorn creates has 2 KB pages (every commit writes
+/// each page it changed to the log whole); one created earlier with 4 KB
+/// pages keeps them, and is migrated and served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_sqlite_database_gets_2_kb_pages_and_an_older_one_keeps_its_own() {
+    use posthorn::storage::Store;
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+
+    async fn page_size(store: &Store) -> i64 {
+        let pragma = Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA page_size");
+        let row = store.connection().query_one_raw(pragma).await.unwrap();
+        row.expect("a row").try_get_by_index(0).unwrap()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = format!("sqlite://{}/fresh.db", dir.path().display());
+    let store = Store::connect(&fresh, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(page_size(&store).await, 2048);
+
+    let older = dir.path().join("older.db");
+    rusqlite::Connection::open(&older)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+        .unwrap();
+    let store = Store::connect(&format!("sqlite://{}", older.display()), 4)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(page_size(&store).await, 4096);
+    let accounts = posthorn::domain::accounts::Accounts::new(store.clone());
+    let created = accounts.create_account("acme").await.unwrap();
+    assert_eq!(accounts.account("acme").await.unwrap().id, created.id);
+}
