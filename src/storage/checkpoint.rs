@@ -126,12 +126,16 @@ impl Checkpointer {
             .map_err(|e| unavailable(e, "opening the SQLite checkpoint connection"))?;
         let file = std::fs::File::open(path)
             .map_err(|e| unavailable(e, "opening the SQLite database file to flush it"))?;
+        // Fixed when the database was created (the pool's first connection).
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|e| unavailable(e, "reading the SQLite page size"))?;
         let (stop, stopped) = mpsc::channel();
         let path = path.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("posthorn-checkpoint".into())
             .spawn(move || {
-                checkpoint_loop(&conn, &file, &path, &wal, &stopped);
+                checkpoint_loop(&conn, page, &file, &path, &wal, &stopped);
                 // The connection first, then the descriptor (see
                 // `flush_in_steps`).
                 drop(conn);
@@ -159,9 +163,10 @@ impl Checkpointer {
 
 /// Every [`CHECKPOINT_EVERY`] until stopped: one PASSIVE checkpoint, or
 /// several in a row while the log is long and far behind, each followed by
-/// a flush of the database file.
+/// a flush of the database file. `page` is the database's page size.
 fn checkpoint_loop(
     conn: &rusqlite::Connection,
+    page: i64,
     file: &std::fs::File,
     path: &Path,
     wal: &Wal,
@@ -173,7 +178,7 @@ fn checkpoint_loop(
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
         for _ in 0..CATCH_UP_PASSES {
-            let copied = match checkpoint(conn) {
+            let copied = match checkpoint(conn, page) {
                 Ok(Some((length, copied))) => wal.saw(length, copied),
                 Ok(None) => 0,
                 Err(error) => {
@@ -195,9 +200,9 @@ fn checkpoint_loop(
 }
 
 /// One PASSIVE checkpoint: the log's length and what of it is copied, in
-/// bytes of frames, or `None` when the database is not in WAL mode.
-fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<Option<(i64, i64)>> {
-    let page: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+/// bytes of frames of `page` bytes, or `None` when the database is not in
+/// WAL mode.
+fn checkpoint(conn: &rusqlite::Connection, page: i64) -> rusqlite::Result<Option<(i64, i64)>> {
     // (busy, frames in the log, frames copied); -1 when not in WAL mode.
     let (frames, copied): (i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {

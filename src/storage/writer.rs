@@ -319,18 +319,26 @@ impl Session {
     /// instead. Inside a savepoint SQLite copies every page the piece
     /// changes first into a sub-journal, in case the savepoint is undone.
     fn run_alone(&mut self, job: Job) {
+        let (keep, answer) = self.run_piece(job);
+        let ended = if keep {
+            self.commit(true)
+        } else {
+            self.roll_back();
+            Ok(())
+        };
+        if let Some(answer) = answer {
+            answer(ended.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+
+    /// Runs a piece of work: whether its writes stay, and its answer, which
+    /// a piece that panicked took with it (its caller hears of a failure).
+    fn run_piece(&mut self, job: Job) -> (bool, Option<Answer>) {
         match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(self)))) {
-            Ok((true, answer)) => {
-                let committed = self.commit(true);
-                answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
-            }
-            Ok((false, answer)) => {
-                self.roll_back();
-                answer(Ok(()));
-            }
+            Ok((keep, answer)) => (keep, Some(answer)),
             Err(_) => {
                 tracing::error!("a piece of work on the SQLite writer panicked");
-                self.roll_back();
+                (false, None)
             }
         }
     }
@@ -361,15 +369,7 @@ impl Session {
         self.conn
             .execute_batch("SAVEPOINT work")
             .map_err(|e| (None, sqlite_error(e)))?;
-        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(self))));
-        let (keep, answer) = match ran {
-            Ok(ran) => (ran.0, Some(ran.1)),
-            Err(_) => {
-                // Its answer went with it: the caller hears of a failure.
-                tracing::error!("a piece of work on the SQLite writer panicked");
-                (false, None)
-            }
-        };
+        let (keep, answer) = self.run_piece(job);
         let end = if keep {
             "RELEASE work"
         } else {
