@@ -212,6 +212,8 @@ fn grpc_request(
 }
 
 fn main() {
+    // As the `posthorn` binary does, before anything opens a database.
+    posthorn::storage::page_cache::install();
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,6 +11,7 @@ pub mod entities;
 mod flush;
 mod live;
 mod messages;
+pub mod page_cache;
 mod server_keys;
 mod suppressions;
 mod templates;
