@@ -295,6 +295,8 @@ async fn bench_server(o: &Options) {
 }
 
 fn main() {
+    // As the `posthorn` binary does, before anything opens a database.
+    posthorn::storage::page_cache::install();
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
