@@ -20,7 +20,8 @@
 
 use std::ffi::{c_int, c_uint};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+#[cfg(test)]
+use std::sync::atomic::AtomicU64;
 
 use rusqlite::ffi;
 
@@ -37,7 +38,8 @@ unsafe impl Sync for Inner {}
 
 static INNER: OnceLock<Inner> = OnceLock::new();
 
-/// Swaps that went through a stand-in number (see [`stand_ins`]).
+/// Swaps that went through a stand-in number, counted for the test only.
+#[cfg(test)]
 static STAND_INS: AtomicU64 = AtomicU64::new(0);
 
 /// One cache: SQLite's, and what this layer knows of the numbers in it.
@@ -123,12 +125,6 @@ pub fn install() -> bool {
             ffi::sqlite3_config(ffi::SQLITE_CONFIG_PCACHE2, &layer) == ffi::SQLITE_OK
         }
     })
-}
-
-/// How many page swaps went through a stand-in number since the process
-/// started.
-pub fn stand_ins() -> u64 {
-    STAND_INS.load(Relaxed)
 }
 
 /// The layer's cache behind SQLite's handle.
@@ -224,7 +220,8 @@ unsafe extern "C" fn rekey(
         // Past everything the cache holds, so free, and close to the
         // database's end.
         c.stand_in = c.highest + 1;
-        STAND_INS.fetch_add(1, Relaxed);
+        #[cfg(test)]
+        STAND_INS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         c.stand_in
     } else {
         c.inner_key(new)
@@ -336,7 +333,10 @@ mod tests {
             }
             tx.commit().expect("commit");
         }
-        assert!(stand_ins() > 0, "no split went through a stand-in number");
+        assert!(
+            STAND_INS.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no split went through a stand-in number"
+        );
 
         let check: String = conn
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))

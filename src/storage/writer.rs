@@ -275,17 +275,37 @@ impl Session {
             }
             return;
         }
-        if group.len() == 1 {
-            let job = group.into_iter().next().expect("one piece");
-            self.run_alone(job);
-            return;
-        }
-        let mut answers: Vec<Answer> = Vec::with_capacity(group.len());
-        let mut kept = false;
         let mut jobs = group.into_iter();
+        let (answers, kept) = if jobs.len() == 1 {
+            // Alone, without a savepoint: inside one SQLite copies every
+            // page the piece changes first into a sub-journal, in case the
+            // savepoint is undone; the transaction is undone instead.
+            let (keep, answer) = self.run_piece(jobs.next().expect("one piece"));
+            (answer.into_iter().collect(), keep)
+        } else {
+            match self.run_in_savepoints(jobs) {
+                Some(ran) => ran,
+                None => return,
+            }
+        };
+        let ended = self.end(kept);
+        for answer in answers {
+            answer(ended.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+
+    /// Runs each piece of `jobs` in a savepoint of its own: their answers,
+    /// and whether any kept its writes. `None` when the transaction was
+    /// lost: everything in it so far was answered with the failure, and
+    /// the rest ran in a new one.
+    fn run_in_savepoints(
+        &mut self,
+        mut jobs: std::vec::IntoIter<Job>,
+    ) -> Option<(Vec<Answer>, bool)> {
+        let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
+        let mut kept = false;
         while let Some(job) = jobs.next() {
-            let step = self.run_one_job(job);
-            match step {
+            match self.run_one_job(job) {
                 Ok((keep, answer)) => {
                     kept |= keep;
                     answers.push(answer);
@@ -304,31 +324,11 @@ impl Session {
                     if !rest.is_empty() {
                         self.run_group(rest);
                     }
-                    return;
+                    return None;
                 }
             }
         }
-        let committed = self.commit(kept);
-        for answer in answers {
-            answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
-        }
-    }
-
-    /// Runs a piece of work that has the transaction to itself, without a
-    /// savepoint: when it keeps nothing the transaction is rolled back
-    /// instead. Inside a savepoint SQLite copies every page the piece
-    /// changes first into a sub-journal, in case the savepoint is undone.
-    fn run_alone(&mut self, job: Job) {
-        let (keep, answer) = self.run_piece(job);
-        let ended = if keep {
-            self.commit(true)
-        } else {
-            self.roll_back();
-            Ok(())
-        };
-        if let Some(answer) = answer {
-            answer(ended.as_ref().map(|_| ()).map_err(String::as_str));
-        }
+        Some((answers, kept))
     }
 
     /// Runs a piece of work: whether its writes stay, and its answer, which
@@ -343,18 +343,23 @@ impl Session {
         }
     }
 
-    /// Ends the transaction with `COMMIT`, handing what it wrote to the
-    /// watchers when a piece kept its writes; the cause when it failed
-    /// (nothing of it is kept then).
-    fn commit(&mut self, kept: bool) -> std::result::Result<(), String> {
+    /// Ends the transaction: with `COMMIT` when a piece kept its writes,
+    /// handing them to the watchers, else with `ROLLBACK`, there being
+    /// nothing to keep. The cause when the COMMIT failed (nothing of the
+    /// transaction is kept then).
+    fn end(&mut self, kept: bool) -> std::result::Result<(), String> {
+        if !kept {
+            self.roll_back();
+            return Ok(());
+        }
         let committed = self
             .conn
             .execute_batch("COMMIT")
             .map_err(|e| sqlite_error(e).chain());
         match (&committed, &mut self.publisher) {
             (Err(_), _) => self.roll_back(),
-            (Ok(()), Some(publisher)) if kept => publisher.committed(&self.conn),
-            _ => {}
+            (Ok(()), Some(publisher)) => publisher.committed(&self.conn),
+            (Ok(()), None) => {}
         }
         committed
     }
