@@ -213,7 +213,7 @@ fn grpc_request(
 
 fn main() {
     // As the `posthorn` binary does, before anything opens a database.
-    posthorn::storage::page_cache::install();
+    posthorn::storage::prepare_sqlite();
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

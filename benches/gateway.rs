@@ -296,7 +296,7 @@ async fn bench_server(o: &Options) {
 
 fn main() {
     // As the `posthorn` binary does, before anything opens a database.
-    posthorn::storage::page_cache::install();
+    posthorn::storage::prepare_sqlite();
     let o = options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,7 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     without_transparent_huge_pages();
     // Before anything opens a database (see the module).
-    posthorn::storage::page_cache::install();
+    posthorn::storage::prepare_sqlite();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,6 +13,7 @@ mod live;
 mod messages;
 pub mod page_cache;
 mod server_keys;
+pub mod sqlite_memory;
 mod suppressions;
 mod templates;
 mod tracking;
@@ -30,6 +31,40 @@ use sea_orm::{
 };
 
 use crate::domain::Error;
+
+/// Sets SQLite up for this process before anything opens a database: its
+/// memory from the process's allocator with no statistics kept
+/// ([`sqlite_memory`]) and the layer over its page cache ([`page_cache`]).
+/// True when both are in place; false when SQLite was used before in the
+/// process, which leaves its defaults (slower, as correct). Call it first
+/// in `main`, while no other thread uses SQLite.
+pub fn prepare_sqlite() -> bool {
+    let memory = sqlite_memory::install();
+    page_cache::install() && memory
+}
+
+/// For a test of something that has to be set before SQLite's first use
+/// in a process, where other tests of the same binary have used it
+/// already: outside such a process, runs the test `name` again in a
+/// process of its own, asserts that it passed there and returns false;
+/// inside it, returns true, and the test goes on.
+#[cfg(test)]
+pub(crate) fn in_fresh_process(name: &str) -> bool {
+    const ALONE: &str = "UNIT_TEST_IN_FRESH_PROCESS";
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("the test binary runs");
+    let out = String::from_utf8_lossy(&run.stdout);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{out}\n{err}");
+    assert!(out.contains("1 passed"), "{out}\n{err}");
+    false
+}
 
 /// The database, shared by every door and worker. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -277,25 +277,12 @@ mod tests {
 
     use super::*;
 
-    /// Set in the process this test starts to run itself again.
-    const ALONE: &str = "PAGE_CACHE_TEST_ALONE";
-
     #[test]
     fn pages_renumbered_while_b_trees_split_keep_what_they_hold() {
-        if std::env::var_os(ALONE).is_none() {
-            // Other tests of this process have used SQLite already, and the
-            // layer goes in only before the first use: run this test again
-            // in a process of its own.
-            let name = "storage::page_cache::tests::pages_renumbered_while_b_trees_split_keep_what_they_hold";
-            let run = std::process::Command::new(std::env::current_exe().expect("test binary"))
-                .args([name, "--exact", "--nocapture", "--test-threads=1"])
-                .env(ALONE, "1")
-                .output()
-                .expect("the test binary runs");
-            let out = String::from_utf8_lossy(&run.stdout);
-            let err = String::from_utf8_lossy(&run.stderr);
-            assert!(run.status.success(), "{out}\n{err}");
-            assert!(out.contains("1 passed"), "{out}\n{err}");
+        // The layer goes in only before SQLite's first use in a process.
+        if !crate::storage::in_fresh_process(
+            "storage::page_cache::tests::pages_renumbered_while_b_trees_split_keep_what_they_hold",
+        ) {
             return;
         }
         assert!(install(), "SQLite was not used before in this process");
