@@ -263,7 +263,13 @@ where
                 return Err(Error::Validation(violations));
             }
         };
-        let fingerprint = fingerprint("SendEmail", std::slice::from_ref(&request));
+        // Only a keyed request is ever compared with another, so only its
+        // fingerprint is taken.
+        let claim = request.idempotency_key.as_deref().map(|key| Claim {
+            key,
+            method: "SendEmail",
+            fingerprint: fingerprint("SendEmail", std::slice::from_ref(&request)),
+        });
         // A key already stored is found when the commit tries to claim it
         // (then replayed or refused), so a fresh key costs no extra read.
         let _guard = match &request.idempotency_key {
@@ -275,15 +281,7 @@ where
             return Err(Error::SenderNotVerified(valid.from.to_string()));
         }
         let message = self.compose(caller, valid, &request, now, None).await?;
-        self.store_one(
-            caller,
-            message,
-            request.idempotency_key.as_deref(),
-            "SendEmail",
-            &fingerprint,
-            now,
-        )
-        .await
+        self.store_one(caller, message, claim.as_ref(), now).await
     }
 
     /// SendBatch: up to 100 sends, each succeeding or failing on its own.
@@ -328,8 +326,15 @@ where
             .iter()
             .map(|i| i.as_ref().cloned().unwrap_or_default())
             .collect();
-        let fingerprint = fingerprint("SendBatch", &readable);
-        if let Some(answer) = self.replay_batch(caller, &key, &fingerprint, now).await? {
+        let claim = Claim {
+            key: &key,
+            method: "SendBatch",
+            fingerprint: fingerprint("SendBatch", &readable),
+        };
+        if let Some(answer) = self
+            .replay_batch(caller, &key, &claim.fingerprint, now)
+            .await?
+        {
             return Ok(answer);
         }
         let _guard = self.in_flight.enter(&caller.account_id, &key)?;
@@ -387,15 +392,7 @@ where
                     .collect(),
             );
             let response = serde_json::to_vec(&stored).expect("a batch serialises");
-            let job = self.job(
-                caller,
-                Some(&key),
-                "SendBatch",
-                &fingerprint,
-                response,
-                messages,
-                now,
-            );
+            let job = self.job(caller, Some((&claim, response)), messages, now);
             match self.committer.commit(job).await? {
                 (JobOutcome::Committed, _) => {
                     return Ok(Answer {
@@ -412,9 +409,12 @@ where
                 }
                 (JobOutcome::OverQuota(quota), _) => return Err(quota_error(quota, now)),
                 (JobOutcome::KeyTaken, _) => {
-                    return match self.replay_batch(caller, &key, &fingerprint, now).await? {
+                    return match self
+                        .replay_batch(caller, &key, &claim.fingerprint, now)
+                        .await?
+                    {
                         Some(answer) => Ok(answer),
-                        None => Err(Error::IdempotencyKeyInUse(key)),
+                        None => Err(Error::IdempotencyKeyInUse(key.clone())),
                     };
                 }
             }
@@ -443,21 +443,22 @@ where
         if !violations.is_empty() {
             return Err(Error::Validation(violations));
         }
-        let fingerprint = {
-            let mut hash = Sha256::new();
-            feed(&mut hash, "ResendMessage");
-            feed(&mut hash, id);
-            hex::encode(hash.finalize())
-        };
-        let _guard = match &key {
-            Some(key) => {
-                if let Some(answer) = self
-                    .replay(caller, key, "ResendMessage", &fingerprint, now)
-                    .await?
-                {
+        let claim = key.as_deref().map(|key| Claim {
+            key,
+            method: "ResendMessage",
+            fingerprint: {
+                let mut hash = Sha256::new();
+                feed(&mut hash, "ResendMessage");
+                feed(&mut hash, id);
+                hex::encode(hash.finalize())
+            },
+        });
+        let _guard = match &claim {
+            Some(claim) => {
+                if let Some(answer) = self.replay(caller, claim, now).await? {
                     return Ok(answer);
                 }
-                Some(self.in_flight.enter(&caller.account_id, key)?)
+                Some(self.in_flight.enter(&caller.account_id, claim.key)?)
             }
             None => None,
         };
@@ -473,37 +474,25 @@ where
             return Err(Error::SenderNotVerified(from.to_string()));
         }
         let message = admitted(self.copy(caller, &original, now), &HashMap::new());
-        self.store_one(
-            caller,
-            message,
-            key.as_deref(),
-            "ResendMessage",
-            &fingerprint,
-            now,
-        )
-        .await
+        self.store_one(caller, message, claim.as_ref(), now).await
     }
 
-    /// The commit job of `messages`, claiming `key` (when given) with the
+    /// The commit job of `messages`, making `claim` (when given) with the
     /// response to replay.
-    #[allow(clippy::too_many_arguments)]
     fn job(
         &self,
         caller: &AuthContext,
-        key: Option<&str>,
-        method: &str,
-        fingerprint: &str,
-        response: Vec<u8>,
+        claim: Option<(&Claim<'_>, Vec<u8>)>,
         messages: Vec<Message>,
         now: DateTime<Utc>,
     ) -> CommitJob {
         CommitJob {
             account_id: caller.account_id.clone(),
-            idempotency: key.map(|key| IdempotencyRecord {
+            idempotency: claim.map(|(claim, response)| IdempotencyRecord {
                 account_id: caller.account_id.clone(),
-                key: key.to_owned(),
-                method: method.to_owned(),
-                fingerprint: fingerprint.to_owned(),
+                key: claim.key.to_owned(),
+                method: claim.method.to_owned(),
+                fingerprint: claim.fingerprint.clone(),
                 response,
                 created_at: now,
                 expires_at: now + IDEMPOTENCY_RETENTION,
@@ -521,23 +510,17 @@ where
         &self,
         caller: &AuthContext,
         mut message: Message,
-        key: Option<&str>,
-        method: &str,
-        fingerprint: &str,
+        claim: Option<&Claim<'_>>,
         now: DateTime<Utc>,
     ) -> Result<Answer<Receipt>> {
         loop {
             let receipt = receipt(&message);
-            let response = serde_json::to_vec(&receipt).expect("a receipt serialises");
-            let job = self.job(
-                caller,
-                key,
-                method,
-                fingerprint,
-                response,
-                vec![message],
-                now,
-            );
+            // What a retry with the key replays.
+            let claimed = claim.map(|claim| {
+                let response = serde_json::to_vec(&receipt).expect("a receipt serialises");
+                (claim, response)
+            });
+            let job = self.job(caller, claimed, vec![message], now);
             match self.committer.commit(job).await? {
                 (JobOutcome::Committed, _) => {
                     return Ok(Answer {
@@ -555,10 +538,14 @@ where
                     // another process that won the race): replay it, refuse
                     // a different request, or say the first is still
                     // running.
-                    let key = key.unwrap_or_default();
-                    return match self.replay(caller, key, method, fingerprint, now).await? {
+                    let Some(claim) = claim else {
+                        return Err(Error::Internal(anyhow::anyhow!(
+                            "a request without an idempotency key was refused for its key"
+                        )));
+                    };
+                    return match self.replay(caller, claim, now).await? {
                         Some(answer) => Ok(answer),
-                        None => Err(Error::IdempotencyKeyInUse(key.to_owned())),
+                        None => Err(Error::IdempotencyKeyInUse(claim.key.to_owned())),
                     };
                 }
             }
@@ -569,20 +556,18 @@ where
     async fn replay(
         &self,
         caller: &AuthContext,
-        key: &str,
-        method: &str,
-        fingerprint: &str,
+        claim: &Claim<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Answer<Receipt>>> {
         let Some(record) = self
             .store
-            .idempotency_record(&caller.account_id, key, now)
+            .idempotency_record(&caller.account_id, claim.key, now)
             .await?
         else {
             return Ok(None);
         };
-        if record.method != method || record.fingerprint != fingerprint {
-            return Err(Error::IdempotencyKeyReused(key.to_owned()));
+        if record.method != claim.method || record.fingerprint != claim.fingerprint {
+            return Err(Error::IdempotencyKeyReused(claim.key.to_owned()));
         }
         let value: Receipt = serde_json::from_slice(&record.response)
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored response unreadable: {e}")))?;
@@ -904,6 +889,15 @@ pub fn check_key(field: &str, key: &str) -> Option<FieldViolation> {
 fn feed(hash: &mut Sha256, part: &str) {
     hash.update((part.len() as u64).to_be_bytes());
     hash.update(part.as_bytes());
+}
+
+/// What a keyed request claims: its idempotency key, its RPC and the
+/// fingerprint of what it asked, compared with the stored record's when
+/// the key is taken already.
+struct Claim<'a> {
+    key: &'a str,
+    method: &'static str,
+    fingerprint: String,
 }
 
 /// The digest of the canonical form of `requests` for `method`: the same
