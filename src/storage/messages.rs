@@ -3,13 +3,14 @@
 //! the read and control side.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
-    TransactionTrait,
+    TransactionTrait, Value,
 };
 use serde_json::{Map, Value as Json};
 
@@ -41,44 +42,6 @@ fn json_list(list: &[String]) -> String {
 
 fn json_pairs(pairs: &[(String, String)]) -> String {
     serde_json::to_string(pairs).expect("strings serialise")
-}
-
-fn message_row(m: &Message) -> messages::ActiveModel {
-    messages::ActiveModel {
-        id: Set(m.id.clone()),
-        account_id: Set(m.account_id.clone()),
-        status: Set(m.status.as_str().to_owned()),
-        from_email: Set(m.from_email.clone()),
-        from_name: Set(m.from_name.clone()),
-        to_addrs: Set(json_list(&m.to)),
-        cc_addrs: Set(json_list(&m.cc)),
-        bcc_addrs: Set(json_list(&m.bcc)),
-        reply_to: Set(json_list(&m.reply_to)),
-        subject: Set(m.subject.clone()),
-        html: Set(Some(m.html.clone())),
-        text_body: Set(Some(m.text.clone())),
-        template_slug: Set(m.template.as_ref().map(|t| t.slug.clone())),
-        template_version: Set(m.template.as_ref().map(|t| t.version)),
-        variables: Set(m
-            .template
-            .as_ref()
-            .map(|t| Json::Object(t.variables.clone()).to_string())),
-        headers: Set(json_pairs(&m.headers)),
-        tags: Set(json_list(&m.tags)),
-        metadata: Set(json_pairs(&m.metadata)),
-        message_id_header: Set(m.message_id_header.clone()),
-        track_opens: Set(m.track_opens),
-        track_clicks: Set(m.track_clicks),
-        unsubscribe: Set(m.unsubscribe),
-        test_mode: Set(m.test_mode),
-        size_bytes: Set(m.size_bytes),
-        raw_mime: Set(None),
-        resent_from: Set(m.resent_from.clone()),
-        idempotency_key: Set(m.idempotency_key.clone()),
-        scheduled_at: Set(m.scheduled_at.map(to_micros)),
-        created_at: Set(to_micros(m.created_at)),
-        updated_at: Set(to_micros(m.updated_at)),
-    }
 }
 
 fn event_row(account_id: &str, e: &Event) -> events::ActiveModel {
@@ -402,6 +365,171 @@ async fn count_quota(
     Ok((over, writes))
 }
 
+/// Rows for a table's multi-row INSERTs, written out directly. Building
+/// them as ActiveModels through sea-query's builder cloned every value
+/// twice and wrote the statement's text again for every batch: 4 % of the
+/// server's instructions in a B5 leg under callgrind.
+struct Rows<const N: usize> {
+    table: &'static str,
+    columns: [&'static str; N],
+    values: Vec<Value>,
+}
+
+impl<const N: usize> Rows<N> {
+    fn new(table: &'static str, columns: [&'static str; N]) -> Self {
+        Rows {
+            table,
+            columns,
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: [Value; N]) {
+        self.values.extend(row);
+    }
+
+    /// The INSERTs, [`ROWS_PER_INSERT`] rows each.
+    fn statements(self, backend: DatabaseBackend) -> Vec<Statement> {
+        let head = format!(
+            "INSERT INTO \"{}\" ({}) VALUES ",
+            self.table,
+            self.columns.map(|c| format!("\"{c}\"")).join(", ")
+        );
+        let mut values = self.values.into_iter();
+        let mut statements = Vec::new();
+        while values.len() > 0 {
+            let chunk: Vec<Value> = values.by_ref().take(N * ROWS_PER_INSERT).collect();
+            let mut sql = head.clone();
+            for row in 0..chunk.len() / N {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                for column in 0..N {
+                    if column > 0 {
+                        sql.push_str(", ");
+                    }
+                    match backend {
+                        DatabaseBackend::Postgres => {
+                            let _ = write!(sql, "${}", row * N + column + 1);
+                        }
+                        _ => sql.push('?'),
+                    }
+                }
+                sql.push(')');
+            }
+            statements.push(Statement::from_sql_and_values(backend, sql, chunk));
+        }
+        statements
+    }
+}
+
+/// The columns an accept writes; the others keep their defaults (a new
+/// recipient has not been opened or clicked yet), and the ids of
+/// recipients and events are the database's.
+const MESSAGE_INSERT: [&str; 30] = [
+    "id",
+    "account_id",
+    "status",
+    "from_email",
+    "from_name",
+    "to_addrs",
+    "cc_addrs",
+    "bcc_addrs",
+    "reply_to",
+    "subject",
+    "html",
+    "text_body",
+    "template_slug",
+    "template_version",
+    "variables",
+    "headers",
+    "tags",
+    "metadata",
+    "message_id_header",
+    "track_opens",
+    "track_clicks",
+    "unsubscribe",
+    "test_mode",
+    "size_bytes",
+    "raw_mime",
+    "resent_from",
+    "idempotency_key",
+    "scheduled_at",
+    "created_at",
+    "updated_at",
+];
+const RECIPIENT_INSERT: [&str; 13] = [
+    "message_id",
+    "account_id",
+    "email",
+    "name",
+    "kind",
+    "state",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_until",
+    "attempts",
+    "last_response",
+    "created_at",
+    "updated_at",
+];
+const EVENT_INSERT: [&str; 7] = [
+    "account_id",
+    "message_id",
+    "recipient",
+    "event_type",
+    "status",
+    "details",
+    "occurred_at",
+];
+const TAG_INSERT: [&str; 4] = ["message_id", "tag", "account_id", "created_at"];
+
+fn text(s: &str) -> Value {
+    Value::String(Some(s.to_owned()))
+}
+
+fn maybe_text(s: Option<&str>) -> Value {
+    Value::String(s.map(str::to_owned))
+}
+
+fn big(n: i64) -> Value {
+    Value::BigInt(Some(n))
+}
+
+fn message_values(m: &Message) -> [Value; 30] {
+    let template = m.template.as_ref();
+    [
+        text(&m.id),
+        text(&m.account_id),
+        text(m.status.as_str()),
+        text(&m.from_email),
+        text(&m.from_name),
+        Value::String(Some(json_list(&m.to))),
+        Value::String(Some(json_list(&m.cc))),
+        Value::String(Some(json_list(&m.bcc))),
+        Value::String(Some(json_list(&m.reply_to))),
+        text(&m.subject),
+        text(&m.html),
+        text(&m.text),
+        maybe_text(template.map(|t| t.slug.as_str())),
+        Value::Int(template.map(|t| t.version)),
+        Value::String(template.map(|t| Json::Object(t.variables.clone()).to_string())),
+        Value::String(Some(json_pairs(&m.headers))),
+        Value::String(Some(json_list(&m.tags))),
+        Value::String(Some(json_pairs(&m.metadata))),
+        text(&m.message_id_header),
+        Value::Bool(Some(m.track_opens)),
+        Value::Bool(Some(m.track_clicks)),
+        Value::Bool(Some(m.unsubscribe)),
+        Value::Bool(Some(m.test_mode)),
+        big(m.size_bytes),
+        Value::Bytes(None),
+        maybe_text(m.resent_from.as_deref()),
+        maybe_text(m.idempotency_key.as_deref()),
+        Value::BigInt(m.scheduled_at.map(to_micros)),
+        big(to_micros(m.created_at)),
+        big(to_micros(m.updated_at)),
+    ]
+}
+
 /// The INSERTs that store the jobs `stored` selects: messages, recipients
 /// (the queue), attachments, first events and tags, in that order.
 pub(super) fn job_inserts(
@@ -409,33 +537,34 @@ pub(super) fn job_inserts(
     jobs: &[CommitJob],
     stored: impl Fn(usize) -> bool,
 ) -> Vec<Statement> {
-    let (mut message_rows, mut recipient_rows, mut attachment_rows) =
-        (Vec::new(), Vec::new(), Vec::new());
-    let (mut event_rows, mut tag_rows) = (Vec::new(), Vec::new());
+    let mut message_rows = Rows::new("messages", MESSAGE_INSERT);
+    let mut recipient_rows = Rows::new("recipients", RECIPIENT_INSERT);
+    let mut event_rows = Rows::new("events", EVENT_INSERT);
+    let mut tag_rows = Rows::new("message_tags", TAG_INSERT);
+    let mut attachment_rows = Vec::new();
     for job in jobs
         .iter()
         .enumerate()
         .filter_map(|(i, job)| stored(i).then_some(job))
     {
         for m in &job.messages {
-            message_rows.push(message_row(m));
+            message_rows.push(message_values(m));
             for r in &m.recipients {
-                recipient_rows.push(recipients::ActiveModel {
-                    message_id: Set(m.id.clone()),
-                    account_id: Set(m.account_id.clone()),
-                    email: Set(r.email.clone()),
-                    name: Set(r.name.clone()),
-                    kind: Set(r.kind.as_str().to_owned()),
-                    state: Set(r.status.as_str().to_owned()),
-                    next_attempt_at: Set(r.next_attempt_at.map(to_micros)),
-                    lease_owner: Set(None),
-                    lease_until: Set(None),
-                    attempts: Set(r.attempts),
-                    last_response: Set(None),
-                    created_at: Set(to_micros(m.created_at)),
-                    updated_at: Set(to_micros(r.updated_at)),
-                    ..Default::default()
-                });
+                recipient_rows.push([
+                    text(&m.id),
+                    text(&m.account_id),
+                    text(&r.email),
+                    text(&r.name),
+                    text(r.kind.as_str()),
+                    text(r.status.as_str()),
+                    Value::BigInt(r.next_attempt_at.map(to_micros)),
+                    Value::String(None),
+                    Value::BigInt(None),
+                    Value::Int(Some(r.attempts)),
+                    Value::String(None),
+                    big(to_micros(m.created_at)),
+                    big(to_micros(r.updated_at)),
+                ]);
             }
             for a in &m.attachments {
                 attachment_rows.push(attachments::ActiveModel {
@@ -449,21 +578,31 @@ pub(super) fn job_inserts(
                 });
             }
             for e in &m.events {
-                event_rows.push(event_row(&m.account_id, e));
+                event_rows.push([
+                    text(&m.account_id),
+                    text(&e.message_id),
+                    text(&e.recipient),
+                    text(e.event_type.as_str()),
+                    text(e.status.as_str()),
+                    Value::String(Some(
+                        serde_json::to_string(&e.details).expect("details serialise"),
+                    )),
+                    big(to_micros(e.occurred_at)),
+                ]);
             }
             let mut seen = HashSet::new();
             for tag in m.tags.iter().filter(|t| seen.insert(t.as_str())) {
-                tag_rows.push(message_tags::ActiveModel {
-                    message_id: Set(m.id.clone()),
-                    tag: Set(tag.clone()),
-                    account_id: Set(m.account_id.clone()),
-                    created_at: Set(to_micros(m.created_at)),
-                });
+                tag_rows.push([
+                    text(&m.id),
+                    text(tag),
+                    text(&m.account_id),
+                    big(to_micros(m.created_at)),
+                ]);
             }
         }
     }
-    let mut statements = inserts(backend, message_rows);
-    statements.extend(inserts(backend, recipient_rows));
+    let mut statements = message_rows.statements(backend);
+    statements.extend(recipient_rows.statements(backend));
     // Attachments can be megabytes each: one per statement.
     statements.extend(
         attachment_rows
@@ -473,8 +612,8 @@ pub(super) fn job_inserts(
     // Events last, after PostgreSQL's ordering lock, so it is held as
     // briefly as possible.
     statements.extend(super::delivery::event_order_lock(backend));
-    statements.extend(inserts(backend, event_rows));
-    statements.extend(inserts(backend, tag_rows));
+    statements.extend(event_rows.statements(backend));
+    statements.extend(tag_rows.statements(backend));
     statements
 }
 
@@ -486,20 +625,6 @@ pub(super) fn quota_of(own: Option<i64>, default: Option<u64>) -> Option<u64> {
         Some(n) => Some(Ord::max(n, 0) as u64),
         None => default,
     }
-}
-
-/// Multi-row INSERTs of `rows`, as statements.
-fn inserts<A>(backend: DatabaseBackend, rows: Vec<A>) -> Vec<Statement>
-where
-    A: sea_orm::ActiveModelTrait,
-{
-    let mut rows = rows.into_iter().peekable();
-    let mut statements = Vec::new();
-    while rows.peek().is_some() {
-        let chunk: Vec<A> = rows.by_ref().take(ROWS_PER_INSERT).collect();
-        statements.push(<A::Entity as EntityTrait>::insert_many(chunk).build(backend));
-    }
-    statements
 }
 
 /// Runs `statements` in order. SQLite takes them as one multi-statement
@@ -1280,6 +1405,92 @@ mod tests {
                 name.trim_matches('"').to_owned()
             })
             .collect()
+    }
+
+    /// The columns of an entity that an accept's INSERT leaves out.
+    fn left_out<C: sea_orm::Iterable + sea_orm::IdenStatic>(written: &[&str]) -> Vec<&'static str> {
+        C::iter()
+            .map(|c| c.as_str())
+            .filter(|c| !written.contains(c))
+            .collect()
+    }
+
+    #[test]
+    fn an_accept_writes_every_column_but_the_ids_and_what_starts_at_its_default() {
+        // A column added to one of these tables has to be written by an
+        // accept, or named here as starting at its default.
+        assert_eq!(
+            left_out::<messages::Column>(&MESSAGE_INSERT),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            left_out::<recipients::Column>(&RECIPIENT_INSERT),
+            [
+                "id",
+                "first_opened_at",
+                "open_count",
+                "first_clicked_at",
+                "click_count"
+            ]
+        );
+        assert_eq!(left_out::<events::Column>(&EVENT_INSERT), ["id"]);
+        assert_eq!(
+            left_out::<message_tags::Column>(&TAG_INSERT),
+            Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn multi_row_inserts_number_their_parameters_per_statement() {
+        let mut rows = Rows::new("t", ["a", "b"]);
+        for i in 0..(ROWS_PER_INSERT as i64 + 1) {
+            rows.push([Value::BigInt(Some(i)), Value::String(Some(format!("v{i}")))]);
+        }
+        let sqlite = rows.statements(DatabaseBackend::Sqlite);
+        assert_eq!(sqlite.len(), 2);
+        assert!(
+            sqlite[0]
+                .sql
+                .starts_with(r#"INSERT INTO "t" ("a", "b") VALUES (?, ?), (?, ?)"#)
+        );
+        assert_eq!(
+            sqlite[0].values.as_ref().map(|v| v.0.len()),
+            Some(2 * ROWS_PER_INSERT)
+        );
+        assert_eq!(sqlite[1].sql, r#"INSERT INTO "t" ("a", "b") VALUES (?, ?)"#);
+        assert_eq!(
+            sqlite[1].values.as_ref().map(|v| v.0.clone()),
+            Some(vec![
+                Value::BigInt(Some(ROWS_PER_INSERT as i64)),
+                Value::String(Some(format!("v{ROWS_PER_INSERT}")))
+            ])
+        );
+
+        let mut rows = Rows::new("t", ["a", "b"]);
+        for i in 0..(ROWS_PER_INSERT as i64 + 1) {
+            rows.push([Value::BigInt(Some(i)), Value::String(None)]);
+        }
+        let postgres = rows.statements(DatabaseBackend::Postgres);
+        assert!(
+            postgres[0]
+                .sql
+                .starts_with(r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2), ($3, $4)"#)
+        );
+        let last = 2 * ROWS_PER_INSERT;
+        assert!(
+            postgres[0]
+                .sql
+                .ends_with(&format!("(${}, ${last})", last - 1))
+        );
+        assert_eq!(
+            postgres[1].sql,
+            r#"INSERT INTO "t" ("a", "b") VALUES ($1, $2)"#
+        );
+        assert!(
+            Rows::new("t", ["a"])
+                .statements(DatabaseBackend::Postgres)
+                .is_empty()
+        );
     }
 
     #[test]
