@@ -9,8 +9,8 @@
 //! profile of a B5 leg those mutexes and glibc's `malloc` took about 12 %
 //! of its time. Here SQLite allocates through Rust's global allocator
 //! (mimalloc in the binary: per-thread heaps, no lock on the usual path)
-//! and keeps no statistics: 6 % in the same profile, half of it the mutex
-//! of the page cache, which this build of SQLite shares between
+//! and keeps no statistics: about 8 % in the same profile, 3 % of it the
+//! mutex of the page cache, which this build of SQLite shares between
 //! connections (`SQLITE_ENABLE_MEMORY_MANAGEMENT`).
 //!
 //! Like the page cache's layer, this goes in before SQLite is first used
