@@ -272,8 +272,8 @@ where
         });
         // A key already stored is found when the commit tries to claim it
         // (then replayed or refused), so a fresh key costs no extra read.
-        let _guard = match &request.idempotency_key {
-            Some(key) => Some(self.in_flight.enter(&caller.account_id, key)?),
+        let _guard = match &claim {
+            Some(claim) => Some(self.in_flight.enter(&caller.account_id, claim.key)?),
             None => None,
         };
         let identities = self.identities(&caller.account_id).await?;
@@ -331,10 +331,7 @@ where
             method: "SendBatch",
             fingerprint: fingerprint("SendBatch", &readable),
         };
-        if let Some(answer) = self
-            .replay_batch(caller, &key, &claim.fingerprint, now)
-            .await?
-        {
+        if let Some(answer) = self.replay_batch(caller, &claim, now).await? {
             return Ok(answer);
         }
         let _guard = self.in_flight.enter(&caller.account_id, &key)?;
@@ -409,10 +406,7 @@ where
                 }
                 (JobOutcome::OverQuota(quota), _) => return Err(quota_error(quota, now)),
                 (JobOutcome::KeyTaken, _) => {
-                    return match self
-                        .replay_batch(caller, &key, &claim.fingerprint, now)
-                        .await?
-                    {
+                    return match self.replay_batch(caller, &claim, now).await? {
                         Some(answer) => Ok(answer),
                         None => Err(Error::IdempotencyKeyInUse(key.clone())),
                     };
@@ -552,23 +546,39 @@ where
         }
     }
 
-    /// The stored answer for `key`, if an identical request already ran.
+    /// The live record holding `claim`'s key, if any; refused when a
+    /// different request made it.
+    async fn claimed(
+        &self,
+        caller: &AuthContext,
+        claim: &Claim<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let record = self
+            .store
+            .idempotency_record(&caller.account_id, claim.key, now)
+            .await?;
+        match record {
+            Some(record)
+                if record.method != claim.method || record.fingerprint != claim.fingerprint =>
+            {
+                Err(Error::IdempotencyKeyReused(claim.key.to_owned()))
+            }
+            record => Ok(record),
+        }
+    }
+
+    /// The stored answer for `claim`'s key, if an identical request already
+    /// ran.
     async fn replay(
         &self,
         caller: &AuthContext,
         claim: &Claim<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Answer<Receipt>>> {
-        let Some(record) = self
-            .store
-            .idempotency_record(&caller.account_id, claim.key, now)
-            .await?
-        else {
+        let Some(record) = self.claimed(caller, claim, now).await? else {
             return Ok(None);
         };
-        if record.method != claim.method || record.fingerprint != claim.fingerprint {
-            return Err(Error::IdempotencyKeyReused(claim.key.to_owned()));
-        }
         let value: Receipt = serde_json::from_slice(&record.response)
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored response unreadable: {e}")))?;
         Ok(Some(Answer {
@@ -580,20 +590,12 @@ where
     async fn replay_batch(
         &self,
         caller: &AuthContext,
-        key: &str,
-        fingerprint: &str,
+        claim: &Claim<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Answer<Vec<ItemResult>>>> {
-        let Some(record) = self
-            .store
-            .idempotency_record(&caller.account_id, key, now)
-            .await?
-        else {
+        let Some(record) = self.claimed(caller, claim, now).await? else {
             return Ok(None);
         };
-        if record.method != "SendBatch" || record.fingerprint != fingerprint {
-            return Err(Error::IdempotencyKeyReused(key.to_owned()));
-        }
         let StoredBatch(items) = serde_json::from_slice(&record.response)
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored response unreadable: {e}")))?;
         Ok(Some(Answer {
