@@ -68,10 +68,13 @@ struct Leg {
     p99: Duration,
     /// CPU time of this process (server and load generator) per call.
     cpu: Duration,
+    /// Context switches of this process's threads per call.
+    switches: f64,
 }
 
-/// CPU time this process has used, user and system.
-fn cpu_time() -> Duration {
+/// CPU time this process has used (user and system) and how often its
+/// threads were switched out (waiting or pre-empted).
+fn usage() -> (Duration, u64) {
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
         let mut usage = std::mem::zeroed::<libc::rusage>();
@@ -79,7 +82,10 @@ fn cpu_time() -> Duration {
         usage
     };
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    (
+        Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime)),
+        (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -99,7 +105,7 @@ where
     let call = Arc::new(call);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let cpu_before = cpu_time();
+    let before = usage();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let (call, stop) = (call.clone(), stop.clone());
@@ -140,10 +146,12 @@ where
         all.extend(task.await.expect("client task"));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu = (cpu_time() - cpu_before) / all.len().max(1) as u32;
+    let after = usage();
+    let calls = all.len().max(1);
     all.sort();
     Leg {
-        cpu,
+        cpu: (after.0 - before.0) / calls as u32,
+        switches: (after.1 - before.1) as f64 / calls as f64,
         rate: all.len() as f64 / elapsed,
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
@@ -307,10 +315,10 @@ fn main() {
             measure(o.clients, 1, Some(pace), grpc(format!("warm-{round}"))).await;
             let paced = measure(o.clients, o.seconds, Some(pace), grpc(format!("paced-{round}"))).await;
             println!(
-                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix, CPU {} us each) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC, CPU {} us each) | B1 paced at {half:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms",
+                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix, CPU {} us each) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC, CPU {} us each) | B1 paced at {half:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms (CPU {} us, {:.1} switches each)",
                 b1.rate, ms(b1.p50), ms(b1.p99), b1.rate / postfix_rate, b1.cpu.as_micros(),
                 b2.rate, ms(b2.p50), ms(b2.p99), b2.rate / b1.rate, b2.cpu.as_micros(),
-                paced.rate, ms(paced.p50), ms(paced.p99)
+                paced.rate, ms(paced.p50), ms(paced.p99), paced.cpu.as_micros(), paced.switches
             );
             pf.push(postfix_rate);
             g.push(b1.rate);
