@@ -1,6 +1,7 @@
-//! The accept path's group commit on SQLite, as one piece of work on the
-//! writer thread (see `writer`): the key claims, the usage counts and every
-//! INSERT in one call. When a key turns out to be taken, a recipient
+//! The accept path's group commit on SQLite, as one gathered piece of work
+//! on the writer thread (see `writer`): the key claims, the usage counts and
+//! every INSERT in one call, sharing a transaction with the other accepts
+//! waiting, and answered once durable. When a key turns out to be taken, a recipient
 //! suppressed or an account out of quota, its writes are undone and the
 //! careful path decides job by job (`Store::commit_job_by_job`): replays,
 //! suppressions and refusals are rare, so they pay for the extra work.
@@ -13,7 +14,7 @@ use sea_orm::{DatabaseBackend, EntityTrait, QueryTrait, Statement};
 use super::Store;
 use super::entities::idempotency_keys;
 use super::messages::{ROWS_PER_INSERT, job_inserts, key_row, quota_of, unchecked_by_account};
-use super::writer::{Row, Writes};
+use super::writer::Row;
 use crate::domain::Result;
 use crate::domain::send::commit::{CommitJob, JobOutcome};
 
@@ -32,9 +33,10 @@ struct Counted {
 }
 
 impl Store {
-    /// Stores every job of `jobs` in one transaction on the writer thread,
-    /// when every key is free and every account has room; `None` (nothing
-    /// stored) when not, for the careful path to decide.
+    /// Stores every job of `jobs` on the writer thread, with the other
+    /// accepts waiting, when every key is free and every account has room,
+    /// and returns once that is durable; `None` (nothing stored) when not,
+    /// for the careful path to decide.
     pub(super) async fn commit_at_once(
         &self,
         jobs: &[CommitJob],
@@ -97,15 +99,12 @@ impl Store {
             })
             .collect();
         let claims = claims.len();
+        let weight = jobs.iter().map(|job| job.messages.len()).sum();
         let stored = self
             .sqlite_writer()
-            .transaction(move |session| {
+            .gather(weight, move |session| {
                 let rows = session.fetch(&statements)?;
-                Ok(if all_fit(&counted, claims, &rows)? {
-                    Writes::Keep(true)
-                } else {
-                    Writes::Undo(false)
-                })
+                all_fit(&counted, claims, &rows)
             })
             .await?;
         Ok(stored.then(|| vec![JobOutcome::Committed; jobs.len()]))

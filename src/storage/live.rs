@@ -114,6 +114,11 @@ impl Publisher {
         }
     }
 
+    /// The flusher whose flushes make the writer's commits durable.
+    pub(super) fn flusher(&self) -> &Flusher {
+        &self.flusher
+    }
+
     /// The handle readers of the events take.
     pub(super) fn readers(&self) -> Readers {
         Readers {

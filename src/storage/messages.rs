@@ -893,7 +893,8 @@ impl AcceptStore for Store {
     async fn commit_jobs(&self, jobs: &[CommitJob]) -> Result<(Vec<JobOutcome>, Durable)> {
         let outcomes = match self.writer().get_database_backend() {
             DatabaseBackend::Sqlite => match self.commit_at_once(jobs).await? {
-                Some(outcomes) => outcomes,
+                // Answered once durable already (see `writer::gather`).
+                Some(outcomes) => return Ok((outcomes, Box::pin(std::future::ready(Ok(()))))),
                 None => {
                     let outcomes = self.commit_job_by_job(jobs).await?;
                     // Not the writer thread's commit: it has to be told.

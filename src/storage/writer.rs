@@ -18,6 +18,13 @@
 //! the one a record updates, the events table's last page), so one commit
 //! writes them to the log once.
 //!
+//! Accepts come as gathered pieces ([`Writer::gather`]): every one waiting
+//! runs in one savepoint (none when nothing else shares the transaction),
+//! not one each, and its caller hears once the commit is durable, from the
+//! thread that flushed it, not merely committed. So an accept costs no
+//! sub-journal copies of the pages it changes, and its caller's task is
+//! woken once instead of at the commit and again at the flush.
+//!
 //! The rare writes that stay on the driver's writer connection (an accept
 //! batch decided job by job) take [`Writer::turn`] first, which the thread
 //! holds while it runs a transaction, so the two connections never wait for
@@ -61,8 +68,27 @@ type Answer = Box<dyn FnOnce(std::result::Result<(), &str>) + Send>;
 /// cause instead of the session when its transaction could not begin.
 type Job = Box<dyn FnOnce(std::result::Result<&mut Session, &str>) -> (bool, Answer) + Send>;
 
+/// A gathered piece of work (see [`Writer::gather`]): whether its writes
+/// may stay.
+type Gathered = Box<dyn FnOnce(&mut Session) -> Result<bool> + Send>;
+
+/// Where a gathered piece hears what became of it.
+type Reply = tokio::sync::oneshot::Sender<Result<bool>>;
+
+struct Gather {
+    work: Gathered,
+    /// What it weighs against [`MAX_GATHERED`].
+    weight: usize,
+    reply: Reply,
+}
+
+/// The most weight (messages, for accepts) of the gathered pieces of one
+/// transaction; a heavier piece runs alone.
+const MAX_GATHERED: usize = 512;
+
 enum Message {
     Run(Job),
+    Gather(Gather),
     Close(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -155,6 +181,39 @@ impl Writer {
         }
     }
 
+    /// Sends `work` to the writer thread, to run with the other gathered
+    /// pieces waiting (up to [`MAX_GATHERED`] of `weight`), one after the
+    /// other in one savepoint. They stay or go together: when one keeps
+    /// nothing (`Ok(false)`), fails or panics, every one is undone and
+    /// answered `false`, to be decided alone (the failed one hears its
+    /// error). Resolves with `true` once the transaction is durable, from
+    /// the thread that flushed it.
+    pub(super) fn gather<W>(
+        &self,
+        weight: usize,
+        work: W,
+    ) -> impl Future<Output = Result<bool>> + use<W>
+    where
+        W: FnOnce(&mut Session) -> Result<bool> + Send + 'static,
+    {
+        let (reply, answered) = tokio::sync::oneshot::channel();
+        let sent = self.jobs.send(Message::Gather(Gather {
+            work: Box::new(work),
+            weight,
+            reply,
+        }));
+        async move {
+            sent.map_err(|_| closed())?;
+            // Dropped unanswered only when the flush failed (see
+            // `Flusher::when_durable`): nothing is acknowledged then.
+            answered.await.map_err(|_| {
+                Error::StorageUnavailable(anyhow::anyhow!(
+                    "the SQLite transaction could not be made durable"
+                ))
+            })?
+        }
+    }
+
     /// Runs `read` on the writer's connection, whose page cache holds what
     /// was written last; nothing it writes is kept. It sees what the
     /// thread committed, and what runs before it in its transaction.
@@ -216,31 +275,41 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
-/// The thread: takes whatever work is waiting (up to [`MAX_GROUP`]) and
-/// runs it as one transaction, until closed.
+/// The thread: takes whatever work is waiting (up to [`MAX_GROUP`] pieces,
+/// and [`MAX_GATHERED`] of gathered weight) and runs it as one transaction,
+/// until closed.
 fn serve(mut session: Session, queue: mpsc::Receiver<Message>, turn: Arc<tokio::sync::Mutex<()>>) {
+    let mut held = None;
     loop {
-        let Ok(first) = queue.recv() else {
+        let Some(first) = held.take().or_else(|| queue.recv().ok()) else {
             return;
         };
-        let mut group = Vec::new();
+        let (mut group, mut gathered, mut weight) = (Vec::new(), Vec::new(), 0);
         let mut close = None;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Run(job) => group.push(job),
+                Message::Gather(piece) => {
+                    if !gathered.is_empty() && weight + piece.weight > MAX_GATHERED {
+                        held = Some(Message::Gather(piece));
+                        break;
+                    }
+                    weight += piece.weight;
+                    gathered.push(piece);
+                }
                 Message::Close(done) => {
                     close = Some(done);
                     break;
                 }
             }
-            if group.len() < MAX_GROUP {
+            if group.len() + gathered.len() < MAX_GROUP {
                 next = queue.try_recv().ok();
             }
         }
-        if !group.is_empty() {
+        if !group.is_empty() || !gathered.is_empty() {
             let _turn = turn.blocking_lock();
-            session.run_group(group);
+            session.run_group(gathered, group);
         }
         if let Some(done) = close {
             // Nothing is taken after this: later callers hear at once
@@ -263,11 +332,16 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// Runs `group` as one transaction, each piece in a savepoint (a piece
-    /// alone in it needs none), and answers every piece once it ended.
-    fn run_group(&mut self, group: Vec<Job>) {
+    /// Runs `gathered` and `group` as one transaction, the gathered pieces
+    /// first, in one savepoint, and each piece of `group` in a savepoint of
+    /// its own (a piece alone in the transaction needs none), and answers
+    /// every piece once it ended (the gathered ones once it is durable).
+    fn run_group(&mut self, gathered: Vec<Gather>, group: Vec<Job>) {
         if let Err(error) = self.begin() {
             let cause = error.chain();
+            for piece in gathered {
+                let _ = piece.reply.send(Err(again(&cause)));
+            }
             for job in group {
                 // The piece never runs; its caller hears why.
                 let (_, answer) = job(Err(&cause));
@@ -275,8 +349,25 @@ impl Session {
             }
             return;
         }
+        let replies = if gathered.is_empty() {
+            Vec::new()
+        } else {
+            match self.run_gathered(gathered, group.is_empty()) {
+                Some(replies) => replies,
+                None => {
+                    // The transaction was lost; its gathered pieces heard.
+                    self.roll_back();
+                    if !group.is_empty() {
+                        self.run_group(Vec::new(), group);
+                    }
+                    return;
+                }
+            }
+        };
         let mut jobs = group.into_iter();
-        let (answers, kept) = if jobs.len() == 1 {
+        let (answers, kept) = if jobs.len() == 0 {
+            (Vec::new(), false)
+        } else if jobs.len() == 1 && replies.is_empty() {
             // Alone, without a savepoint: inside one SQLite copies every
             // page the piece changes first into a sub-journal, in case the
             // savepoint is undone; the transaction is undone instead.
@@ -284,24 +375,134 @@ impl Session {
             (answer.into_iter().collect(), keep)
         } else {
             match self.run_in_savepoints(jobs) {
-                Some(ran) => ran,
-                None => return,
+                Ok(ran) => ran,
+                Err((cause, rest)) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(again(&cause)));
+                    }
+                    if !rest.is_empty() {
+                        self.run_group(Vec::new(), rest);
+                    }
+                    return;
+                }
             }
         };
-        let ended = self.end(kept);
+        let ended = self.end(kept || !replies.is_empty());
         for answer in answers {
             answer(ended.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+        self.reply_durable(replies, ended);
+    }
+
+    /// Runs the gathered pieces one after the other, in a savepoint unless
+    /// they are `alone` in the transaction (which is undone instead): the
+    /// replies to give once the transaction is durable, none when they were
+    /// undone (each was answered). `None` when the transaction was lost
+    /// (each was answered with the failure).
+    fn run_gathered(&mut self, pieces: Vec<Gather>, alone: bool) -> Option<Vec<Reply>> {
+        if !alone && let Err(error) = self.conn.execute_batch("SAVEPOINT gathered") {
+            let cause = sqlite_error(error).chain();
+            for piece in pieces {
+                let _ = piece.reply.send(Err(again(&cause)));
+            }
+            return None;
+        }
+        let mut replies = Vec::with_capacity(pieces.len());
+        // The piece that kept nothing, with its error when it failed.
+        let mut refused: Option<(usize, Option<Error>)> = None;
+        for (i, Gather { work, reply, .. }) in pieces.into_iter().enumerate() {
+            if refused.is_none() {
+                refused = match std::panic::catch_unwind(AssertUnwindSafe(|| work(self))) {
+                    Ok(Ok(true)) => None,
+                    Ok(Ok(false)) => Some((i, None)),
+                    Ok(Err(error)) => Some((i, Some(error))),
+                    Err(_) => {
+                        tracing::error!("a piece of work on the SQLite writer panicked");
+                        Some((
+                            i,
+                            Some(Error::Internal(anyhow::anyhow!(
+                                "a piece of work on the SQLite writer panicked"
+                            ))),
+                        ))
+                    }
+                };
+            }
+            replies.push(reply);
+        }
+        let end = match (&refused, alone) {
+            _ if self.conn.is_autocommit() => Err(Error::StorageUnavailable(anyhow::anyhow!(
+                "SQLite rolled the writer's transaction back"
+            ))),
+            (None, true) => Ok(()),
+            (None, false) => self
+                .conn
+                .execute_batch("RELEASE gathered")
+                .map_err(sqlite_error),
+            (Some(_), true) => {
+                self.roll_back();
+                Ok(())
+            }
+            (Some(_), false) => self
+                .conn
+                .execute_batch("ROLLBACK TO gathered; RELEASE gathered")
+                .map_err(sqlite_error),
+        };
+        if let Err(error) = end {
+            let cause = error.chain();
+            for (i, reply) in replies.into_iter().enumerate() {
+                let _ = reply.send(match &mut refused {
+                    Some((at, failed)) if *at == i => {
+                        failed.take().map_or_else(|| Err(again(&cause)), Err)
+                    }
+                    _ => Err(again(&cause)),
+                });
+            }
+            return None;
+        }
+        let Some((at, mut failed)) = refused else {
+            return Some(replies);
+        };
+        for (i, reply) in replies.into_iter().enumerate() {
+            let _ = reply.send(match failed.take_if(|_| i == at) {
+                Some(error) => Err(error),
+                None => Ok(false),
+            });
+        }
+        Some(Vec::new())
+    }
+
+    /// Answers the gathered pieces of a transaction that `ended` so: once
+    /// it is durable, from the thread that flushed it, when it committed.
+    fn reply_durable(&self, replies: Vec<Reply>, ended: std::result::Result<(), String>) {
+        if replies.is_empty() {
+            return;
+        }
+        if let Err(cause) = ended {
+            for reply in replies {
+                let _ = reply.send(Err(again(&cause)));
+            }
+            return;
+        }
+        let answer = move || {
+            for reply in replies {
+                let _ = reply.send(Ok(true));
+            }
+        };
+        match &self.publisher {
+            Some(publisher) => publisher.flusher().when_durable(answer),
+            // No flusher (the writer's own tests): committed is all there is.
+            None => answer(),
         }
     }
 
     /// Runs each piece of `jobs` in a savepoint of its own: their answers,
-    /// and whether any kept its writes. `None` when the transaction was
-    /// lost: everything in it so far was answered with the failure, and
-    /// the rest ran in a new one.
+    /// and whether any kept its writes. When the transaction was lost,
+    /// everything in it so far was answered with the failure, and the cause
+    /// comes back with the pieces that did not run.
     fn run_in_savepoints(
         &mut self,
         mut jobs: std::vec::IntoIter<Job>,
-    ) -> Option<(Vec<Answer>, bool)> {
+    ) -> std::result::Result<(Vec<Answer>, bool), (String, Vec<Job>)> {
         let mut answers: Vec<Answer> = Vec::with_capacity(jobs.len());
         let mut kept = false;
         while let Some(job) = jobs.next() {
@@ -320,15 +521,11 @@ impl Session {
                         answer(Err(&cause));
                     }
                     self.roll_back();
-                    let rest: Vec<Job> = jobs.collect();
-                    if !rest.is_empty() {
-                        self.run_group(rest);
-                    }
-                    return None;
+                    return Err((cause, jobs.collect()));
                 }
             }
         }
-        Some((answers, kept))
+        Ok((answers, kept))
     }
 
     /// Runs a piece of work: whether its writes stay, and its answer, which
@@ -755,6 +952,121 @@ mod tests {
             .await
             .expect("the writer goes on");
         assert_eq!(stored(&writer).await, [1, 7]);
+    }
+
+    /// A gathered piece that inserts `n` and says `fits`.
+    fn gathered(writer: &Writer, n: i64, fits: bool) -> impl Future<Output = Result<bool>> + use<> {
+        writer.gather(1, move |s| {
+            s.fetch(&[insert(n)])?;
+            Ok(fits)
+        })
+    }
+
+    #[tokio::test]
+    async fn gathered_pieces_stay_together_beside_work_that_keeps_or_loses_its_own() {
+        let (_dir, writer) = writer();
+        create(&writer).await;
+        let (release, held) = hold(&writer).await;
+        let first = gathered(&writer, 1, true);
+        let undone = writer.transaction(|s| {
+            s.fetch(&[insert(2)])?;
+            Ok(Writes::Undo(()))
+        });
+        let second = gathered(&writer, 3, true);
+        let kept = writer.write(vec![insert(4)]);
+        release.send(()).expect("release");
+        held.await.expect("the hold");
+        assert!(first.await.expect("first"), "kept and durable");
+        assert!(second.await.expect("second"), "kept and durable");
+        undone.await.expect("undone");
+        kept.await.expect("kept");
+        assert_eq!(stored(&writer).await, [1, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn one_gathered_piece_that_keeps_nothing_undoes_them_all_and_nothing_else() {
+        let (_dir, writer) = writer();
+        create(&writer).await;
+        let (release, held) = hold(&writer).await;
+        let before = gathered(&writer, 1, true);
+        let refuses = gathered(&writer, 2, false);
+        let after = gathered(&writer, 3, true);
+        let kept = writer.write(vec![insert(4)]);
+        release.send(()).expect("release");
+        held.await.expect("the hold");
+        for (name, piece) in [("before", before), ("refuses", refuses), ("after", after)] {
+            assert!(!piece.await.expect(name), "{name}: undone, to decide alone");
+        }
+        kept.await.expect("work beside them keeps its writes");
+        assert_eq!(stored(&writer).await, [4]);
+
+        // Alone in their transaction, they are undone with it.
+        let (release, held) = hold(&writer).await;
+        let alone = [gathered(&writer, 5, true), gathered(&writer, 6, false)];
+        release.send(()).expect("release");
+        held.await.expect("the hold");
+        for piece in alone {
+            assert!(!piece.await.expect("alone"));
+        }
+        assert_eq!(stored(&writer).await, [4]);
+    }
+
+    #[tokio::test]
+    async fn a_gathered_piece_that_fails_hears_its_error_and_the_others_decide_alone() {
+        let (_dir, writer) = writer();
+        create(&writer).await;
+        let (release, held) = hold(&writer).await;
+        let before = gathered(&writer, 1, true);
+        let failed = writer.gather(1, |s| {
+            s.fetch(&[sql("INSERT INTO nowhere (n) VALUES (2)", vec![])])?;
+            Ok(true)
+        });
+        let panicked = writer.gather(1, |_| -> Result<bool> {
+            panic!("a bug in a piece of work")
+        });
+        release.send(()).expect("release");
+        held.await.expect("the hold");
+        assert!(!before.await.expect("before"), "undone, to decide alone");
+        let error = failed.await.expect_err("its own error").chain();
+        assert!(error.contains("no such table"), "{error}");
+        assert!(
+            !panicked.await.expect("not run after the failure"),
+            "undone without running"
+        );
+        let alone = writer
+            .gather(1, |_| -> Result<bool> {
+                panic!("a bug in a piece of work")
+            })
+            .await;
+        assert!(matches!(alone, Err(Error::Internal(_))), "{alone:?}");
+        assert!(
+            gathered(&writer, 3, true)
+                .await
+                .expect("the writer goes on")
+        );
+        assert_eq!(stored(&writer).await, [3]);
+    }
+
+    #[tokio::test]
+    async fn gathered_pieces_share_a_transaction_up_to_their_weight() {
+        let (_dir, writer) = writer();
+        create(&writer).await;
+        let (release, held) = hold(&writer).await;
+        // Too heavy to share with the first: runs after it, on its own, and
+        // is not undone with it.
+        let light = gathered(&writer, 1, false);
+        let heavy = writer.gather(MAX_GATHERED, |s| {
+            s.fetch(&[insert(2)])?;
+            Ok(true)
+        });
+        release.send(()).expect("release");
+        held.await.expect("the hold");
+        assert!(!light.await.expect("light"));
+        assert!(
+            heavy.await.expect("heavy"),
+            "kept in a transaction of its own"
+        );
+        assert_eq!(stored(&writer).await, [2]);
     }
 
     #[tokio::test]
