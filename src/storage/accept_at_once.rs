@@ -1,8 +1,9 @@
 //! The accept path's group commit on SQLite, as one gathered piece of work
 //! on the writer thread (see `writer`): the key claims, the usage counts and
 //! every INSERT in one call, sharing a transaction with the other accepts
-//! waiting, and answered once durable. When a key turns out to be taken, a recipient
-//! suppressed or an account out of quota, its writes are undone and the
+//! waiting, and answered once durable. When a key turns out to be taken, a
+//! recipient suppressed or an account out of quota (in this batch or in
+//! one it shares the transaction with), its writes are undone and the
 //! careful path decides job by job (`Store::commit_job_by_job`): replays,
 //! suppressions and refusals are rare, so they pay for the extra work.
 

@@ -194,9 +194,10 @@ async fn write_loop<S: AcceptStore>(store: S, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-/// Commits one batch, gives its turn back as soon as the transaction has
-/// ended (the next batch may be written while this one is flushed), and
-/// answers its callers once it is durable.
+/// Commits one batch, gives its turn back as soon as the store returns
+/// (when the transaction has ended, so the next batch may be written while
+/// this one is flushed; on SQLite once it is durable), and answers its
+/// callers once it is durable.
 async fn commit_batch<S: AcceptStore>(
     store: Arc<S>,
     batch: Vec<Pending>,
