@@ -254,6 +254,20 @@ fn closed() -> Error {
     Error::StorageUnavailable(anyhow::anyhow!("the SQLite writer is closed"))
 }
 
+/// Tells each gathered piece of `replies` that its transaction failed.
+fn fail_all(replies: impl IntoIterator<Item = Reply>, cause: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(again(cause)));
+    }
+}
+
+/// Runs a piece of work, catching a panic (logged; `None`).
+fn unwound<T>(run: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(run))
+        .inspect_err(|_| tracing::error!("a piece of work on the SQLite writer panicked"))
+        .ok()
+}
+
 /// The failure of a whole transaction, once for each piece of work in it:
 /// retryable, with its cause.
 fn again(cause: &str) -> Error {
@@ -339,9 +353,7 @@ impl Session {
     fn run_group(&mut self, gathered: Vec<Gather>, group: Vec<Job>) {
         if let Err(error) = self.begin() {
             let cause = error.chain();
-            for piece in gathered {
-                let _ = piece.reply.send(Err(again(&cause)));
-            }
+            fail_all(gathered.into_iter().map(|piece| piece.reply), &cause);
             for job in group {
                 // The piece never runs; its caller hears why.
                 let (_, answer) = job(Err(&cause));
@@ -377,9 +389,7 @@ impl Session {
             match self.run_in_savepoints(jobs) {
                 Ok(ran) => ran,
                 Err((cause, rest)) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(again(&cause)));
-                    }
+                    fail_all(replies, &cause);
                     if !rest.is_empty() {
                         self.run_group(Vec::new(), rest);
                     }
@@ -401,10 +411,10 @@ impl Session {
     /// (each was answered with the failure).
     fn run_gathered(&mut self, pieces: Vec<Gather>, alone: bool) -> Option<Vec<Reply>> {
         if !alone && let Err(error) = self.conn.execute_batch("SAVEPOINT gathered") {
-            let cause = sqlite_error(error).chain();
-            for piece in pieces {
-                let _ = piece.reply.send(Err(again(&cause)));
-            }
+            fail_all(
+                pieces.into_iter().map(|piece| piece.reply),
+                &sqlite_error(error).chain(),
+            );
             return None;
         }
         let mut replies = Vec::with_capacity(pieces.len());
@@ -412,19 +422,16 @@ impl Session {
         let mut refused: Option<(usize, Option<Error>)> = None;
         for (i, Gather { work, reply, .. }) in pieces.into_iter().enumerate() {
             if refused.is_none() {
-                refused = match std::panic::catch_unwind(AssertUnwindSafe(|| work(self))) {
-                    Ok(Ok(true)) => None,
-                    Ok(Ok(false)) => Some((i, None)),
-                    Ok(Err(error)) => Some((i, Some(error))),
-                    Err(_) => {
-                        tracing::error!("a piece of work on the SQLite writer panicked");
-                        Some((
-                            i,
-                            Some(Error::Internal(anyhow::anyhow!(
-                                "a piece of work on the SQLite writer panicked"
-                            ))),
-                        ))
-                    }
+                refused = match unwound(|| work(self)) {
+                    Some(Ok(true)) => None,
+                    Some(Ok(false)) => Some((i, None)),
+                    Some(Err(error)) => Some((i, Some(error))),
+                    None => Some((
+                        i,
+                        Some(Error::Internal(anyhow::anyhow!(
+                            "a piece of work on the SQLite writer panicked"
+                        ))),
+                    )),
                 };
             }
             replies.push(reply);
@@ -447,28 +454,23 @@ impl Session {
                 .execute_batch("ROLLBACK TO gathered; RELEASE gathered")
                 .map_err(sqlite_error),
         };
-        if let Err(error) = end {
-            let cause = error.chain();
-            for (i, reply) in replies.into_iter().enumerate() {
-                let _ = reply.send(match &mut refused {
-                    Some((at, failed)) if *at == i => {
-                        failed.take().map_or_else(|| Err(again(&cause)), Err)
-                    }
-                    _ => Err(again(&cause)),
-                });
-            }
-            return None;
-        }
-        let Some((at, mut failed)) = refused else {
+        // Why the transaction was lost, if it was.
+        let lost = end.err().map(Error::chain);
+        if refused.is_none() && lost.is_none() {
             return Some(replies);
-        };
+        }
         for (i, reply) in replies.into_iter().enumerate() {
-            let _ = reply.send(match failed.take_if(|_| i == at) {
-                Some(error) => Err(error),
-                None => Ok(false),
+            let own = match &mut refused {
+                Some((at, failed)) if *at == i => failed.take(),
+                _ => None,
+            };
+            let _ = reply.send(match (own, &lost) {
+                (Some(error), _) => Err(error),
+                (None, Some(cause)) => Err(again(cause)),
+                (None, None) => Ok(false),
             });
         }
-        Some(Vec::new())
+        lost.is_none().then(Vec::new)
     }
 
     /// Answers the gathered pieces of a transaction that `ended` so: once
@@ -478,9 +480,7 @@ impl Session {
             return;
         }
         if let Err(cause) = ended {
-            for reply in replies {
-                let _ = reply.send(Err(again(&cause)));
-            }
+            fail_all(replies, &cause);
             return;
         }
         let answer = move || {
@@ -531,12 +531,9 @@ impl Session {
     /// Runs a piece of work: whether its writes stay, and its answer, which
     /// a piece that panicked took with it (its caller hears of a failure).
     fn run_piece(&mut self, job: Job) -> (bool, Option<Answer>) {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| job(Ok(self)))) {
-            Ok((keep, answer)) => (keep, Some(answer)),
-            Err(_) => {
-                tracing::error!("a piece of work on the SQLite writer panicked");
-                (false, None)
-            }
+        match unwound(|| job(Ok(self))) {
+            Some((keep, answer)) => (keep, Some(answer)),
+            None => (false, None),
         }
     }
 
