@@ -1,7 +1,8 @@
 //! B1 and B2: durable accepts against Postfix, measured in the same run.
 //!
 //! - Posthorn: `SendEmail` with 1 recipient and a 2 KB body, 64 concurrent
-//!   clients, a unique idempotency key per request, the real server on
+//!   clients (gRPC over HTTP/2 connections driven by hyper directly, see
+//!   `support::Http2`), a unique idempotency key per request, the real server on
 //!   SQLite (WAL; every accept on disk before its answer) on loopback:
 //!   over gRPC (B1) and over REST/JSON (B2). Throughput and p50/p99
 //!   latency; then, in each round, gRPC paced at half that round's rate for
@@ -28,8 +29,7 @@ use posthorn::domain::keys::KeyMode;
 use posthorn::startup::Application;
 use posthorn::storage::Store;
 use posthorn_client::v1;
-use support::{Postfix, http1_connections, median};
-use tonic::transport::Channel;
+use support::{Http2, Postfix, http1_connections, median};
 
 // The allocator of the `posthorn` binary, so the server measured here is
 // the one users run.
@@ -241,18 +241,22 @@ fn main() {
         let postfix = Postfix::start(None);
         let (addr, key, _dir) = start_posthorn().await;
         let url = format!("http://{addr}");
+        let origin: http::Uri = url.parse().expect("uri");
         let mut channels = Vec::new();
         for _ in 0..o.connections.min(o.clients) {
-            channels.push(Channel::from_shared(url.clone()).expect("uri").connect().await.expect("connect"));
+            channels.push(Http2::connect(addr).await);
         }
         let channels = Arc::new(channels);
         let connections = http1_connections(addr, o.clients).await;
         let key = Arc::new(key);
 
         let grpc = |round: String| {
-            let (channels, key) = (channels.clone(), key.clone());
+            let (channels, key, origin) = (channels.clone(), key.clone(), origin.clone());
             move |client: usize, n: u64| {
-                let mut grpc = v1::send_service_client::SendServiceClient::new(channels[client % channels.len()].clone());
+                let mut grpc = v1::send_service_client::SendServiceClient::with_origin(
+                    channels[client % channels.len()].clone(),
+                    origin.clone(),
+                );
                 let request = grpc_request(&key, client, n, &round);
                 async move { grpc.send_email(request).await.map(|_| ()).map_err(|s| format!("{s:?}")) }
             }

@@ -4,7 +4,7 @@
 //!
 //! - Posthorn: the real `posthorn` binary (release, SQLite in WAL mode,
 //!   every accept on disk before its answer) relaying to Postfix's `smtp-sink` over its own
-//!   pool; 64 gRPC streams over 8 connections send `--messages` 1 KB
+//!   pool; 64 gRPC streams over 8 connections (`support::Http2`) send `--messages` 1 KB
 //!   messages with one recipient each; the clock stops when a
 //!   `WatchMessages` client has seen a `sent` event for every one.
 //! - Postfix: a private instance (`scripts/postfix-peer.sh start … RELAY`)
@@ -214,15 +214,11 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
     let idle_rss = rss_mb(pid);
 
     let url = format!("http://{addr}");
+    let origin: http::Uri = url.parse().expect("uri");
+    let socket: std::net::SocketAddr = addr.parse().expect("address");
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
-        channels.push(
-            Channel::from_shared(url.clone())
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        );
+        channels.push(support::Http2::connect(socket).await);
     }
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = tokio::spawn({
@@ -288,8 +284,10 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
     let senders: Vec<_> = (0..clients)
         .map(|client| {
             let (channel, key) = (channels[client as usize % CONNECTIONS].clone(), key.clone());
+            let origin = origin.clone();
             tokio::spawn(async move {
-                let mut grpc = v1::send_service_client::SendServiceClient::new(channel);
+                let mut grpc =
+                    v1::send_service_client::SendServiceClient::with_origin(channel, origin);
                 let mut i = client;
                 while i < messages {
                     grpc.send_email(request(&key, i)).await.expect("accepted");

@@ -1,8 +1,9 @@
 //! What the benchmark commands share: numeric `--name N` options, medians,
-//! Postfix's `smtp-source` as a peer, and lean HTTP/1.1 keep-alive
-//! connections driven by hyper directly (as lean a client as tonic's, so
-//! REST and gRPC legs differ by the server's work). Each benchmark uses a
-//! part of it.
+//! Postfix's `smtp-source` as a peer, and the load generators' lean
+//! connections driven by hyper directly: HTTP/1.1 keep-alive for REST and
+//! HTTP/2 for gRPC, so REST and gRPC legs differ by the server's work and
+//! the generator takes as little of the machine's two cores as it can.
+//! Each benchmark uses a part of it.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -83,6 +84,52 @@ pub async fn http1_connections(
         out.push(tokio::sync::Mutex::new(sender));
     }
     Arc::new(out)
+}
+
+/// One HTTP/2 connection that tonic's generated clients send on directly
+/// (`SendServiceClient::with_origin(connection, origin)`); clones share it.
+///
+/// tonic's `Channel` hands every call to a task of its own that owns the
+/// connection: one more task woken per call, on the cores the server
+/// needs. Paced at 4,000 calls a second (B1's paced leg), three alternated
+/// pairs gave p50 1.39–1.58 ms and p99 6.2–7.0 ms this way against p50
+/// 1.65–1.82 ms and p99 7.1–8.0 ms through a `Channel` (BENCHMARKS.md).
+#[derive(Clone)]
+pub struct Http2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+impl Http2 {
+    /// Connects to `addr` (with `TCP_NODELAY`, as the server sets it).
+    pub async fn connect(addr: std::net::SocketAddr) -> Http2 {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        Http2(sender)
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Http2 {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, hyper::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), hyper::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.0.send_request(request))
+    }
 }
 
 /// Messages per second Postfix's `smtp-source` sends to `127.0.0.1:port`:
