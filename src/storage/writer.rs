@@ -170,15 +170,12 @@ impl Writer {
             });
             (keep, answer)
         });
-        let sent = self.jobs.send(Message::Run(job));
-        async move {
-            sent.map_err(|_| closed())?;
-            answered.await.map_err(|_| {
-                Error::Internal(anyhow::anyhow!(
-                    "the SQLite writer failed while running a transaction"
-                ))
-            })?
-        }
+        let sent = self.jobs.send(Message::Run(job)).is_ok();
+        answer_of(sent, answered, || {
+            Error::Internal(anyhow::anyhow!(
+                "the SQLite writer failed while running a transaction"
+            ))
+        })
     }
 
     /// Sends `work` to the writer thread, to run with the other gathered
@@ -197,21 +194,21 @@ impl Writer {
         W: FnOnce(&mut Session) -> Result<bool> + Send + 'static,
     {
         let (reply, answered) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Message::Gather(Gather {
-            work: Box::new(work),
-            weight,
-            reply,
-        }));
-        async move {
-            sent.map_err(|_| closed())?;
-            // Dropped unanswered only when the flush failed (see
-            // `Flusher::when_durable`): nothing is acknowledged then.
-            answered.await.map_err(|_| {
-                Error::StorageUnavailable(anyhow::anyhow!(
-                    "the SQLite transaction could not be made durable"
-                ))
-            })?
-        }
+        let sent = self
+            .jobs
+            .send(Message::Gather(Gather {
+                work: Box::new(work),
+                weight,
+                reply,
+            }))
+            .is_ok();
+        // Dropped unanswered only when the flush failed (see
+        // `Flusher::when_durable`): nothing is acknowledged then.
+        answer_of(sent, answered, || {
+            Error::StorageUnavailable(anyhow::anyhow!(
+                "the SQLite transaction could not be made durable"
+            ))
+        })
     }
 
     /// Runs `read` on the writer's connection, whose page cache holds what
@@ -254,6 +251,22 @@ fn closed() -> Error {
     Error::StorageUnavailable(anyhow::anyhow!("the SQLite writer is closed"))
 }
 
+/// The answer to work handed to the thread (`sent` whether it was):
+/// `lost` says what an answer dropped unsent means.
+async fn answer_of<T>(
+    sent: bool,
+    answered: tokio::sync::oneshot::Receiver<Result<T>>,
+    lost: impl FnOnce() -> Error,
+) -> Result<T> {
+    if !sent {
+        return Err(closed());
+    }
+    answered.await.map_err(|_| lost())?
+}
+
+/// What a piece of work that panicked is told, and the log says.
+const PANICKED: &str = "a piece of work on the SQLite writer panicked";
+
 /// Tells each gathered piece of `replies` that its transaction failed.
 fn fail_all(replies: impl IntoIterator<Item = Reply>, cause: &str) {
     for reply in replies {
@@ -264,7 +277,7 @@ fn fail_all(replies: impl IntoIterator<Item = Reply>, cause: &str) {
 /// Runs a piece of work, catching a panic (logged; `None`).
 fn unwound<T>(run: impl FnOnce() -> T) -> Option<T> {
     std::panic::catch_unwind(AssertUnwindSafe(run))
-        .inspect_err(|_| tracing::error!("a piece of work on the SQLite writer panicked"))
+        .inspect_err(|_| tracing::error!("{PANICKED}"))
         .ok()
 }
 
@@ -426,12 +439,7 @@ impl Session {
                     Some(Ok(true)) => None,
                     Some(Ok(false)) => Some((i, None)),
                     Some(Err(error)) => Some((i, Some(error))),
-                    None => Some((
-                        i,
-                        Some(Error::Internal(anyhow::anyhow!(
-                            "a piece of work on the SQLite writer panicked"
-                        ))),
-                    )),
+                    None => Some((i, Some(Error::Internal(anyhow::anyhow!(PANICKED))))),
                 };
             }
             replies.push(reply);
