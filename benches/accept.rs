@@ -240,23 +240,14 @@ fn main() {
         );
         let postfix = Postfix::start(None);
         let (addr, key, _dir) = start_posthorn().await;
-        let url = format!("http://{addr}");
-        let origin: http::Uri = url.parse().expect("uri");
-        let mut channels = Vec::new();
-        for _ in 0..o.connections.min(o.clients) {
-            channels.push(Http2::connect(addr).await);
-        }
-        let channels = Arc::new(channels);
+        let channels = Arc::new(Http2::connections(addr, o.connections.min(o.clients)).await);
         let connections = http1_connections(addr, o.clients).await;
         let key = Arc::new(key);
 
         let grpc = |round: String| {
-            let (channels, key, origin) = (channels.clone(), key.clone(), origin.clone());
+            let (channels, key) = (channels.clone(), key.clone());
             move |client: usize, n: u64| {
-                let mut grpc = v1::send_service_client::SendServiceClient::with_origin(
-                    channels[client % channels.len()].clone(),
-                    origin.clone(),
-                );
+                let mut grpc = channels[client % channels.len()].send_client();
                 let request = grpc_request(&key, client, n, &round);
                 async move { grpc.send_email(request).await.map(|_| ()).map_err(|s| format!("{s:?}")) }
             }

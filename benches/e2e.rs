@@ -214,12 +214,8 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
     let idle_rss = rss_mb(pid);
 
     let url = format!("http://{addr}");
-    let origin: http::Uri = url.parse().expect("uri");
     let socket: std::net::SocketAddr = addr.parse().expect("address");
-    let mut channels = Vec::new();
-    for _ in 0..CONNECTIONS {
-        channels.push(support::Http2::connect(socket).await);
-    }
+    let channels = support::Http2::connections(socket, CONNECTIONS).await;
     let peak = Arc::new(AtomicU64::new(0));
     let sampler = tokio::spawn({
         let peak = peak.clone();
@@ -283,11 +279,9 @@ async fn posthorn(sink: u16, messages: u64, clients: u64, replied: Option<Replie
     let key = Arc::new(key);
     let senders: Vec<_> = (0..clients)
         .map(|client| {
-            let (channel, key) = (channels[client as usize % CONNECTIONS].clone(), key.clone());
-            let origin = origin.clone();
+            let mut grpc = channels[client as usize % CONNECTIONS].send_client();
+            let key = key.clone();
             tokio::spawn(async move {
-                let mut grpc =
-                    v1::send_service_client::SendServiceClient::with_origin(channel, origin);
                 let mut i = client;
                 while i < messages {
                     grpc.send_email(request(&key, i)).await.expect("accepted");

@@ -74,20 +74,25 @@ pub async fn http1_connections(
 ) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .expect("handshake");
+        let (sender, connection) = hyper::client::conn::http1::handshake(connect(addr).await)
+            .await
+            .expect("handshake");
         tokio::spawn(connection);
         out.push(tokio::sync::Mutex::new(sender));
     }
     Arc::new(out)
 }
 
+/// A TCP connection to `addr` with `TCP_NODELAY` (as the server sets it),
+/// ready for hyper.
+async fn connect(addr: std::net::SocketAddr) -> hyper_util::rt::TokioIo<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    hyper_util::rt::TokioIo::new(stream)
+}
+
 /// One HTTP/2 connection that tonic's generated clients send on directly
-/// (`SendServiceClient::with_origin(connection, origin)`); clones share it.
+/// ([`Http2::send_client`]); clones share it.
 ///
 /// tonic's `Channel` hands every call to a task of its own that owns the
 /// connection: one more task woken per call, on the cores the server
@@ -95,21 +100,39 @@ pub async fn http1_connections(
 /// pairs gave p50 1.39–1.58 ms and p99 6.2–7.0 ms this way against p50
 /// 1.65–1.82 ms and p99 7.1–8.0 ms through a `Channel` (BENCHMARKS.md).
 #[derive(Clone)]
-pub struct Http2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+pub struct Http2 {
+    sender: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    /// `http://addr`, which the clients put in front of each method's path.
+    origin: http::Uri,
+}
 
 impl Http2 {
-    /// Connects to `addr` (with `TCP_NODELAY`, as the server sets it).
-    pub async fn connect(addr: std::net::SocketAddr) -> Http2 {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let (sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
+    /// `n` connections to `addr`.
+    pub async fn connections(addr: std::net::SocketAddr, n: usize) -> Vec<Http2> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                connect(addr).await,
+            )
+            .await
+            .expect("HTTP/2 handshake");
+            tokio::spawn(connection);
+            let origin = format!("http://{addr}").parse().expect("origin");
+            out.push(Http2 { sender, origin });
+        }
+        out
+    }
+
+    /// A `SendService` client on this connection.
+    pub fn send_client(
+        &self,
+    ) -> posthorn_client::v1::send_service_client::SendServiceClient<Http2> {
+        let origin = self.origin.clone();
+        posthorn_client::v1::send_service_client::SendServiceClient::with_origin(
+            self.clone(),
+            origin,
         )
-        .await
-        .expect("HTTP/2 handshake");
-        tokio::spawn(connection);
-        Http2(sender)
     }
 }
 
@@ -124,11 +147,11 @@ impl tower::Service<http::Request<tonic::body::Body>> for Http2 {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), hyper::Error>> {
-        self.0.poll_ready(cx)
+        self.sender.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.0.send_request(request))
+        Box::pin(self.sender.send_request(request))
     }
 }
 
