@@ -17,6 +17,7 @@ pub mod sqlite_memory;
 mod suppressions;
 mod templates;
 mod tracking;
+mod wal_writes;
 mod webhook_deliveries;
 mod webhooks;
 mod writer;

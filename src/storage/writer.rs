@@ -109,9 +109,13 @@ impl Writer {
         wal: Arc<Wal>,
         publisher: Option<Publisher>,
     ) -> Result<Writer> {
-        let conn = open(path).map_err(|e| {
-            Error::StorageUnavailable(anyhow::Error::new(e).context("opening the SQLite writer"))
-        })?;
+        let conn = super::wal_writes::open(path)
+            .and_then(set_up)
+            .map_err(|e| {
+                Error::StorageUnavailable(
+                    anyhow::Error::new(e).context("opening the SQLite writer"),
+                )
+            })?;
         let (jobs, queue) = mpsc::channel();
         let turn = Arc::new(tokio::sync::Mutex::new(()));
         let session = Session {
@@ -287,10 +291,16 @@ fn again(cause: &str) -> Error {
     Error::StorageUnavailable(anyhow::anyhow!("the SQLite transaction failed: {cause}"))
 }
 
-/// Opens a rusqlite connection to the database file at `path`, set up as
-/// the writer's (the checkpoint thread opens its own the same way).
+/// Opens a rusqlite connection to the database file at `path` with the
+/// writer's settings, through SQLite's default VFS: the checkpoint thread's.
+/// The writer's own goes through `wal_writes`, which writes each commit's
+/// log frames in one call.
 pub(super) fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
+    set_up(rusqlite::Connection::open(path)?)
+}
+
+/// Applies the writer's settings to `conn`.
+fn set_up(conn: rusqlite::Connection) -> rusqlite::Result<rusqlite::Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // The same settings as the pool's connections (see `options`).
     conn.execute_batch(
