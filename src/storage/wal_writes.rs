@@ -1,5 +1,5 @@
 //! The writer's frames go to the SQLite write-ahead log in one write per
-//! commit instead of two per page.
+//! commit (per 64 KiB of it) instead of two per page.
 //!
 //! SQLite writes each page of a commit to the log as a frame, with two
 //! `pwrite` calls: the frame's 24-byte header, then the page. On this kind
@@ -10,11 +10,11 @@
 //!
 //! This VFS is SQLite's default one, except that the log file of a
 //! connection opened through it gathers consecutive writes in memory and
-//! hands them to the kernel in one call when the commit's last frame is
-//! written: SQLite learns how that write went from that very call, as it
-//! did before, and only then publishes the commit to other connections
-//! (in the shared index), so no reader sees a frame that is not yet in the
-//! file. Before anything else reaches the log file (a read, a write
+//! hands them to the kernel when the commit's last frame is written, in
+//! one call for each 64 KiB ([`MOST_PER_WRITE`]): SQLite learns how those
+//! writes went from that very call, as it did before, and only then
+//! publishes the commit to other connections (in the shared index), so no
+//! reader sees a frame that is not yet in the file. Before anything else reaches the log file (a read, a write
 //! elsewhere, a size, a sync, a truncation, a file control or its close)
 //! what is gathered goes first, so the file's contents are always what
 //! SQLite wrote, in the order it wrote them.
