@@ -109,6 +109,7 @@ pub struct Http2 {
 impl Http2 {
     /// `n` connections to `addr`.
     pub async fn connections(addr: std::net::SocketAddr, n: usize) -> Vec<Http2> {
+        let origin: http::Uri = format!("http://{addr}").parse().expect("origin");
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let (sender, connection) = hyper::client::conn::http2::handshake(
@@ -118,8 +119,10 @@ impl Http2 {
             .await
             .expect("HTTP/2 handshake");
             tokio::spawn(connection);
-            let origin = format!("http://{addr}").parse().expect("origin");
-            out.push(Http2 { sender, origin });
+            out.push(Http2 {
+                sender,
+                origin: origin.clone(),
+            });
         }
         out
     }

@@ -14,10 +14,11 @@
 //! one call for each 64 KiB ([`MOST_PER_WRITE`]): SQLite learns how those
 //! writes went from that very call, as it did before, and only then
 //! publishes the commit to other connections (in the shared index), so no
-//! reader sees a frame that is not yet in the file. Before anything else reaches the log file (a read, a write
-//! elsewhere, a size, a sync, a truncation, a file control or its close)
-//! what is gathered goes first, so the file's contents are always what
-//! SQLite wrote, in the order it wrote them.
+//! reader sees a frame that is not yet in the file. Before anything else
+//! reaches the log file (a read, a write elsewhere, a size, a sync, a
+//! truncation, a file control or its close) what is gathered goes first,
+//! so the file's contents are always what SQLite wrote, in the order it
+//! wrote them.
 //!
 //! It relies on every run of frames ending with a commit frame, which
 //! holds when the connection never spills pages to the log before its
