@@ -92,16 +92,25 @@ async fn connect(addr: std::net::SocketAddr) -> hyper_util::rt::TokioIo<tokio::n
 }
 
 /// One HTTP/2 connection that tonic's generated clients send on directly
-/// ([`Http2::send_client`]); clones share it.
+/// ([`Http2::send_client`]), driven by the `h2` crate; clones share it.
 ///
-/// tonic's `Channel` hands every call to a task of its own that owns the
-/// connection: one more task woken per call, on the cores the server
-/// needs. Paced at 4,000 calls a second (B1's paced leg), three alternated
-/// pairs gave p50 1.39–1.58 ms and p99 6.2–7.0 ms this way against p50
-/// 1.65–1.82 ms and p99 7.1–8.0 ms through a `Channel` (BENCHMARKS.md).
+/// Two things a lean gRPC client does, which tonic's own client and hyper's
+/// do not for a unary call here, and which cost the two cores the server
+/// needs:
+///
+/// - **No task in between.** tonic's `Channel` hands every call to a task
+///   of its own that owns the connection: one more task woken per call.
+///   Paced at 4,000 calls a second (B1's paced leg), three alternated
+///   pairs gave p50 1.39–1.58 ms and p99 6.2–7.0 ms without it against
+///   1.65–1.82 ms and 7.1–8.0 ms through a `Channel` (BENCHMARKS.md).
+/// - **The request in one write.** The encoded message is ready when the
+///   call is made, so its HEADERS and its one DATA frame, which ends the
+///   stream, are queued together and leave in one write. Through hyper
+///   they left in three: the headers, the message, and an empty frame
+///   ending the stream; each one more segment for the server to read.
 #[derive(Clone)]
 pub struct Http2 {
-    sender: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    sender: h2::client::SendRequest<Bytes>,
     /// `http://addr`, which the clients put in front of each method's path.
     origin: http::Uri,
 }
@@ -112,13 +121,14 @@ impl Http2 {
         let origin: http::Uri = format!("http://{addr}").parse().expect("origin");
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let (sender, connection) = hyper::client::conn::http2::handshake(
-                hyper_util::rt::TokioExecutor::new(),
-                connect(addr).await,
-            )
-            .await
-            .expect("HTTP/2 handshake");
-            tokio::spawn(connection);
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let (sender, connection) = h2::client::handshake(stream)
+                .await
+                .expect("HTTP/2 handshake");
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
             out.push(Http2 {
                 sender,
                 origin: origin.clone(),
@@ -139,22 +149,89 @@ impl Http2 {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl tower::Service<http::Request<tonic::body::Body>> for Http2 {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
+    type Response = http::Response<Http2Body>;
+    type Error = BoxError;
     type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, hyper::Error>> + Send>,
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
     >;
 
     fn poll_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), hyper::Error>> {
-        self.sender.poll_ready(cx)
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.sender.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.sender.send_request(request))
+        use futures::FutureExt;
+        use http_body_util::BodyExt;
+        let (parts, body) = request.into_parts();
+        // A unary call's body is its one encoded message, ready at once.
+        let message = match body.collect().now_or_never() {
+            Some(Ok(whole)) => whole.to_bytes(),
+            Some(Err(status)) => return Box::pin(std::future::ready(Err(status.into()))),
+            None => {
+                let refused: BoxError = "a request body that is not ready at once".into();
+                return Box::pin(std::future::ready(Err(refused)));
+            }
+        };
+        let sent = self
+            .sender
+            .send_request(http::Request::from_parts(parts, ()), false)
+            .and_then(|(response, mut stream)| {
+                stream.send_data(message, true)?;
+                Ok(response)
+            });
+        Box::pin(async move {
+            let response = sent?.await?;
+            Ok(response.map(|body| Http2Body { body, ended: false }))
+        })
+    }
+}
+
+/// A response's body as tonic reads it: its DATA frames, each handed back
+/// to the connection's flow control as it is read, then its trailers.
+pub struct Http2Body {
+    body: h2::RecvStream,
+    ended: bool,
+}
+
+impl hyper::body::Body for Http2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, h2::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.body.poll_data(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                let _ = this.body.flow_control().release_capacity(data.len());
+                return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+            }
+            Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(Err(error))),
+            Poll::Ready(None) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        let trailers = std::task::ready!(this.body.poll_trailers(cx));
+        this.ended = true;
+        Poll::Ready(
+            trailers
+                .transpose()
+                .map(|t| t.map(hyper::body::Frame::trailers)),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
 }
 
