@@ -1,8 +1,9 @@
 //! What the benchmark commands share: numeric `--name N` options, medians,
 //! Postfix's `smtp-source` as a peer, and the load generators' lean
-//! connections driven by hyper directly: HTTP/1.1 keep-alive for REST and
-//! HTTP/2 for gRPC, so REST and gRPC legs differ by the server's work and
-//! the generator takes as little of the machine's two cores as it can.
+//! connections: HTTP/1.1 keep-alive driven by hyper for REST, HTTP/2
+//! driven by the `h2` crate for gRPC, so REST and gRPC legs differ by the
+//! server's work and the generator takes as little of the machine's two
+//! cores as it can.
 //! Each benchmark uses a part of it.
 #![allow(dead_code)]
 
