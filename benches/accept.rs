@@ -3,11 +3,11 @@
 //! - Posthorn: `SendEmail` with 1 recipient and a 2 KB body, 64 concurrent
 //!   clients (gRPC over HTTP/2 connections driven by the `h2` crate, each
 //!   request in one write, see `support::Http2`), a unique idempotency key
-//!   per request, the real server on
-//!   SQLite (WAL; every accept on disk before its answer) on loopback:
-//!   over gRPC (B1) and over REST/JSON (B2). Throughput and p50/p99
-//!   latency; then, in each round, gRPC paced at half that round's rate for
-//!   the latency bar (after a second at that pace that is not counted).
+//!   per request, the real server on SQLite (WAL; every accept on disk
+//!   before its answer) on loopback: over gRPC (B1) and over REST/JSON
+//!   (B2). Throughput and p50/p99 latency; then, in each round, gRPC paced
+//!   at half that round's rate for the latency bar (after a second at that
+//!   pace that is not counted).
 //! - Postfix: a private instance (`scripts/postfix-peer.sh`: its own config
 //!   and queue under a temporary directory, loopback only, mail discarded
 //!   after queueing) accepting 1 KB messages from `smtp-source`.
