@@ -75,21 +75,22 @@ pub async fn http1_connections(
 ) -> Arc<Vec<tokio::sync::Mutex<Http1>>> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let (sender, connection) = hyper::client::conn::http1::handshake(connect(addr).await)
-            .await
-            .expect("handshake");
+        let (sender, connection) = hyper::client::conn::http1::handshake(
+            hyper_util::rt::TokioIo::new(connect(addr).await),
+        )
+        .await
+        .expect("handshake");
         tokio::spawn(connection);
         out.push(tokio::sync::Mutex::new(sender));
     }
     Arc::new(out)
 }
 
-/// A TCP connection to `addr` with `TCP_NODELAY` (as the server sets it),
-/// ready for hyper.
-async fn connect(addr: std::net::SocketAddr) -> hyper_util::rt::TokioIo<tokio::net::TcpStream> {
+/// A TCP connection to `addr` with `TCP_NODELAY` (as the server sets it).
+async fn connect(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
-    hyper_util::rt::TokioIo::new(stream)
+    stream
 }
 
 /// One HTTP/2 connection that tonic's generated clients send on directly
@@ -122,9 +123,7 @@ impl Http2 {
         let origin: http::Uri = format!("http://{addr}").parse().expect("origin");
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
-            let (sender, connection) = h2::client::handshake(stream)
+            let (sender, connection) = h2::client::handshake(connect(addr).await)
                 .await
                 .expect("HTTP/2 handshake");
             tokio::spawn(async move {
