@@ -167,14 +167,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         settings.log_format,
     )?;
 
-    let store = Store::connect(&settings.database_url, settings.database_max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {} (setting `database_url`)",
-                settings.database_url
-            )
-        })?;
+    let store = Store::connect_with_log(
+        &settings.database_url,
+        settings.database_max_connections,
+        settings.sqlite_log_mb,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the database {} (setting `database_url`)",
+            settings.database_url
+        )
+    })?;
     store.migrate().await.context("applying migrations")?;
     let accounts = Accounts::new(store.clone());
 

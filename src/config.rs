@@ -37,6 +37,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 1 to 1000",
     },
     SettingInfo {
+        key: "sqlite_log_mb",
+        default: "256",
+        accepts: "an integer from 16 to 65536: megabytes of SQLite write-ahead log before it starts over (its file stays under twice this)",
+    },
+    SettingInfo {
         key: "public_url",
         default: "http://<listen>",
         accepts: "an http:// or https:// URL where recipients reach tracking and unsubscribe links",
@@ -201,6 +206,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// On SQLite, the write-ahead log is started over past this many
+    /// megabytes of frames; each restart pauses the writer for a few
+    /// milliseconds, and the log's file stays under twice this.
+    pub sqlite_log_mb: u64,
     pub public_url: String,
     /// A second listener for the links in delivered mail only.
     pub public_listen: Option<SocketAddr>,
@@ -326,6 +335,12 @@ impl Settings {
             .ok()
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| bad("database_max_connections"))?;
+        let sqlite_log_mb: u64 = get("sqlite_log_mb")
+            .0
+            .parse()
+            .ok()
+            .filter(|n| (16..=65536).contains(n))
+            .ok_or_else(|| bad("sqlite_log_mb"))?;
         let public_url = match get("public_url").0 {
             "http://<listen>" => format!("http://{listen}"),
             url if (url.starts_with("http://") || url.starts_with("https://"))
@@ -472,6 +487,7 @@ impl Settings {
             listen,
             database_url,
             database_max_connections,
+            sqlite_log_mb,
             public_url,
             public_listen,
             unsubscribe_mailto,
@@ -644,6 +660,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("human or json"), "{err}");
+        let err = Settings::load(None, &env(&[("POSTHORN_SQLITE_LOG_MB", "8")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`sqlite_log_mb`") && err.contains("16 to 65536"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_sqlite_log_setting_defaults_to_the_stores_default_and_can_be_set() {
+        let defaults = Settings::load(None, &env(&[])).unwrap();
+        assert_eq!(
+            defaults.sqlite_log_mb,
+            crate::storage::DEFAULT_SQLITE_LOG_MB
+        );
+        let set = Settings::load(None, &env(&[("POSTHORN_SQLITE_LOG_MB", "64")])).unwrap();
+        assert_eq!(set.sqlite_log_mb, 64);
     }
 
     #[test]

@@ -21,11 +21,6 @@ use crate::domain::Error;
 /// How often the SQLite write-ahead log is copied back into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
-/// Past this many bytes of frames the write-ahead log is started over from
-/// its beginning (`Wal::restart_due`). In bytes, not frames: a database
-/// keeps the page size it was created with (see `storage::PAGE_SIZE`).
-const WAL_RESTART_BYTES: i64 = 64 << 20;
-
 /// At most this many bytes of frames left for the writer to copy when it
 /// finishes a checkpoint itself. A checkpoint finds to copy what was
 /// written while the one before it ran, so while the log is long and the
@@ -36,10 +31,6 @@ const WAL_RESTART_REMAINING: i64 = 1 << 20;
 
 /// At most this many background checkpoints in a row per tick.
 const CATCH_UP_PASSES: u32 = 16;
-
-/// Past this many bytes of frames the writer finishes the checkpoint
-/// whatever is left to copy.
-const WAL_MAX_BYTES: i64 = 4 * WAL_RESTART_BYTES;
 
 /// The SQLite write-ahead log as the last checkpoint found it, in bytes of
 /// frames.
@@ -53,8 +44,18 @@ const WAL_MAX_BYTES: i64 = 4 * WAL_RESTART_BYTES;
 /// runs one checkpoint itself just before its next transaction, with
 /// nothing being written meanwhile: it completes, and that transaction
 /// starts the log over.
-#[derive(Debug, Default)]
+///
+/// Each such restart holds every accept for the writer's checkpoint (5–20
+/// ms on this project's test machine: the last frames copied and the
+/// database file flushed, `BENCHMARKS.md`, B1), so the log restarts past
+/// a length chosen by the operator (`sqlite_log_mb`): a longer log trades
+/// disk for fewer of those pauses.
+#[derive(Debug)]
 pub(crate) struct Wal {
+    /// Past this many bytes of frames the log is started over (see
+    /// [`Wal::restart_due`]). In bytes, not frames: a database keeps the
+    /// page size it was created with (see `storage::PAGE_SIZE`).
+    restart_at: i64,
     /// The log's length.
     length: AtomicI64,
     /// Of that, what is copied into the database.
@@ -64,6 +65,23 @@ pub(crate) struct Wal {
 }
 
 impl Wal {
+    /// A log started over past `restart_at` bytes of frames.
+    pub(crate) fn new(restart_at: i64) -> Wal {
+        Wal {
+            restart_at,
+            length: AtomicI64::new(0),
+            copied: AtomicI64::new(0),
+            last_copy: AtomicI64::new(0),
+        }
+    }
+
+    /// Past this many bytes of frames the writer finishes the checkpoint
+    /// whatever is left to copy: the most the log file holds, give or take
+    /// the transaction that crossed it.
+    pub(crate) fn bound(&self) -> i64 {
+        2 * self.restart_at
+    }
+
     /// Notes what a checkpoint reported; returns how much it copied.
     fn saw(&self, length: i64, copied: i64) -> i64 {
         let before = self.copied.swap(copied, Relaxed);
@@ -88,16 +106,15 @@ impl Wal {
     /// caught up with it closely enough for the writer to finish.
     fn catching_up(&self) -> bool {
         let length = self.length.load(Relaxed);
-        (WAL_RESTART_BYTES..WAL_MAX_BYTES).contains(&length)
-            && self.behind() > WAL_RESTART_REMAINING
+        (self.restart_at..self.bound()).contains(&length) && self.behind() > WAL_RESTART_REMAINING
     }
 
     /// Whether the writer should checkpoint before its next transaction;
     /// once true it is false until the next checkpoint reports.
     pub(crate) fn restart_due(&self) -> bool {
         let length = self.length.load(Relaxed);
-        let due = length >= WAL_MAX_BYTES
-            || (length >= WAL_RESTART_BYTES && self.behind() <= WAL_RESTART_REMAINING);
+        let due = length >= self.bound()
+            || (length >= self.restart_at && self.behind() <= WAL_RESTART_REMAINING);
         if due {
             self.saw(0, 0);
         }
@@ -122,7 +139,7 @@ impl Checkpointer {
         fn unavailable(e: impl Into<anyhow::Error>, what: &'static str) -> Error {
             Error::StorageUnavailable(e.into().context(what))
         }
-        let conn = super::writer::open(path)
+        let conn = super::writer::open(path, wal.bound())
             .map_err(|e| unavailable(e, "opening the SQLite checkpoint connection"))?;
         let file = std::fs::File::open(path)
             .map_err(|e| unavailable(e, "opening the SQLite database file to flush it"))?;
@@ -256,10 +273,15 @@ fn flush_in_steps(file: &std::fs::File) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// The restart point of these tests' logs.
+    const WAL_RESTART_BYTES: i64 = 64 << 20;
+    /// Their bound.
+    const WAL_MAX_BYTES: i64 = 2 * WAL_RESTART_BYTES;
+
     /// A log `length` bytes long whose last checkpoint copied `last` and
     /// left `left` uncopied.
     fn log(length: i64, last: i64, left: i64) -> Wal {
-        let wal = Wal::default();
+        let wal = Wal::new(WAL_RESTART_BYTES);
         wal.saw(length, length - left - last);
         wal.saw(length, length - left);
         wal
@@ -267,7 +289,7 @@ mod tests {
 
     #[test]
     fn the_log_is_started_over_once_long_and_caught_up_with_or_too_long() {
-        assert!(!Wal::default().restart_due(), "an empty log");
+        assert!(!Wal::new(WAL_RESTART_BYTES).restart_due(), "an empty log");
         let limit = WAL_RESTART_REMAINING;
         assert!(!log(WAL_RESTART_BYTES - 1, 0, 0).restart_due(), "short");
         let far = log(WAL_RESTART_BYTES, limit + 1, 0);

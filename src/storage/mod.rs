@@ -166,13 +166,27 @@ async fn forward_notifications(
 /// database keeps the page size it was created with.
 const PAGE_SIZE: u32 = 2048;
 
+/// The default of the `sqlite_log_mb` setting: SQLite's write-ahead log is
+/// started over past this many megabytes of frames (`checkpoint::Wal`).
+/// Under B1's half load a log of 64 MB started over about every 0.7 s, each
+/// time holding every accept for the writer's own checkpoint (5–20 ms);
+/// longer logs had a lower paced p99 in most alternated pairs
+/// (`BENCHMARKS.md`, B1). PostgreSQL's `max_wal_size` defaults to a
+/// gigabyte for the same trade.
+pub const DEFAULT_SQLITE_LOG_MB: u64 = 256;
+
 /// How connections to `url` are opened. On SQLite a connection keeps a
 /// page cache larger than the 2 MB default and reads without a memory map:
 /// mapped pages count as the server's resident memory (a 64 MB map put
 /// B3's peak at 135 MB, 79–85 MB without), and every connection remapped
 /// the file each time it grew, each time with a TLB shootdown on every
 /// core.
-fn options(url: &str, max_connections: u32, synchronous: SqliteSynchronous) -> ConnectOptions {
+fn options(
+    url: &str,
+    max_connections: u32,
+    synchronous: SqliteSynchronous,
+    log_bound: i64,
+) -> ConnectOptions {
     let url = normalise_url(url);
     let mut options = ConnectOptions::new(url.as_str());
     options
@@ -199,8 +213,8 @@ fn options(url: &str, max_connections: u32, synchronous: SqliteSynchronous) -> C
                 .pragma("wal_autocheckpoint", "0")
                 // A log started over keeps its file (shrinking it costs
                 // the writer 6 ms); only past the log's hard bound
-                // (`checkpoint::WAL_MAX_BYTES`) is it cut back to that.
-                .pragma("journal_size_limit", "268435456")
+                // (`checkpoint::Wal::bound`) is it cut back to that.
+                .pragma("journal_size_limit", log_bound.to_string())
         });
     options
 }
@@ -223,12 +237,30 @@ impl Store {
     /// `synchronous=FULL`, the writer with `synchronous=NORMAL` and its
     /// commits waited for through [`Store::durable`] (see `flush`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, Error> {
-        let db = Database::connect(options(url, max_connections, SqliteSynchronous::Full))
-            .await
-            .map_err(db_error)?;
+        Store::connect_with_log(url, max_connections, DEFAULT_SQLITE_LOG_MB).await
+    }
+
+    /// [`Store::connect`], with SQLite's write-ahead log started over past
+    /// `sqlite_log_mb` megabytes of frames (its file then stays under twice
+    /// that); ignored on PostgreSQL.
+    pub async fn connect_with_log(
+        url: &str,
+        max_connections: u32,
+        sqlite_log_mb: u64,
+    ) -> Result<Store, Error> {
+        let restart_at = i64::try_from(sqlite_log_mb.clamp(1, 1 << 20) << 20).unwrap_or(i64::MAX);
+        let wal = std::sync::Arc::new(checkpoint::Wal::new(restart_at));
+        let log_bound = wal.bound();
+        let db = Database::connect(options(
+            url,
+            max_connections,
+            SqliteSynchronous::Full,
+            log_bound,
+        ))
+        .await
+        .map_err(db_error)?;
         let event_signal = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
         let mut listening = None;
-        let wal = std::sync::Arc::new(checkpoint::Wal::default());
         let mut checkpointer = None;
         let mut flusher = None;
         let mut sqlite_writer = None;
@@ -269,7 +301,7 @@ impl Store {
                     wal.clone(),
                     Some(publisher),
                 )?));
-                Database::connect(options(url, 1, SqliteSynchronous::Normal))
+                Database::connect(options(url, 1, SqliteSynchronous::Normal, log_bound))
                     .await
                     .map_err(db_error)?
             }

@@ -109,8 +109,9 @@ impl Writer {
         wal: Arc<Wal>,
         publisher: Option<Publisher>,
     ) -> Result<Writer> {
+        let bound = wal.bound();
         let conn = super::wal_writes::open(path)
-            .and_then(set_up)
+            .and_then(|conn| set_up(conn, bound))
             .map_err(|e| {
                 Error::StorageUnavailable(
                     anyhow::Error::new(e).context("opening the SQLite writer"),
@@ -295,19 +296,20 @@ fn again(cause: &str) -> Error {
 /// writer's settings, through SQLite's default VFS: the checkpoint thread's.
 /// The writer's own goes through `wal_writes`, which writes each commit's
 /// log frames in one call.
-pub(super) fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    set_up(rusqlite::Connection::open(path)?)
+pub(super) fn open(path: &Path, log_bound: i64) -> rusqlite::Result<rusqlite::Connection> {
+    set_up(rusqlite::Connection::open(path)?, log_bound)
 }
 
-/// Applies the writer's settings to `conn`.
-fn set_up(conn: rusqlite::Connection) -> rusqlite::Result<rusqlite::Connection> {
+/// Applies the writer's settings to `conn`; a log file started over is cut
+/// back to `log_bound` bytes when it is longer.
+fn set_up(conn: rusqlite::Connection, log_bound: i64) -> rusqlite::Result<rusqlite::Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     // The same settings as the pool's connections (see `options`).
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
          PRAGMA mmap_size = 0; PRAGMA cache_size = -16384; PRAGMA temp_store = memory; \
-         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 268435456;",
-    )?;
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {log_bound};"
+    ))?;
     conn.set_prepared_statement_cache_capacity(KEPT_STATEMENTS);
     Ok(conn)
 }
@@ -787,7 +789,8 @@ mod tests {
 
     fn writer() -> (tempfile::TempDir, Arc<Writer>) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let writer = Writer::start(&dir.path().join("w.db"), Arc::default(), None).expect("writer");
+        let writer = Writer::start(&dir.path().join("w.db"), Arc::new(Wal::new(64 << 20)), None)
+            .expect("writer");
         (dir, Arc::new(writer))
     }
 

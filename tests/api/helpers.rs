@@ -135,9 +135,13 @@ pub async fn try_spawn_app_with(
     settings.deliver = false;
     configure(&mut settings);
 
-    let store = Store::connect(&settings.database_url, settings.database_max_connections)
-        .await
-        .expect("connect");
+    let store = Store::connect_with_log(
+        &settings.database_url,
+        settings.database_max_connections,
+        settings.sqlite_log_mb,
+    )
+    .await
+    .expect("connect");
     store.migrate().await.expect("migrate");
     let accounts = Accounts::new(store.clone());
     let account_a = create_account(&accounts, "acme").await;
