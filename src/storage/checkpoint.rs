@@ -77,7 +77,7 @@ impl Wal {
 
     /// Past this many bytes of frames the writer finishes the checkpoint
     /// whatever is left to copy: the most the log file holds, give or take
-    /// the transaction that crossed it.
+    /// what is written before a checkpoint reports the log's length.
     pub(crate) fn bound(&self) -> i64 {
         2 * self.restart_at
     }
