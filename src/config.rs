@@ -624,6 +624,13 @@ mod tests {
             .collect()
     }
 
+    /// The error loading the settings with `variable` set to `value` gives.
+    fn refused(variable: &str, value: &str) -> String {
+        Settings::load(None, &env(&[(variable, value)]))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn defaults_listen_on_loopback_7070_with_sqlite_and_capture() {
         let s = Settings::defaults();
@@ -647,22 +654,16 @@ mod tests {
 
     #[test]
     fn an_invalid_value_names_the_setting_its_source_and_what_it_accepts() {
-        let err = Settings::load(None, &env(&[("POSTHORN_LISTEN", "not-an-address")]))
-            .unwrap_err()
-            .to_string();
+        let err = refused("POSTHORN_LISTEN", "not-an-address");
         assert!(
             err.contains("`listen`")
                 && err.contains("POSTHORN_LISTEN")
                 && err.contains("host:port"),
             "{err}"
         );
-        let err = Settings::load(None, &env(&[("POSTHORN_LOG_FORMAT", "xml")]))
-            .unwrap_err()
-            .to_string();
+        let err = refused("POSTHORN_LOG_FORMAT", "xml");
         assert!(err.contains("human or json"), "{err}");
-        let err = Settings::load(None, &env(&[("POSTHORN_SQLITE_LOG_MB", "8")]))
-            .unwrap_err()
-            .to_string();
+        let err = refused("POSTHORN_SQLITE_LOG_MB", "8");
         assert!(
             err.contains("`sqlite_log_mb`") && err.contains("16 to 65536"),
             "{err}"
@@ -682,9 +683,7 @@ mod tests {
 
     #[test]
     fn an_unknown_setting_is_refused_in_the_environment_and_in_the_file() {
-        let err = Settings::load(None, &env(&[("POSTHORN_LISTN", "x")]))
-            .unwrap_err()
-            .to_string();
+        let err = refused("POSTHORN_LISTN", "x");
         assert!(
             err.contains("POSTHORN_LISTN") && err.contains("POSTHORN_LISTEN"),
             "{err}"
@@ -742,9 +741,7 @@ mod tests {
             [1, 120, 86_400].map(Duration::from_secs)
         );
         for bad in ["", "30", "5x", "0s", "8d", "1s,,2s"] {
-            let error = Settings::load(None, &env(&[("POSTHORN_WEBHOOK_RETRY_SCHEDULE", bad)]))
-                .unwrap_err()
-                .to_string();
+            let error = refused("POSTHORN_WEBHOOK_RETRY_SCHEDULE", bad);
             assert!(error.contains("webhook_retry_schedule"), "{bad}: {error}");
         }
     }

@@ -248,7 +248,7 @@ impl Store {
         max_connections: u32,
         sqlite_log_mb: u64,
     ) -> Result<Store, Error> {
-        let restart_at = i64::try_from(sqlite_log_mb.clamp(1, 1 << 20) << 20).unwrap_or(i64::MAX);
+        let restart_at = (sqlite_log_mb.clamp(1, 1 << 20) as i64) << 20;
         let wal = std::sync::Arc::new(checkpoint::Wal::new(restart_at));
         let log_bound = wal.bound();
         let db = Database::connect(options(

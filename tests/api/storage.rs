@@ -148,10 +148,10 @@ fn log_salt_and_size(path: &str) -> ([u8; 8], u64) {
 /// Under a steady stream of sends the SQLite write-ahead log keeps being
 /// started over, and its file stays bounded (twice `sqlite_log_mb`, here
 /// 64 MB, give or take what is written before a checkpoint reports the
-/// log's length) though several times that is written. SQLite restarts the log only after a checkpoint that
-/// copied every frame, which a background checkpoint never completes while
-/// writes go on: before the writer finished it itself, one accept
-/// benchmark left a 2.3 GB log.
+/// log's length) though several times that is written. SQLite restarts
+/// the log only after a checkpoint that copied every frame, which a
+/// background checkpoint never completes while writes go on: before the
+/// writer finished it itself, one accept benchmark left a 2.3 GB log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sqlite_log_stays_bounded_under_a_steady_stream_of_sends() {
     use std::sync::Arc;
