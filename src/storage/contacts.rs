@@ -203,6 +203,10 @@ impl UnsubscribeStore for Store {
     ) -> Result<Option<bool>> {
         let now = to_micros(now);
         let tx = self.db().begin().await.map_err(db_error)?;
+        // The event-order lock before the message's row, in the order the
+        // delivery recorder takes them: the other order deadlocks with a
+        // recorder of the same message on PostgreSQL (nothing on SQLite).
+        super::delivery::lock_event_order(&tx).await?;
         // The message's account, read by a write that changes nothing: a
         // SQLite transaction that reads before it writes can be refused
         // its write when another commit came in between.
@@ -257,7 +261,6 @@ impl UnsubscribeStore for Store {
             > 0;
         let changed = suppressed || contact;
         if changed {
-            super::delivery::lock_event_order(&tx).await?;
             let details = EventDetails {
                 reason: "unsubscribed with the message's one-click link".into(),
                 ..Default::default()

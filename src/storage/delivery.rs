@@ -30,7 +30,7 @@ const CLAIMABLE: &str = "('queued', 'scheduled', 'deferred')";
 /// PostgreSQL hands out event ids when rows are inserted, not when they
 /// commit; transactions that write events take this lock first, so event
 /// ids become visible in order and a watcher reading by cursor skips none.
-pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706f_7374_686f_726e;
+pub const EVENT_ORDER_LOCK: i64 = 0x706f_7374_686f_726e;
 
 /// `?` placeholders as the backend spells them.
 pub(super) fn placeholders(backend: DatabaseBackend, sql: &str) -> String {

@@ -1077,6 +1077,9 @@ impl Store {
                 ),
             });
         }
+        // The event-order lock before the message's row, as the delivery
+        // recorder takes them (the other order can deadlock on PostgreSQL).
+        super::delivery::lock_event_order(&tx).await?;
         let mut update = messages::Entity::update_many()
             .col_expr(
                 messages::Column::UpdatedAt,
@@ -1090,7 +1093,6 @@ impl Store {
             update = update.col_expr(messages::Column::ScheduledAt, Expr::value(to_micros(at)));
         }
         update.exec(&tx).await.map_err(db_error)?;
-        super::delivery::lock_event_order(&tx).await?;
         let mut row = Rows::new("events", EVENT_INSERT);
         row.push(event_values(account_id, event));
         execute_all(&tx, row.statements(tx.get_database_backend())).await?;

@@ -22,6 +22,8 @@ mod webhook_deliveries;
 mod webhooks;
 mod writer;
 
+pub use delivery::EVENT_ORDER_LOCK;
+
 use std::time::Duration;
 
 use posthorn_migrations::{Migrator, MigratorTrait};

@@ -255,6 +255,99 @@ async fn a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does(bac
     );
 }
 
+/// On PostgreSQL a click that comes while a delivery of the same message
+/// is being recorded waits its turn, then unsubscribes. The recorder here is
+/// a second connection doing what a recorder does: it holds the event-order
+/// lock, then writes the message's row (its aggregate). A click that took
+/// the message's row before that lock deadlocked with it and answered 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_while_its_message_is_being_recorded_waits_its_turn_on_postgres() {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, TransactionTrait};
+
+    let sink = FaultSmtp::start(Script::default()).await;
+    let Some(app) = sink.app(Backend::Postgres, |_| {}).await else {
+        return;
+    };
+    let key = app.account_a.key.clone();
+    let mut request = inline();
+    request.to = vec!["jane@example.com".into()];
+    request.unsubscribe = true;
+    let id = send(&app, &key, request).await;
+    let mut stream = crate::delivery::watch(
+        &app,
+        &key,
+        posthorn::proto::v1::WatchMessagesRequest {
+            message_id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Sent, and its record committed: no recorder of Posthorn's is left.
+    while crate::delivery::next_event(&mut stream).await.r#type
+        != posthorn::proto::v1::EventType::Sent as i32
+    {}
+    let accepted = sink.accepted();
+    let link = on_server(
+        &app,
+        &unsubscribe_url(&accepted[0].data).expect("a List-Unsubscribe link"),
+    );
+
+    let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    let recorder = db.begin().await.unwrap();
+    recorder
+        .execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            posthorn::storage::EVENT_ORDER_LOCK
+        ))
+        .await
+        .unwrap();
+    let click = tokio::spawn({
+        let http = app.http.clone();
+        async move {
+            http.post(link)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    // Until the click waits for the lock, in this test's database.
+    let waiting = Statement::from_string(
+        DatabaseBackend::Postgres,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(20));
+    loop {
+        poll.tick().await;
+        let row = db.query_one_raw(waiting.clone()).await.unwrap().unwrap();
+        if row.try_get_by_index::<i64>(0).unwrap() > 0 {
+            break;
+        }
+        assert!(!click.is_finished(), "the click did not wait for the lock");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the click never came to the lock"
+        );
+    }
+    recorder
+        .execute_unprepared(&format!(
+            "UPDATE messages SET updated_at = updated_at WHERE id = '{id}'"
+        ))
+        .await
+        .expect("the recorder writes the message's row");
+    recorder.commit().await.unwrap();
+
+    let response = click.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        crate::suppressions::suppression_of(&app, "jane%40example.com").await,
+        ("unsubscribed".into(), "unsubscribe_link".into(), id)
+    );
+}
+
 /// A message's text with quoted-printable soft line breaks and `=3D`
 /// undone: enough to read a link in a part.
 fn quoted_printable_text(data: &[u8]) -> String {
