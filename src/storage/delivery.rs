@@ -30,6 +30,8 @@ const CLAIMABLE: &str = "('queued', 'scheduled', 'deferred')";
 /// PostgreSQL hands out event ids when rows are inserted, not when they
 /// commit; transactions that write events take this lock first, so event
 /// ids become visible in order and a watcher reading by cursor skips none.
+/// They take it before they update a stored message: the recorder holds
+/// it while it updates the aggregates, so the other order can deadlock.
 pub const EVENT_ORDER_LOCK: i64 = 0x706f_7374_686f_726e;
 
 /// `?` placeholders as the backend spells them.
