@@ -203,9 +203,8 @@ impl UnsubscribeStore for Store {
     ) -> Result<Option<bool>> {
         let now = to_micros(now);
         let tx = self.db().begin().await.map_err(db_error)?;
-        // The event-order lock before the message's row, in the order the
-        // delivery recorder takes them: the other order deadlocks with a
-        // recorder of the same message on PostgreSQL (nothing on SQLite).
+        // The event-order lock before the message's row (see
+        // `EVENT_ORDER_LOCK`); nothing on SQLite.
         super::delivery::lock_event_order(&tx).await?;
         // The message's account, read by a write that changes nothing: a
         // SQLite transaction that reads before it writes can be refused

@@ -32,7 +32,7 @@ const CLAIMABLE: &str = "('queued', 'scheduled', 'deferred')";
 /// ids become visible in order and a watcher reading by cursor skips none.
 /// They take it before they update a stored message: the recorder holds
 /// it while it updates the aggregates, so the other order can deadlock.
-pub const EVENT_ORDER_LOCK: i64 = 0x706f_7374_686f_726e;
+pub(crate) const EVENT_ORDER_LOCK: i64 = 0x706f_7374_686f_726e;
 
 /// `?` placeholders as the backend spells them.
 pub(super) fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
@@ -65,8 +65,9 @@ pub(crate) fn event_order_lock(backend: DatabaseBackend) -> Option<Statement> {
     })
 }
 
-/// Takes [`event_order_lock`] in the transaction.
-pub(crate) async fn lock_event_order<C: ConnectionTrait>(db: &C) -> Result<()> {
+/// Takes the event-order lock in the transaction (PostgreSQL; nothing on
+/// SQLite): every event writer's step before it updates a stored message.
+pub async fn lock_event_order<C: ConnectionTrait>(db: &C) -> Result<()> {
     if let Some(lock) = event_order_lock(db.get_database_backend()) {
         db.execute_raw(lock).await.map_err(db_error)?;
     }

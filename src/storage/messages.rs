@@ -1077,8 +1077,8 @@ impl Store {
                 ),
             });
         }
-        // The event-order lock before the message's row, as the delivery
-        // recorder takes them (the other order can deadlock on PostgreSQL).
+        // The event-order lock before the message's row (see
+        // `EVENT_ORDER_LOCK`).
         super::delivery::lock_event_order(&tx).await?;
         let mut update = messages::Entity::update_many()
             .col_expr(

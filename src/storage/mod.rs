@@ -22,7 +22,7 @@ mod webhook_deliveries;
 mod webhooks;
 mod writer;
 
-pub use delivery::EVENT_ORDER_LOCK;
+pub use delivery::lock_event_order;
 
 use std::time::Duration;
 

@@ -44,7 +44,7 @@ crate::on_both_databases! {
             assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         }
         // The link is.
-        let response = one_click(&app, &format!("{public}/u/{token}")).await;
+        let response = one_click(&app.http, &format!("{public}/u/{token}")).await;
         assert_eq!(response.status(), StatusCode::OK);
         let (status, suppression) = get(&app, &key, "/v1/suppressions/quinn%40example.com").await;
         assert_eq!(status, StatusCode::OK, "{suppression}");
@@ -146,7 +146,7 @@ async fn a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does(bac
     );
     for response in [
         app.http.get(&flipped).send().await.unwrap(),
-        one_click(&app, &flipped).await,
+        one_click(&app.http, &flipped).await,
     ] {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
@@ -154,7 +154,7 @@ async fn a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does(bac
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // The one-click POST, with no key and no cookie.
-    let response = one_click(&app, &jane).await;
+    let response = one_click(&app.http, &jane).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response
@@ -177,7 +177,7 @@ async fn a_one_click_post_unsubscribes_and_a_get_or_a_forged_link_never_does(bac
     );
 
     // Again: still 200, and no second event.
-    assert_eq!(one_click(&app, &jane).await.status(), StatusCode::OK);
+    assert_eq!(one_click(&app.http, &jane).await.status(), StatusCode::OK);
     let (_, message) = get(&app, &key, &format!("/v1/messages/{id}")).await;
     let unsubscribed: Vec<&Value> = message["message"]["events"]
         .as_array()
@@ -294,23 +294,12 @@ async fn a_click_while_its_message_is_being_recorded_waits_its_turn_on_postgres(
 
     let db = sea_orm::Database::connect(&app.database_url).await.unwrap();
     let recorder = db.begin().await.unwrap();
-    recorder
-        .execute_unprepared(&format!(
-            "SELECT pg_advisory_xact_lock({})",
-            posthorn::storage::EVENT_ORDER_LOCK
-        ))
+    posthorn::storage::lock_event_order(&recorder)
         .await
         .unwrap();
     let click = tokio::spawn({
         let http = app.http.clone();
-        async move {
-            http.post(link)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body("List-Unsubscribe=One-Click")
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { one_click(&http, &link).await }
     });
     // Until the click waits for the lock, in this test's database.
     let waiting = Statement::from_string(
@@ -358,9 +347,8 @@ fn quoted_printable_text(data: &[u8]) -> String {
 }
 
 /// An RFC 8058 one-click POST: the form body, nothing else.
-async fn one_click(app: &TestApp, url: &str) -> reqwest::Response {
-    app.http
-        .post(url)
+async fn one_click(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.post(url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("List-Unsubscribe=One-Click")
         .send()
