@@ -322,8 +322,10 @@ async fn a_click_while_its_message_is_being_recorded_waits_its_turn_on_postgres(
         );
     }
     recorder
-        .execute_unprepared(&format!(
-            "UPDATE messages SET updated_at = updated_at WHERE id = '{id}'"
+        .execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "UPDATE messages SET updated_at = updated_at WHERE id = $1",
+            [id.clone().into()],
         ))
         .await
         .expect("the recorder writes the message's row");
