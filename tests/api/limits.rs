@@ -165,7 +165,12 @@ crate::on_both_databases! {
             .unwrap();
         let results = burst(&app, &key, 30).await;
         let accepted = results.iter().filter(|r| r.is_ok()).count();
-        assert_eq!(accepted, 20, "exactly the quota, never one more");
+        let refused: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|status| format!("{:?}: {}", status.code(), status.message()))
+            .collect();
+        assert_eq!(accepted, 20, "exactly the quota, never one more; refused: {refused:?}");
         for status in results.iter().filter_map(|r| r.as_ref().err()) {
             assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
             assert_eq!(reason(status), "DAILY_QUOTA_EXCEEDED");
