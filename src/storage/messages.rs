@@ -10,7 +10,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
-    TransactionTrait, Value,
+    Value,
 };
 use serde_json::{Map, Value as Json};
 
@@ -280,9 +280,8 @@ async fn suppressed_jobs(
 /// its lock (PostgreSQL's upsert locks the row to the end of the
 /// transaction; SQLite's writer holds the database) and reads both the
 /// usage and the account's own quota, so a changed quota applies at once.
-/// It writes before it reads: on SQLite a transaction that reads first and
-/// writes later can fail at once (SQLITE_BUSY_SNAPSHOT) when another
-/// connection wrote in between.
+/// (On SQLite the transaction holds the write lock from its start: see
+/// `storage::begin_writing`.)
 async fn count_quota(
     tx: &DatabaseTransaction,
     jobs: &[CommitJob],
@@ -817,10 +816,10 @@ model_reader!(
 
 impl Store {
     /// A transaction for a change to one message (cancel, reschedule): on
-    /// SQLite on the writer's own connection during the writer thread's
-    /// turn, so no other writer can commit between what its statements
-    /// read and what they write (a pooled connection's deferred
-    /// transaction would then be refused with "database is locked").
+    /// SQLite on the driver's writer connection during the writer thread's
+    /// turn, holding the write lock from its start (see
+    /// [`super::begin_writing`]), so no other writer can commit between
+    /// what its statements read and what they write.
     async fn change_transaction(
         &self,
     ) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, DatabaseTransaction)> {
@@ -828,7 +827,7 @@ impl Store {
             Some(writer) => Some(writer.turn().await),
             None => None,
         };
-        let tx = self.writer().begin().await.map_err(db_error)?;
+        let tx = super::begin_writing(self.writer()).await?;
         Ok((turn, tx))
     }
 
@@ -850,7 +849,7 @@ impl Store {
             Some(writer) => Some(writer.turn().await),
             None => None,
         };
-        let tx = self.writer().begin().await.map_err(db_error)?;
+        let tx = super::begin_writing(self.writer()).await?;
         let backend = tx.get_database_backend();
         let taken = claim_keys(&tx, jobs).await?;
         let mut suppressed = suppressed_jobs(&tx, jobs, &taken).await?;

@@ -29,8 +29,9 @@ use std::time::Duration;
 use posthorn_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
-    RuntimeErr,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 
 use crate::domain::Error;
@@ -518,6 +519,22 @@ fn past_key<C: sea_orm::ColumnTrait>(
 /// A value stored as JSON text.
 fn json(value: &impl serde::Serialize) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::Internal(e.into()))
+}
+
+/// Begins a transaction on `db` that reads before it writes. On SQLite it
+/// takes the write lock at `BEGIN` (`IMMEDIATE`), waiting behind other
+/// writers as any write does. A deferred transaction reads a snapshot, and
+/// its first write is refused at once (SQLITE_BUSY_SNAPSHOT, "database is
+/// locked") when another connection committed after that snapshot: the
+/// writer thread's turn keeps that thread out, not the pool's own writes,
+/// such as a key's last-used time. Such a refusal answered a whole batch of
+/// sends UNAVAILABLE (`tests/api/limits.rs`). PostgreSQL ignores the mode.
+pub(crate) async fn begin_writing(db: &DatabaseConnection) -> Result<DatabaseTransaction, Error> {
+    let options = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    };
+    db.begin_with_options(options).await.map_err(db_error)
 }
 
 pub(crate) fn db_error(err: DbErr) -> Error {

@@ -285,7 +285,8 @@ impl TemplateStore for Store {
     }
 
     async fn delete_template(&self, account_id: &str, slug: &str) -> Result<bool> {
-        let tx = self.db().begin().await.map_err(db_error)?;
+        // It reads the template before deleting it.
+        let tx = super::begin_writing(self.db()).await?;
         let Some(row) = templates::Entity::find()
             .filter(templates::Column::AccountId.eq(account_id))
             .filter(templates::Column::Slug.eq(slug))

@@ -200,3 +200,87 @@ crate::on_both_databases! {
         assert!(headers.get("idempotent-replayed").is_none());
     }
 }
+
+/// Another write committing through the pool while an over-quota batch is
+/// decided (a key's last-used time, a template saved, a contact changed)
+/// does not fail the batch: every send is accepted or refused for the
+/// quota, none answered UNAVAILABLE. The batch that does not fit is decided
+/// in a transaction that reads before it writes; on SQLite it has to hold
+/// the write lock from its start, or the first write after a foreign
+/// commit is refused.
+#[tokio::test]
+async fn the_daily_quota_is_decided_while_other_writes_commit() {
+    use sea_orm::ConnectionTrait;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let app = try_spawn_app_with(Backend::Sqlite, |_| {}).await.unwrap();
+    let key = app.account_a.key.clone();
+    app.store
+        .set_account_overrides(
+            &app.account_a.id,
+            Overrides {
+                daily_quota: Some(20),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let db = app.store_connection().clone();
+    db.execute_unprepared(
+        "CREATE TABLE other_writes (n INTEGER); INSERT INTO other_writes VALUES (0)",
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut committed = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                db.execute_unprepared("UPDATE other_writes SET n = n + 1")
+                    .await
+                    .unwrap();
+                committed += 1;
+                tokio::task::yield_now().await;
+            }
+            committed
+        }
+    });
+    let mut accepted = 0;
+    for round in 0..3 {
+        if round > 0 {
+            // Room for the next round's burst.
+            app.store
+                .set_account_overrides(
+                    &app.account_a.id,
+                    Overrides {
+                        daily_quota: Some(20 * (round + 1)),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let results = burst(&app, &key, 30).await;
+        let refused: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|status| format!("{:?}: {}", status.code(), status.message()))
+            .collect();
+        for status in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(
+                reason(status),
+                "DAILY_QUOTA_EXCEEDED",
+                "round {round}: {refused:?}"
+            );
+        }
+        accepted += results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            accepted,
+            20 * (round as usize + 1),
+            "round {round}: {refused:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(writes.await.unwrap() > 0, "the other writes ran");
+}
