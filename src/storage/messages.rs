@@ -815,11 +815,12 @@ model_reader!(
 );
 
 impl Store {
-    /// A transaction for a change to one message (cancel, reschedule): on
-    /// SQLite on the driver's writer connection during the writer thread's
-    /// turn, holding the write lock from its start (see
-    /// [`super::begin_writing`]), so no other writer can commit between
-    /// what its statements read and what they write.
+    /// A transaction for a change that reads before it writes (cancel,
+    /// reschedule, an accept batch decided job by job): on SQLite on the
+    /// driver's writer connection during the writer thread's turn, holding
+    /// the write lock from its start (see [`super::begin_writing`]), so no
+    /// other writer can commit between what its statements read and what
+    /// they write.
     async fn change_transaction(
         &self,
     ) -> Result<(Option<tokio::sync::MutexGuard<'_, ()>>, DatabaseTransaction)> {
@@ -845,11 +846,7 @@ impl Store {
     /// each job against its quota, then stores the jobs that may be.
     async fn commit_job_by_job(&self, jobs: &[CommitJob]) -> Result<Vec<JobOutcome>> {
         // On SQLite, the writer thread waits meanwhile (see `writer`).
-        let _turn = match &self.sqlite_writer {
-            Some(writer) => Some(writer.turn().await),
-            None => None,
-        };
-        let tx = super::begin_writing(self.writer()).await?;
+        let (_turn, tx) = self.change_transaction().await?;
         let backend = tx.get_database_backend();
         let taken = claim_keys(&tx, jobs).await?;
         let mut suppressed = suppressed_jobs(&tx, jobs, &taken).await?;

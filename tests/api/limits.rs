@@ -10,9 +10,32 @@ use reqwest::StatusCode;
 use tonic_types::StatusExt;
 
 use crate::helpers::{
-    Backend, KeyHeader, TestApp, json_reason, reason, try_spawn_app_with, with_key,
+    Backend, KeyHeader, TestApp, json_reason, reason, spawn_app, try_spawn_app_with, with_key,
 };
 use crate::send::{inline, inline_json, message_count, post};
+
+/// Sets account A's own daily recipient quota.
+async fn set_daily_quota(app: &TestApp, quota: u64) {
+    app.store
+        .set_account_overrides(
+            &app.account_a.id,
+            Overrides {
+                daily_quota: Some(quota),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// The code and message of each refused send, for an assertion's message.
+fn refusals(results: &[Result<(), tonic::Status>]) -> Vec<String> {
+    results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|status| format!("{:?}: {}", status.code(), status.message()))
+        .collect()
+}
 
 /// Sends `n` single-recipient emails at once (released by a barrier) over
 /// gRPC; returns the answers.
@@ -159,18 +182,10 @@ async fn an_account_override_replaces_the_default_rate() {
 crate::on_both_databases! {
     async fn the_daily_quota_is_exact_under_concurrency_and_refusals_are_not_cached(app: TestApp) {
         let key = app.account_a.key.clone();
-        app.store
-            .set_account_overrides(&app.account_a.id, Overrides { daily_quota: Some(20), ..Default::default() })
-            .await
-            .unwrap();
+        set_daily_quota(&app, 20).await;
         let results = burst(&app, &key, 30).await;
         let accepted = results.iter().filter(|r| r.is_ok()).count();
-        let refused: Vec<String> = results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .map(|status| format!("{:?}: {}", status.code(), status.message()))
-            .collect();
-        assert_eq!(accepted, 20, "exactly the quota, never one more; refused: {refused:?}");
+        assert_eq!(accepted, 20, "exactly the quota, never one more; refused: {:?}", refusals(&results));
         for status in results.iter().filter_map(|r| r.as_ref().err()) {
             assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
             assert_eq!(reason(status), "DAILY_QUOTA_EXCEEDED");
@@ -191,10 +206,7 @@ crate::on_both_databases! {
 
         // The refusal was not stored under its key: with room again, the
         // same key runs the send.
-        app.store
-            .set_account_overrides(&app.account_a.id, Overrides { daily_quota: Some(0), ..Default::default() })
-            .await
-            .unwrap();
+        set_daily_quota(&app, 0).await;
         let (status, headers, json) = post(&app, &key, "/v1/send", &inline_json(), &[("idempotency-key", "after-quota")]).await;
         assert_eq!(status, StatusCode::OK, "{json}");
         assert!(headers.get("idempotent-replayed").is_none());
@@ -213,18 +225,8 @@ async fn the_daily_quota_is_decided_while_other_writes_commit() {
     use sea_orm::ConnectionTrait;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    let app = try_spawn_app_with(Backend::Sqlite, |_| {}).await.unwrap();
+    let app = spawn_app().await;
     let key = app.account_a.key.clone();
-    app.store
-        .set_account_overrides(
-            &app.account_a.id,
-            Overrides {
-                daily_quota: Some(20),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
     let db = app.store_connection().clone();
     db.execute_unprepared(
         "CREATE TABLE other_writes (n INTEGER); INSERT INTO other_writes VALUES (0)",
@@ -248,25 +250,10 @@ async fn the_daily_quota_is_decided_while_other_writes_commit() {
     });
     let mut accepted = 0;
     for round in 0..3 {
-        if round > 0 {
-            // Room for the next round's burst.
-            app.store
-                .set_account_overrides(
-                    &app.account_a.id,
-                    Overrides {
-                        daily_quota: Some(20 * (round + 1)),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap();
-        }
+        // Room for 20 more each round.
+        set_daily_quota(&app, 20 * (round + 1)).await;
         let results = burst(&app, &key, 30).await;
-        let refused: Vec<String> = results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .map(|status| format!("{:?}: {}", status.code(), status.message()))
-            .collect();
+        let refused = refusals(&results);
         for status in results.iter().filter_map(|r| r.as_ref().err()) {
             assert_eq!(
                 reason(status),
