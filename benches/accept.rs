@@ -360,13 +360,14 @@ fn main() {
             );
             own_half.push(half, &paced);
             if o.paced_rate.is_none() {
-                let quarter = BAR_TIMES_POSTFIX / 2.0 * postfix_rate;
-                let paced = paced_leg(quarter, format!("bar-{round}")).await;
+                let times = BAR_TIMES_POSTFIX / 2.0;
+                let rate = times * postfix_rate;
+                let paced = paced_leg(rate, format!("bar-{round}")).await;
                 line.push_str(&format!(
-                    " | paced at 4x Postfix {quarter:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms",
+                    " | paced at {times}x Postfix {rate:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms",
                     paced.rate, ms(paced.p50), ms(paced.p99)
                 ));
-                bar_half.push(quarter, &paced);
+                bar_half.push(rate, &paced);
             }
             println!("{line}");
             pf.push(postfix_rate);
@@ -387,7 +388,8 @@ fn main() {
         );
         own_half.print("B1 paced at half its rate");
         if o.paced_rate.is_none() {
-            bar_half.print("B1 paced at half the bar's load (4x Postfix)");
+            let times = BAR_TIMES_POSTFIX / 2.0;
+            bar_half.print(&format!("B1 paced at half the bar's load ({times}x Postfix)"));
         }
         drop(postfix);
     });
