@@ -15,6 +15,7 @@ mod m20261201_000003_lean_indexes;
 mod m20261204_000004_server_keys;
 mod m20261204_000005_engagement;
 mod m20261205_000006_webhook_outbox;
+mod m20261207_000007_idempotency_rowid;
 
 /// Applies Posthorn's migrations in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000004_server_keys::Migration),
             Box::new(m20261204_000005_engagement::Migration),
             Box::new(m20261205_000006_webhook_outbox::Migration),
+            Box::new(m20261207_000007_idempotency_rowid::Migration),
         ]
     }
 }

@@ -4,9 +4,18 @@ use crate::on_both_databases;
 
 /// A SQLite database from before the idempotency records were keyed by
 /// their primary key alone (`m20261201_000003_lean_indexes` rebuilds the
-/// table): a record stored then is still there, and still found, after.
+/// table), and one from before they went back to a table of their own
+/// (`m20261207_000007_idempotency_rowid` rebuilds it again): a record
+/// stored then is still there, and still found, after; and a second
+/// claim of its key is still refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_records_stored_before_the_table_was_rebuilt_are_kept() {
+    for migrated in [2, 6] {
+        record_survives_the_rebuilds(migrated).await;
+    }
+}
+
+async fn record_survives_the_rebuilds(migrated: u32) {
     use posthorn::domain::send::commit::AcceptStore;
     use posthorn_migrations::{Migrator, MigratorTrait};
     use sea_orm::ConnectionTrait;
@@ -14,22 +23,26 @@ async fn idempotency_records_stored_before_the_table_was_rebuilt_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/older.db", dir.path().display());
     let store = posthorn::storage::Store::connect(&url, 4).await.unwrap();
-    Migrator::up(store.connection(), Some(2)).await.unwrap();
+    Migrator::up(store.connection(), Some(migrated))
+        .await
+        .unwrap();
     let accounts = posthorn::domain::accounts::Accounts::new(store.clone());
     let account = accounts.create_account("acme").await.unwrap();
     let now = chrono::Utc::now();
     let expires = now + chrono::Duration::hours(24);
-    let insert = format!(
-        "INSERT INTO idempotency_keys (account_id, idempotency_key, method, fingerprint, state, \
-         response, created_at, expires_at) VALUES ('{}', 'order-1001', 'SendEmail', 'f1', \
-         'complete', x'0a03616263', {}, {})",
-        account.id,
-        now.timestamp_micros(),
-        expires.timestamp_micros()
-    );
+    let insert = |key: &str| {
+        format!(
+            "INSERT INTO idempotency_keys (account_id, idempotency_key, method, fingerprint, \
+             state, response, created_at, expires_at) VALUES ('{}', '{key}', 'SendEmail', 'f1', \
+             'complete', x'0a03616263', {}, {})",
+            account.id,
+            now.timestamp_micros(),
+            expires.timestamp_micros()
+        )
+    };
     store
         .connection()
-        .execute_unprepared(&insert)
+        .execute_unprepared(&insert("order-1001"))
         .await
         .unwrap();
 
@@ -39,7 +52,7 @@ async fn idempotency_records_stored_before_the_table_was_rebuilt_are_kept() {
         .idempotency_record(&account.id, "order-1001", now)
         .await
         .unwrap()
-        .expect("the record survives the rebuild");
+        .unwrap_or_else(|| panic!("the record stored after migration {migrated} survives"));
     assert_eq!(
         (record.method.as_str(), record.fingerprint.as_str()),
         ("SendEmail", "f1")
@@ -49,6 +62,11 @@ async fn idempotency_records_stored_before_the_table_was_rebuilt_are_kept() {
         record.expires_at.timestamp_micros(),
         expires.timestamp_micros()
     );
+    let again = store
+        .connection()
+        .execute_unprepared(&insert("order-1001"))
+        .await;
+    assert!(again.is_err(), "the key stays unique: {again:?}");
     let rows = store
         .connection()
         .query_all_raw(sea_orm::Statement::from_string(
@@ -58,7 +76,7 @@ async fn idempotency_records_stored_before_the_table_was_rebuilt_are_kept() {
         .await
         .unwrap();
     let sql: String = rows[0].try_get_by_index(0).unwrap();
-    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
 }
 
 const TABLES: [&str; 21] = [
@@ -96,6 +114,7 @@ on_both_databases! {
                 "m20261204_000004_server_keys",
                 "m20261204_000005_engagement",
                 "m20261205_000006_webhook_outbox",
+                "m20261207_000007_idempotency_rowid",
             ]
         );
         assert!(app.store.pending_migrations().await.unwrap().is_empty());
