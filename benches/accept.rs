@@ -73,6 +73,49 @@ struct Leg {
     cpu: Duration,
     /// Context switches of this process's threads per call.
     switches: f64,
+    /// Kilobytes written to the database's disk per call, when its
+    /// counters can be read.
+    disk: Option<f64>,
+}
+
+impl Leg {
+    /// ", N KB to disk" when the disk's counters were read, else nothing.
+    fn disk(&self) -> String {
+        self.disk
+            .map_or_else(String::new, |kb| format!(", {kb:.1} KB to disk"))
+    }
+}
+
+/// The block device the bench's database lives on, as (major, minor).
+static DISK: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+
+/// The device of `dir` from its metadata (glibc's encoding of `dev_t`).
+fn device_of(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    Some((major, minor))
+}
+
+/// Sectors (512 bytes each, whatever the device's own) written to the
+/// database's device since boot, from `/proc/diskstats`: a figure the
+/// machine's hour moves far less than latency, so it tells storage
+/// changes apart (BENCHMARKS.md, B1). Everything written to that device
+/// counts; nothing else writes much during a Posthorn leg.
+fn sectors_written() -> Option<u64> {
+    let (major, minor) = (*DISK.get()?)?;
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    stats.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let ours = fields.first()?.parse::<u64>().ok()? == major
+            && fields.get(1)?.parse::<u64>().ok()? == minor;
+        if ours {
+            fields.get(9)?.parse().ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// CPU time this process has used (user and system) and how often its
@@ -109,6 +152,7 @@ where
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let before = usage();
+    let sectors_before = sectors_written();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let (call, stop) = (call.clone(), stop.clone());
@@ -150,11 +194,15 @@ where
     }
     let elapsed = started.elapsed().as_secs_f64();
     let after = usage();
+    let sectors = sectors_before
+        .zip(sectors_written())
+        .map(|(b, a)| a.saturating_sub(b));
     let calls = all.len().max(1);
     all.sort();
     Leg {
         cpu: (after.0 - before.0) / calls as u32,
         switches: (after.1 - before.1) as f64 / calls as f64,
+        disk: sectors.map(|s| s as f64 * 512.0 / 1024.0 / calls as f64),
         rate: all.len() as f64 / elapsed,
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
@@ -200,6 +248,7 @@ impl Paced {
 
 async fn start_posthorn() -> (std::net::SocketAddr, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let _ = DISK.set(device_of(dir.path()));
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().expect("address");
     settings.database_url = format!("sqlite://{}/bench.db", dir.path().display());
@@ -353,10 +402,10 @@ fn main() {
             let half = o.paced_rate.map_or(b1.rate / 2.0, |rate| rate as f64);
             let paced = paced_leg(half, format!("paced-{round}")).await;
             let mut line = format!(
-                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix, CPU {} us each) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC, CPU {} us each) | B1 paced at {half:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms (CPU {} us, {:.1} switches each)",
-                b1.rate, ms(b1.p50), ms(b1.p99), b1.rate / postfix_rate, b1.cpu.as_micros(),
-                b2.rate, ms(b2.p50), ms(b2.p99), b2.rate / b1.rate, b2.cpu.as_micros(),
-                paced.rate, ms(paced.p50), ms(paced.p99), paced.cpu.as_micros(), paced.switches
+                "round {round}: Postfix {postfix_rate:>7.0}/s | B1 gRPC {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.1}x Postfix, CPU {} us{} each) | B2 REST {:>7.0}/s p50 {:.2} ms p99 {:.2} ms ({:.2} of gRPC, CPU {} us{} each) | B1 paced at {half:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms (CPU {} us, {:.1} switches{} each)",
+                b1.rate, ms(b1.p50), ms(b1.p99), b1.rate / postfix_rate, b1.cpu.as_micros(), b1.disk(),
+                b2.rate, ms(b2.p50), ms(b2.p99), b2.rate / b1.rate, b2.cpu.as_micros(), b2.disk(),
+                paced.rate, ms(paced.p50), ms(paced.p99), paced.cpu.as_micros(), paced.switches, paced.disk()
             );
             own_half.push(half, &paced);
             if o.paced_rate.is_none() {
@@ -364,8 +413,9 @@ fn main() {
                 let rate = times * postfix_rate;
                 let paced = paced_leg(rate, format!("bar-{round}")).await;
                 line.push_str(&format!(
-                    " | paced at {times}x Postfix {rate:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms",
-                    paced.rate, ms(paced.p50), ms(paced.p99)
+                    " | paced at {times}x Postfix {rate:.0}/s ({:.0}/s done): p50 {:.2} ms p99 {:.2} ms{}",
+                    paced.rate, ms(paced.p50), ms(paced.p99),
+                    paced.disk.map_or_else(String::new, |kb| format!(" ({kb:.1} KB to disk each)"))
                 ));
                 bar_half.push(rate, &paced);
             }
