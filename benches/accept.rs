@@ -10,6 +10,8 @@
 //!   at half that round's B1 rate, then at half the load of the throughput
 //!   bar (4x that round's Postfix rate), each after a second at that pace
 //!   that is not counted. With `--paced-rate N`, one paced leg at N/s.
+//!   Each leg also prints, per accept, the CPU time of this process
+//!   (server and load generator) and what the database's disk took.
 //! - Postfix: a private instance (`scripts/postfix-peer.sh`: its own config
 //!   and queue under a temporary directory, loopback only, mail discarded
 //!   after queueing) accepting 1 KB messages from `smtp-source`.
