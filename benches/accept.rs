@@ -89,15 +89,13 @@ impl Leg {
 }
 
 /// The block device the bench's database lives on, as (major, minor).
-static DISK: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+static DISK: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
 
-/// The device of `dir` from its metadata (glibc's encoding of `dev_t`).
-fn device_of(dir: &std::path::Path) -> Option<(u64, u64)> {
+/// The device of `dir`, from its metadata.
+fn device_of(dir: &std::path::Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(dir).ok()?.dev();
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    Some((major, minor))
+    Some((libc::major(dev), libc::minor(dev)))
 }
 
 /// Sectors (512 bytes each, whatever the device's own) written to the
@@ -110,8 +108,8 @@ fn sectors_written() -> Option<u64> {
     let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
     stats.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let ours = fields.first()?.parse::<u64>().ok()? == major
-            && fields.get(1)?.parse::<u64>().ok()? == minor;
+        let ours = fields.first()?.parse::<u32>().ok()? == major
+            && fields.get(1)?.parse::<u32>().ok()? == minor;
         if ours {
             fields.get(9)?.parse().ok()
         } else {
@@ -393,6 +391,8 @@ fn main() {
         let (mut pf, mut g, mut r) = (Vec::new(), Vec::new(), Vec::new());
         let (mut g_p50, mut g_p99, mut r_p99) = (Vec::new(), Vec::new(), Vec::new());
         let (mut own_half, mut bar_half) = (Paced::default(), Paced::default());
+        // Half the load the throughput bar names, as a multiple of Postfix.
+        let times = BAR_TIMES_POSTFIX / 2.0;
         for round in 1..=o.rounds {
             let postfix_rate = postfix.accept_rate(o.postfix_messages, o.postfix_sessions);
             let b1 = measure(o.clients, o.seconds, None, grpc(format!("{round}"))).await;
@@ -411,7 +411,6 @@ fn main() {
             );
             own_half.push(half, &paced);
             if o.paced_rate.is_none() {
-                let times = BAR_TIMES_POSTFIX / 2.0;
                 let rate = times * postfix_rate;
                 let paced = paced_leg(rate, format!("bar-{round}")).await;
                 line.push_str(&format!(
@@ -431,7 +430,7 @@ fn main() {
         }
         let (pf, g, r) = (median(pf), median(g), median(r));
         println!(
-            "median: Postfix {pf:.0} accepts/s; B1 gRPC {g:.0}/s = {:.1}x Postfix (bar 8x), p50 {:.2} ms, p99 {:.2} ms; B2 REST {r:.0}/s = {:.2} of B1 (bar 0.70), p99 {:.2} ms",
+            "median: Postfix {pf:.0} accepts/s; B1 gRPC {g:.0}/s = {:.1}x Postfix (bar {BAR_TIMES_POSTFIX}x), p50 {:.2} ms, p99 {:.2} ms; B2 REST {r:.0}/s = {:.2} of B1 (bar 0.70), p99 {:.2} ms",
             g / pf,
             median(g_p50),
             median(g_p99),
@@ -440,7 +439,6 @@ fn main() {
         );
         own_half.print("B1 paced at half its rate");
         if o.paced_rate.is_none() {
-            let times = BAR_TIMES_POSTFIX / 2.0;
             bar_half.print(&format!("B1 paced at half the bar's load ({times}x Postfix)"));
         }
         drop(postfix);
