@@ -9,12 +9,12 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseBackend, EntityTrait, QueryTrait, Statement};
+use sea_orm::{DatabaseBackend, Statement};
 
 use super::Store;
-use super::entities::idempotency_keys;
-use super::messages::{ROWS_PER_INSERT, job_inserts, key_row, quota_of, unchecked_by_account};
+use super::messages::{
+    KEY_INSERT, ROWS_PER_INSERT, Rows, job_inserts, key_values, quota_of, unchecked_by_account,
+};
 use super::writer::Row;
 use crate::domain::Result;
 use crate::domain::send::commit::{CommitJob, JobOutcome};
@@ -25,6 +25,11 @@ use crate::domain::send::commit::{CommitJob, JobOutcome};
 const KEY_CLAIMED: i64 = 1;
 const USAGE: i64 = 2;
 const SUPPRESSED: i64 = 3;
+
+/// What ends a claim's INSERT: a key already held keeps its record and
+/// returns nothing, so the rows returned count the keys claimed.
+const CLAIM_TAIL: &str = " ON CONFLICT (\"account_id\", \"idempotency_key\") DO NOTHING \
+                          RETURNING 1, account_id, 0, 0, NULL";
 
 /// What the quota check needs of a job, owned for the writer thread.
 struct Counted {
@@ -45,22 +50,11 @@ impl Store {
         let backend = DatabaseBackend::Sqlite;
         let mut statements = Vec::new();
         let claims: Vec<_> = jobs.iter().filter_map(|j| j.idempotency.as_ref()).collect();
-        for chunk in claims.chunks(ROWS_PER_INSERT) {
-            let mut claim = idempotency_keys::Entity::insert_many(chunk.iter().map(|r| key_row(r)))
-                .on_conflict(
-                    OnConflict::columns([
-                        idempotency_keys::Column::AccountId,
-                        idempotency_keys::Column::IdempotencyKey,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .build(backend);
-            claim
-                .sql
-                .push_str(&format!(" RETURNING {KEY_CLAIMED}, account_id, 0, 0, NULL"));
-            statements.push(claim);
+        let mut claim_rows = Rows::with_tail("idempotency_keys", KEY_INSERT, CLAIM_TAIL);
+        for record in &claims {
+            claim_rows.push(key_values(record));
         }
+        statements.extend(claim_rows.statements(backend));
         let mut wanted: Vec<((&str, i64), i64)> = Vec::new();
         for job in jobs {
             let group = (job.account_id.as_str(), job.day);
@@ -161,4 +155,14 @@ fn all_fit(jobs: &[Counted], claims: usize, rows: &[Row]) -> Result<bool> {
         };
         quota_of(*own, job.daily_quota).is_none_or(|quota| Ord::max(*used, 0) as u64 <= quota)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_key_returns_the_row_that_counts_it() {
+        assert!(CLAIM_TAIL.contains(&format!("RETURNING {KEY_CLAIMED}, account_id, 0, 0, NULL")));
+    }
 }
