@@ -143,6 +143,10 @@ fn record_from(m: idempotency_keys::Model) -> IdempotencyRecord {
     }
 }
 
+/// The state every stored idempotency record is written with: its
+/// response is stored in the same transaction as the claim.
+const KEY_STATE: &str = "complete";
+
 /// The stored row of an idempotency record.
 pub(super) fn key_row(r: &IdempotencyRecord) -> idempotency_keys::ActiveModel {
     idempotency_keys::ActiveModel {
@@ -150,7 +154,7 @@ pub(super) fn key_row(r: &IdempotencyRecord) -> idempotency_keys::ActiveModel {
         idempotency_key: Set(r.key.clone()),
         method: Set(r.method.clone()),
         fingerprint: Set(r.fingerprint.clone()),
-        state: Set("complete".into()),
+        state: Set(KEY_STATE.into()),
         response: Set(Some(r.response.clone())),
         created_at: Set(to_micros(r.created_at)),
         expires_at: Set(to_micros(r.expires_at)),
@@ -176,7 +180,7 @@ pub(super) fn key_values(r: &IdempotencyRecord) -> [Value; 8] {
         text(&r.key),
         text(&r.method),
         text(&r.fingerprint),
-        text("complete"),
+        text(KEY_STATE),
         Value::Bytes(Some(r.response.clone())),
         big(to_micros(r.created_at)),
         big(to_micros(r.expires_at)),
@@ -432,12 +436,13 @@ impl<const N: usize> Rows<N> {
 
     /// The INSERTs, [`ROWS_PER_INSERT`] rows each.
     pub(super) fn statements(self, backend: DatabaseBackend) -> Vec<Statement> {
+        let postgres = backend == DatabaseBackend::Postgres;
         let mut values = self.values.into_iter();
         let mut statements = Vec::new();
         while values.len() > 0 {
             let chunk: Vec<Value> = values.by_ref().take(N * ROWS_PER_INSERT).collect();
             let rows = chunk.len() / N;
-            let postgres = backend == DatabaseBackend::Postgres;
+            let written = || insert_text(self.table, &self.columns, self.tail, rows, postgres);
             let sql = if rows <= KEPT_TEXT_ROWS {
                 INSERT_TEXT.with_borrow_mut(|kept| {
                     let (columns, text) = kept
@@ -446,12 +451,12 @@ impl<const N: usize> Rows<N> {
                     // Kept for other columns of the same table: written anew.
                     if *columns != self.columns {
                         *columns = self.columns.to_vec();
-                        *text = insert_text(self.table, &self.columns, self.tail, rows, postgres);
+                        *text = written();
                     }
                     text.clone()
                 })
             } else {
-                insert_text(self.table, &self.columns, self.tail, rows, postgres)
+                written()
             };
             statements.push(Statement::from_sql_and_values(backend, sql, chunk));
         }
