@@ -359,6 +359,8 @@ async fn variables_are_escaped_in_html_and_hostile_templates_fail_cleanly() {
             "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
             "too much work",
         ),
+        // Refused before the 100 MB string is made, not after.
+        ("{{ \"x\" * 100000000 }}", "too much work or memory"),
         (
             "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
             "nests too deeply",

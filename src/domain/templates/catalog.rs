@@ -205,6 +205,26 @@ mod tests {
     }
 
     #[test]
+    fn a_receipt_of_two_thousand_lines_renders_within_the_budget() {
+        // The budget that stops a hostile template leaves a long real email
+        // room: 2,000 rows through the layout and the `facts` component.
+        let source = TemplateSource {
+            subject: "Your receipt".into(),
+            html: "{% extends \"layout.html\" %}{% import \"components.html\" as ui %}\
+                   {% block content %}{{ ui.facts(items) }}{% endblock %}"
+                .into(),
+            text: String::new(),
+        };
+        let items = (0..2000)
+            .map(|i| Json::from(vec![format!("Item {i}"), format!("${i}.00")]))
+            .collect();
+        let variables = serde_json::Map::from_iter([("items".to_owned(), Json::Array(items))]);
+        let out = render(&source, &variables, &branded()).expect("renders");
+        assert!(out.html.contains("Item 0") && out.html.contains("$1999.00"));
+        assert!(out.text.contains("Item 1999"), "the derived text part");
+    }
+
+    #[test]
     fn every_template_declares_exactly_the_variables_it_uses() {
         for template in all() {
             let used = used_variables(&template.source).expect("compiles");

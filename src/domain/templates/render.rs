@@ -22,8 +22,14 @@ pub const TEXT_LAYOUT: &str = include_str!("catalog/layout.txt");
 /// The shared components (`{% import "components.html" as ui %}`).
 pub const COMPONENTS: &str = include_str!("catalog/components.html");
 
-/// Instructions (and allocations, about 64 bytes each) one part may use.
-const FUEL: u64 = 2_000_000;
+/// What one part may spend rendering, in minijinja's fuel: an instruction
+/// costs one, and every 64 bytes of strings or lists it makes one more
+/// (charged before a known-size allocation is made, so `"x" * 10**9`
+/// fails before allocating). Half a million instructions are far more than
+/// an email needs; 32 MB made is 16 times [`MAX_OUTPUT`]. With 2,000,000 a
+/// hostile part could make a 128 MB string, and hold a runtime thread for
+/// some 80 ms doing it, before the output cap refused it.
+const FUEL: u64 = 500_000;
 /// Nesting depth of blocks, loops, includes and macro calls.
 const RECURSION: usize = 64;
 /// The largest rendered part, in bytes.
