@@ -183,6 +183,7 @@ fn decode_json(
     }
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let mut track = serde_path_to_error::Track::new();
+    let descriptor_for_rules = descriptor.clone();
     let decoded = DynamicMessage::deserialize_with_options(
         descriptor,
         serde_path_to_error::Deserializer::new(&mut json, &mut track),
@@ -211,6 +212,10 @@ fn decode_json(
                     };
                     description =
                         format!("unknown field: the request has no field of this name{position}");
+                } else if let Some(rule) = number_at(&descriptor_for_rules, &path) {
+                    // The decoder's own words ("float value out of range",
+                    // "invalid digit found in string") name no rule.
+                    description = format!("{rule} ({description})");
                 }
                 let field = match (prefix.is_empty(), path.is_empty()) {
                     (true, _) => path,
@@ -220,6 +225,69 @@ fn decode_json(
                 MappingError::new(field, description)
             }
         }
+    })
+}
+
+/// The rule for the value at `path` (as the decoder's path tracker writes
+/// it: `items[2].count`, `labels.key`) when that value is a number; `None`
+/// for anything else, and for a repeated field as a whole (its error is
+/// about the list).
+fn number_at(descriptor: &MessageDescriptor, path: &str) -> Option<&'static str> {
+    let mut message = descriptor.clone();
+    let mut segments = path.split('.').peekable();
+    let mut kind = None;
+    while let Some(segment) = segments.next() {
+        let (name, indexed) = match segment.split_once('[') {
+            Some((name, _)) => (name, true),
+            None => (segment, false),
+        };
+        let field = message
+            .get_field_by_json_name(name)
+            .or_else(|| message.get_field_by_name(name))?;
+        let value = if field.is_map() {
+            // The next segment is the key; what follows is about the value.
+            segments.next()?;
+            match field.kind() {
+                Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                _ => return None,
+            }
+        } else if field.is_list() && !indexed {
+            return None;
+        } else {
+            field.kind()
+        };
+        if segments.peek().is_none() {
+            kind = Some(value);
+        } else {
+            let Kind::Message(next) = value else {
+                return None;
+            };
+            message = next;
+        }
+    }
+    number_rule(&kind?)
+}
+
+/// The rule a value of `kind` breaks when it does not decode, if it is a
+/// number (or a wrapper of one).
+fn number_rule(kind: &Kind) -> Option<&'static str> {
+    let kind = match kind {
+        Kind::Message(wrapper) if WRAPPERS.contains(&wrapper.full_name()) => {
+            wrapper.get_field_by_name("value")?.kind()
+        }
+        kind => kind.clone(),
+    };
+    Some(match kind {
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            "must be a whole number from -2147483648 to 2147483647"
+        }
+        Kind::Uint32 | Kind::Fixed32 => "must be a whole number from 0 to 4294967295",
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            "must be a whole number from -9223372036854775808 to 9223372036854775807"
+        }
+        Kind::Uint64 | Kind::Fixed64 => "must be a whole number from 0 to 18446744073709551615",
+        Kind::Float | Kind::Double => "must be a number",
+        _ => return None,
     })
 }
 
@@ -272,7 +340,10 @@ fn set_from_text(
         Json::Object(holder),
         &options(),
     )
-    .map_err(|e| MappingError::new(name, e.to_string()))?;
+    .map_err(|e| match number_rule(&kind) {
+        Some(rule) => MappingError::new(name, format!("{rule} ({e})")),
+        None => MappingError::new(name, e.to_string()),
+    })?;
     target.set_field(leaf, parsed.get_field(leaf).into_owned());
     Ok(())
 }
