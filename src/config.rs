@@ -134,7 +134,7 @@ pub const SETTINGS: &[SettingInfo] = &[
     SettingInfo {
         key: "rest_max_body_bytes",
         default: "37748736",
-        accepts: "an integer from 1024 to 1073741824: the largest REST request body in bytes, after gzip is inflated (36 MiB fits 25 MB of base64 attachments)",
+        accepts: "an integer from 1024 to 1073741824: the largest REST request body in bytes, after gzip is inflated, and the largest MCP request body (36 MiB fits 25 MB of base64 attachments)",
     },
     SettingInfo {
         key: "rate_limit_per_second",

@@ -238,7 +238,12 @@ async fn routes(
         links: links_router,
         auth,
     } = crate::api::routers(store.clone(), settings, links, webhook_sender).await?;
-    let mcp = crate::mcp::router(grpc.clone(), auth, settings.mcp_read_only);
+    let mcp = crate::mcp::router(
+        grpc.clone(),
+        auth,
+        settings.mcp_read_only,
+        settings.rest_max_body_bytes,
+    );
     let gateway = Gateway::new(
         crate::proto::descriptor_pool(),
         &crate::proto::service_names(),

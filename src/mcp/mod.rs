@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::middleware::Next;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
+use http_body_util::BodyExt as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
@@ -34,8 +35,14 @@ pub use tools::{Tool, catalog};
 const INSTRUCTIONS: &str = "Posthorn sends transactional email for this account. To send, find a template with list_templates (its variables are listed) and call send_email with `template` and `variables`, or give `subject` and `html`/`text` yourself; `from_email` must be a verified sender of the account. send_email returns the message id at once; pass `wait_for: \"delivered\"` to follow it, or call get_email_status with the id for its status and full timeline. Errors carry a machine-readable reason (for example SENDER_NOT_VERIFIED, VALIDATION_FAILED with the field at fault).";
 
 /// The `/mcp` route: the MCP service behind the same API-key check as
-/// every other door.
-pub fn router(grpc: Router, auth: Arc<AuthState>, read_only: bool) -> Router {
+/// every other door. A request body may be as large as the REST door's
+/// (`max_body_bytes`), so a send that REST takes MCP takes too.
+pub fn router(
+    grpc: Router,
+    auth: Arc<AuthState>,
+    read_only: bool,
+    max_body_bytes: usize,
+) -> Router {
     let handler = Handler {
         shared: Arc::new(Shared {
             tools: catalog(read_only),
@@ -48,6 +55,7 @@ pub fn router(grpc: Router, auth: Arc<AuthState>, read_only: bool) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
+        .with_max_request_body_bytes(max_body_bytes)
         .disable_allowed_hosts();
     let service = StreamableHttpService::new(
         move || Ok(handler.clone()),
@@ -56,7 +64,96 @@ pub fn router(grpc: Router, auth: Arc<AuthState>, read_only: bool) -> Router {
     );
     Router::new()
         .route_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            answer_bad_bodies_in_json_rpc,
+        ))
         .layer(axum::middleware::from_fn_with_state(auth, authenticate))
+}
+
+/// The MCP service answers a JSON body it cannot read as a message with
+/// 415 and a line of text, as if the content type were at fault, and one
+/// over its limit with 413 and text. Such bodies get a JSON-RPC error
+/// instead: 400 and -32700 when the body is not JSON at all, 400 and
+/// -32600 when it is JSON but not one JSON-RPC message (a batch, which
+/// this protocol version no longer has, or an object of no known shape),
+/// 413 and -32600 past the limit.
+async fn answer_bad_bodies_in_json_rpc(
+    State(limit): State<usize>,
+    request: Request<Body>,
+    next: Next,
+) -> Response<Body> {
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !json || request.method() != http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return json_rpc_error(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                format!(
+                    "the request body is larger than the limit of {limit} bytes (setting `rest_max_body_bytes`)"
+                ),
+            );
+        }
+        Err(error) => {
+            return json_rpc_error(
+                http::StatusCode::BAD_REQUEST,
+                -32700,
+                format!("the request body could not be read: {error}"),
+            );
+        }
+    };
+    if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return json_rpc_error(
+            http::StatusCode::BAD_REQUEST,
+            -32700,
+            format!("the body is not valid JSON: {error}"),
+        );
+    }
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    if response.status() != http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    // Its text says what the decoder found; it is short.
+    let said = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    let detail = said
+        .strip_prefix("fail to deserialize request body ")
+        .unwrap_or(&said);
+    json_rpc_error(
+        http::StatusCode::BAD_REQUEST,
+        -32600,
+        format!(
+            "the body is not one JSON-RPC request, notification or response (batches are not accepted): {detail}"
+        ),
+    )
+}
+
+/// A JSON-RPC error answering no request in particular.
+fn json_rpc_error(status: http::StatusCode, code: i32, message: String) -> Response<Body> {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": code, "message": message},
+    });
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("a valid response")
 }
 
 /// Refuses a request without a valid key before MCP sees it (401, or 403

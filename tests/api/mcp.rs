@@ -527,3 +527,88 @@ async fn the_endpoint_refuses_a_missing_or_unknown_key_and_answers_plain_json_rp
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_is_no_message_gets_a_json_rpc_error_and_a_large_send_fits() {
+    let app = spawn(Backend::Sqlite, |_| {}).await.unwrap();
+    let post = |body: String| {
+        app.http
+            .post(format!("{}/mcp", app.base_url))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("x-api-key", &app.account_a.key)
+            .body(body)
+            .send()
+    };
+
+    // Not JSON, a batch, an object of no JSON-RPC shape: 400 with the
+    // JSON-RPC error a client reads, not 415 (the content type is right).
+    for (body, code, words) in [
+        (r#"{"jsonrpc":"2.0","#, -32700, "not valid JSON"),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#,
+            -32600,
+            "batches are not accepted",
+        ),
+        (r#"{"hello":"world"}"#, -32600, "not one JSON-RPC"),
+    ] {
+        let response = post(body.to_owned()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(words),
+            "{body}: {answer}"
+        );
+    }
+
+    // A send with a 6 MB attachment, which REST takes, MCP takes too.
+    use base64::Engine as _;
+    let content = base64::engine::general_purpose::STANDARD.encode(vec![b'a'; 6_000_000]);
+    let call = json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "send_email", "arguments": {
+            "from_email": "security@acme.example", "to": ["a@example.com"],
+            "subject": "The report", "text": "Attached.",
+            "attachments": [{"filename": "report.txt", "content_type": "text/plain", "content": content}],
+        }},
+    });
+    let response = post(call.to_string()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    let sent = &answer["result"]["structuredContent"];
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let id = sent["id"].as_str().expect("the message id");
+    let (status, message) = rest(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/messages/{id}"),
+        &app.account_a.key,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(
+        message["message"]["attachments"][0]["size_bytes"], "6000000",
+        "{message}"
+    );
+
+    // Past the limit: 413, still as JSON-RPC.
+    let too_large = format!(
+        r#"{{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(37 * 1024 * 1024)
+    );
+    let response = post(too_large).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rest_max_body_bytes"),
+        "{answer}"
+    );
+}
