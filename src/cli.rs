@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{Settings, redact_password};
 use crate::domain::accounts::Accounts;
 use crate::domain::keys::KeyMode;
 use crate::domain::{Scope, Scopes};
@@ -176,7 +176,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
     .with_context(|| {
         format!(
             "cannot open the database {} (setting `database_url`)",
-            settings.database_url
+            redact_password(&settings.database_url)
         )
     })?;
     store.migrate().await.context("applying migrations")?;
@@ -342,7 +342,7 @@ async fn serve(settings: Settings, store: Store, args: ServeArgs) -> anyhow::Res
     println!(
         "database: {} ({})",
         store.backend_name(),
-        redact(&settings.database_url)
+        redact_password(&settings.database_url)
     );
     println!("transport: {}", describe_transport(&settings.transport));
     if let Some(key) = bootstrap {
@@ -377,40 +377,13 @@ fn describe_transport(transport: &str) -> String {
         "capture:// (nothing leaves this machine: messages are stored and readable through the API)"
             .to_owned()
     } else {
-        redact(transport)
-    }
-}
-
-/// Hides the password of a URL, for printing.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+        redact_password(transport)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted_from_printed_urls() {
-        assert_eq!(
-            redact("smtp://user:secret@relay:587"),
-            "smtp://user:***@relay:587"
-        );
-        assert_eq!(
-            redact("postgres://postgres@127.0.0.1/test"),
-            "postgres://postgres@127.0.0.1/test"
-        );
-        assert_eq!(redact("sqlite://posthorn.db"), "sqlite://posthorn.db");
-    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -315,6 +315,8 @@ impl Settings {
         let bad = |key: &'static str| -> ConfigError {
             let (value, source) = get(key);
             let info = lookup(key).expect("every key read here is in SETTINGS");
+            // A refused relay or database URL may still carry a password.
+            let value = redact_password(value);
             ConfigError(format!(
                 "invalid value {value:?} for setting `{key}` (from {source}): expected {}",
                 info.accepts
@@ -613,6 +615,19 @@ fn read_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
         .collect()
 }
 
+/// `value` with the password of its user part hidden (`smtp://user:***@relay`),
+/// for printing; a value with no password comes back as it is.
+pub fn redact_password(value: &str) -> String {
+    let start = value.find("://").map_or(0, |scheme| scheme + 3);
+    match value.rfind('@') {
+        Some(at) if at > start => match value[start..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &value[..start], &value[at..]),
+            None => value.to_owned(),
+        },
+        _ => value.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -650,6 +665,43 @@ mod tests {
         assert_eq!(s.listen.to_string(), "127.0.0.1:9001");
         assert_eq!(s.hostname, "mail.example.com");
         assert_eq!(s.shutdown_grace, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_refused_url_is_shown_without_its_password() {
+        for (variable, value, shown) in [
+            (
+                "POSTHORN_TRANSPORT",
+                "ftp://mailer:s3cret@relay.example",
+                "ftp://mailer:***@relay.example",
+            ),
+            (
+                "POSTHORN_TRANSPORT",
+                "mailer:s3cret@relay.example:587",
+                "mailer:***@relay.example:587",
+            ),
+            (
+                "POSTHORN_DATABASE_URL",
+                "mysql://root:s3cret@127.0.0.1/mail",
+                "mysql://root:***@127.0.0.1/mail",
+            ),
+        ] {
+            let err = refused(variable, value);
+            assert!(!err.contains("s3cret"), "{err}");
+            assert!(err.contains(shown), "{err}");
+        }
+        assert_eq!(
+            redact_password("smtp://user:secret@relay:587"),
+            "smtp://user:***@relay:587"
+        );
+        assert_eq!(
+            redact_password("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_password("sqlite://posthorn.db"),
+            "sqlite://posthorn.db"
+        );
     }
 
     #[test]

@@ -263,12 +263,17 @@ async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
         dir.path(),
         &[(
             "POSTHORN_DATABASE_URL",
-            "postgres://nobody@127.0.0.1:1/none",
+            "postgres://nobody:s3cret@127.0.0.1:1/none",
         )],
         &[],
     )
     .await;
     assert!(err.contains("cannot open the database"), "{err}");
+    // It names the database, never its password.
+    assert!(
+        err.contains("postgres://nobody:***@127.0.0.1:1/none") && !err.contains("s3cret"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
