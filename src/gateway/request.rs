@@ -212,9 +212,12 @@ fn decode_json(
                     };
                     description =
                         format!("unknown field: the request has no field of this name{position}");
-                } else if let Some(rule) = number_at(&descriptor_for_rules, &path) {
+                } else if let Some(rule) = kind_at(&descriptor_for_rules, &path)
+                    .as_ref()
+                    .and_then(value_rule)
+                {
                     // The decoder's own words ("float value out of range",
-                    // "invalid digit found in string") name no rule.
+                    // "unrecognized enum value") name no rule.
                     description = format!("{rule} ({description})");
                 }
                 let field = match (prefix.is_empty(), path.is_empty()) {
@@ -228,11 +231,11 @@ fn decode_json(
     })
 }
 
-/// The rule for the value at `path` (as the decoder's path tracker writes
-/// it: `items[2].count`, `labels.key`) when that value is a number; `None`
-/// for anything else, and for a repeated field as a whole (its error is
-/// about the list).
-fn number_at(descriptor: &MessageDescriptor, path: &str) -> Option<&'static str> {
+/// The kind of the value at `path` (as the decoder's path tracker writes
+/// it: `items[2].count`, `labels.key`); `None` for a path that names no
+/// field, and for a repeated or map field as a whole (its error is about
+/// the list or the map).
+fn kind_at(descriptor: &MessageDescriptor, path: &str) -> Option<Kind> {
     let mut message = descriptor.clone();
     let mut segments = path.split('.').peekable();
     let mut kind = None;
@@ -265,30 +268,44 @@ fn number_at(descriptor: &MessageDescriptor, path: &str) -> Option<&'static str>
             message = next;
         }
     }
-    number_rule(&kind?)
+    kind
 }
 
-/// The rule a value of `kind` breaks when it does not decode, if it is a
-/// number (or a wrapper of one).
-fn number_rule(kind: &Kind) -> Option<&'static str> {
+/// The rule a value of `kind` breaks when it does not decode, for numbers
+/// (and their wrappers) and enums; `None` for other kinds, whose decoder
+/// errors say what was expected.
+fn value_rule(kind: &Kind) -> Option<String> {
     let kind = match kind {
         Kind::Message(wrapper) if WRAPPERS.contains(&wrapper.full_name()) => {
             wrapper.get_field_by_name("value")?.kind()
         }
         kind => kind.clone(),
     };
-    Some(match kind {
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-            "must be a whole number from -2147483648 to 2147483647"
+    if let Kind::Enum(enumeration) = &kind {
+        // The value numbered 0 means "not set"; it is not offered.
+        let names: Vec<String> = super::enums::short_names(enumeration)
+            .into_iter()
+            .zip(enumeration.values())
+            .filter(|(_, value)| value.number() != 0)
+            .map(|((_, short), _)| short)
+            .collect();
+        return Some(format!("must be one of {}", names.join(", ")));
+    }
+    Some(
+        match kind {
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                "must be a whole number from -2147483648 to 2147483647"
+            }
+            Kind::Uint32 | Kind::Fixed32 => "must be a whole number from 0 to 4294967295",
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                "must be a whole number from -9223372036854775808 to 9223372036854775807"
+            }
+            Kind::Uint64 | Kind::Fixed64 => "must be a whole number from 0 to 18446744073709551615",
+            Kind::Float | Kind::Double => "must be a number",
+            _ => return None,
         }
-        Kind::Uint32 | Kind::Fixed32 => "must be a whole number from 0 to 4294967295",
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
-            "must be a whole number from -9223372036854775808 to 9223372036854775807"
-        }
-        Kind::Uint64 | Kind::Fixed64 => "must be a whole number from 0 to 18446744073709551615",
-        Kind::Float | Kind::Double => "must be a number",
-        _ => return None,
-    })
+        .to_owned(),
+    )
 }
 
 /// Decodes a JSON object as a `descriptor` message under the REST door's
@@ -340,7 +357,7 @@ fn set_from_text(
         Json::Object(holder),
         &options(),
     )
-    .map_err(|e| match number_rule(&kind) {
+    .map_err(|e| match value_rule(&kind) {
         Some(rule) => MappingError::new(name, format!("{rule} ({e})")),
         None => MappingError::new(name, e.to_string()),
     })?;
