@@ -1,6 +1,7 @@
 //! The one conversion from the domain error to `tonic::Status`, with
 //! `google.rpc` details: `ErrorInfo` always, `BadRequest` for validation,
-//! `RetryInfo` for rate limits. Every handler and layer answers through it.
+//! `RetryInfo` for rate limits and for storage that is unavailable. Every
+//! handler and layer answers through it.
 
 use std::collections::HashMap;
 
@@ -18,6 +19,11 @@ pub const ERROR_DOMAIN: &str = "posthorn.dev";
 pub fn http_error(error: Error) -> axum::response::Response {
     crate::gateway::ErrorBody::from_status(&to_status(error)).into_response()
 }
+
+/// When a client may try again after storage refused a write (a full disk,
+/// a database that is down): soon, since the refusal itself costs little
+/// and the cause may already be gone.
+const STORAGE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Converts a domain error into the status a client sees. Internal errors
 /// are logged here, once, with their cause chain, and answered without it.
@@ -57,6 +63,7 @@ pub fn to_status(error: Error) -> Status {
         }
         Error::StorageUnavailable(cause) => {
             tracing::warn!(error = format!("{cause:#}"), "storage unavailable");
+            details.set_retry_info(Some(STORAGE_RETRY));
         }
         Error::Internal(cause) => {
             tracing::error!(error = format!("{cause:#}"), "internal error");
@@ -72,6 +79,7 @@ pub fn to_status(error: Error) -> Status {
         Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
             Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
         }
+        Error::StorageUnavailable(_) => Some(STORAGE_RETRY.as_secs()),
         _ => None,
     };
     let mut status = Status::with_error_details(code, message, details);

@@ -16,11 +16,7 @@ use crate::helpers::{KeyHeader, with_key};
 pub(crate) fn posthorn(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_posthorn"));
     command.current_dir(dir).kill_on_drop(true);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("POSTHORN_") || name.starts_with("OTEL_") {
-            command.env_remove(name);
-        }
-    }
+    clean_environment(&mut command);
     command
         .env(
             "POSTHORN_DATABASE_URL",
@@ -28,6 +24,16 @@ pub(crate) fn posthorn(dir: &Path) -> Command {
         )
         .env("POSTHORN_LISTEN", "127.0.0.1:0");
     command
+}
+
+/// Keeps the test runner's own Posthorn and OpenTelemetry settings from
+/// reaching `command`.
+pub(crate) fn clean_environment(command: &mut Command) {
+    for (name, _) in std::env::vars() {
+        if name.starts_with("POSTHORN_") || name.starts_with("OTEL_") {
+            command.env_remove(name);
+        }
+    }
 }
 
 async fn run(dir: &Path, args: &[&str]) -> Output {
@@ -80,14 +86,19 @@ pub(crate) async fn serve_with_stderr(
 }
 
 async fn start(dir: &Path, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Started {
-    let mut child = posthorn(dir)
+    let mut command = posthorn(dir);
+    command
         .envs(env.iter().copied())
         .arg("serve")
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+        .stderr(stderr);
+    start_command(command, args.contains(&"--no-bootstrap")).await
+}
+
+/// Runs `command`, a `posthorn serve` however it is wrapped, and reads its
+/// banner (`no_bootstrap`: it prints no key).
+pub(crate) async fn start_command(mut command: Command, no_bootstrap: bool) -> Started {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = Vec::new();
     let mut addr = String::new();
@@ -96,7 +107,7 @@ async fn start(dir: &Path, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -
             addr = rest.split_whitespace().next().unwrap().to_owned();
         }
         let done = line.contains("SendService/SendEmail")
-            || (line.starts_with("transport:") && args.contains(&"--no-bootstrap"));
+            || (line.starts_with("transport:") && no_bootstrap);
         banner.push(line);
         if done {
             break;

@@ -29,6 +29,7 @@ mod contract;
 mod crash;
 mod debugging;
 mod delivery;
+mod disk_full;
 mod echo;
 mod fault_smtp;
 mod feedback;

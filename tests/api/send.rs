@@ -910,6 +910,9 @@ async fn a_failed_group_commit_answers_unavailable_and_stores_nothing_of_its_bat
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
                 assert_eq!(reason(&status), "STORAGE_UNAVAILABLE");
+                // Retryable, and it says when.
+                assert!(status.get_error_details().retry_info().is_some());
+                assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
                 refused += 1;
             }
         }

@@ -1,0 +1,204 @@
+//! D10: the disk under the SQLite database fills up. The real `posthorn`
+//! binary runs with its database on a small tmpfs of its own (in a user
+//! and mount namespace of its own made by `unshare`, so the test needs no
+//! root and leaves no mount behind), delivering
+//! through the file transport to a directory elsewhere. Sends with
+//! attachments go on until the disk is full; every refusal must be
+//! retryable and leave nothing of its message behind, everything
+//! acknowledged must stay readable, and once space is freed sending and
+//! delivering go on without a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use crate::binary::{clean_environment, start_command};
+use crate::helpers::json_reason;
+
+/// The tmpfs, and the file taking most of it until the test frees it.
+const DISK: &str = "32m";
+const FILLER_BYTES: usize = 16 << 20;
+const ATTACHMENT_BYTES: usize = 1 << 20;
+
+/// Mounts a tmpfs of `$3` on `$1`, takes `$4` bytes of it with the filler,
+/// and runs `$2 serve` there.
+const IN_A_SMALL_DISK: &str = r#"mount -t tmpfs -o size="$3" posthorn-d10 "$1" && cd "$1" && head -c "$4" /dev/zero > filler && exec "$2" serve"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_sends_as_retryable_keeps_what_was_acknowledged_and_recovers_d10() {
+    let mount = tempfile::tempdir().unwrap();
+    let outbox = tempfile::tempdir().unwrap();
+    let mut command = Command::new("unshare");
+    command
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(IN_A_SMALL_DISK)
+        .arg("sh")
+        .arg(mount.path())
+        .arg(env!("CARGO_BIN_EXE_posthorn"))
+        .arg(DISK)
+        .arg(FILLER_BYTES.to_string())
+        .kill_on_drop(true);
+    clean_environment(&mut command);
+    command
+        .env("POSTHORN_LISTEN", "127.0.0.1:0")
+        .env("POSTHORN_DATABASE_URL", "sqlite://posthorn.db")
+        .env("POSTHORN_SQLITE_LOG_MB", "16")
+        .env(
+            "POSTHORN_TRANSPORT",
+            format!("file://{}", outbox.path().display()),
+        )
+        // A delivery whose record the full disk refused runs again once
+        // its lease expires; a failed write to the outbox retries soon.
+        .env("POSTHORN_DELIVERY_LEASE_SECONDS", "2")
+        .env("POSTHORN_RETRY_INITIAL_SECONDS", "1")
+        .stderr(std::process::Stdio::null());
+    let server = start_command(command, false).await;
+    assert!(
+        !server.addr.is_empty(),
+        "the server did not start in its own tmpfs (`unshare --user --map-root-user --mount` must work here)"
+    );
+    let key = server.key();
+    let pid = server.child.id().expect("running");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let attachment = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; ATTACHMENT_BYTES]);
+    let send = |subject: String| {
+        let request = http
+            .post(format!("{base}/v1/send"))
+            .header("x-api-key", &key)
+            .json(&json!({
+                "from_email": "reports@localhost", "to": ["ops@example.com"],
+                "subject": subject, "text": "The report is attached.",
+                "attachments": [{"filename": "report.bin", "content": attachment}],
+            }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry_after, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Every delivery from here on, live.
+    let watch = http
+        .get(format!("{base}/v1/messages:watch?types=delivered"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), StatusCode::OK);
+
+    // Send until the disk refuses, then a few more: each answer is an
+    // acknowledgement or a retryable refusal, never anything else.
+    let mut acknowledged = BTreeMap::new();
+    let mut refused = 0;
+    for n in 0..64 {
+        let subject = format!("report {n}");
+        let (status, retry_after, body) = send(subject.clone()).await;
+        match status {
+            StatusCode::OK => {
+                acknowledged.insert(subject, body["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(json_reason(&body), "STORAGE_UNAVAILABLE", "{body}");
+                assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            other => panic!("{subject}: {other} {body}"),
+        }
+    }
+    assert_eq!(refused, 3, "the disk never filled");
+    assert!(
+        !acknowledged.is_empty(),
+        "nothing fitted before the disk filled"
+    );
+
+    // Full as it is, every acknowledged message reads back whole.
+    let get = |path: String| {
+        let request = http.get(format!("{base}{path}")).header("x-api-key", &key);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    for id in acknowledged.values() {
+        let (status, message) = get(format!("/v1/messages/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{message}");
+        assert_eq!(
+            message["message"]["attachments"][0]["size_bytes"],
+            ATTACHMENT_BYTES.to_string()
+        );
+    }
+
+    // Space comes back (the filler is reached through the server's own
+    // view of the file system); the next send is taken without a restart.
+    let filler = Path::new(&format!("/proc/{pid}/root"))
+        .join(mount.path().strip_prefix("/").unwrap())
+        .join("filler");
+    std::fs::remove_file(&filler).expect("the filler is in the server's tmpfs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _, body) = send("after the disk was freed".to_owned()).await;
+        if status == StatusCode::OK {
+            acknowledged.insert(
+                "after the disk was freed".to_owned(),
+                body["id"].as_str().unwrap().to_owned(),
+            );
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(Instant::now() < deadline, "sending did not resume: {body}");
+    }
+
+    // Exactly the acknowledged messages exist: a refused send left nothing.
+    let (_, listed) = get("/v1/messages?page_size=1000".to_owned()).await;
+    let stored: BTreeSet<String> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(stored, acknowledged.keys().cloned().collect());
+
+    // And each is delivered, the file transport writing one file per
+    // message: the watch opened before the first send shows a `delivered`
+    // event for every one.
+    let mut waiting: BTreeSet<&String> = acknowledged.values().collect();
+    let mut events = watch.bytes_stream();
+    let mut buffer = Vec::new();
+    while !waiting.is_empty() {
+        let Ok(chunk) = tokio::time::timeout(Duration::from_secs(60), events.next()).await else {
+            let mut stuck = Vec::new();
+            for id in &waiting {
+                stuck.push(get(format!("/v1/messages/{id}")).await.1);
+            }
+            panic!("not delivered after the disk was freed: {stuck:#?}");
+        };
+        let chunk = chunk.expect("the stream stays open").unwrap();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Value = serde_json::from_slice(&buffer[..end]).unwrap();
+            buffer.drain(..=end);
+            let id = line["event"]["message_id"].as_str().unwrap().to_owned();
+            waiting.remove(&id);
+        }
+    }
+    for (subject, id) in &acknowledged {
+        assert!(
+            outbox.path().join(format!("{id}.eml")).exists(),
+            "{subject}"
+        );
+    }
+}
