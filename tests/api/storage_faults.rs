@@ -1,3 +1,9 @@
+//! Storage that refuses writes, with the real server.
+//!
+//! D9: another process holds SQLite's write lock. Sends wait out the busy
+//! timeout and are then refused as retryable; none is acknowledged while
+//! the lock is held, and sending resumes by itself once it is let go.
+//!
 //! D10: the disk under the SQLite database fills up. The real `posthorn`
 //! binary runs with its database on a small tmpfs of its own (in a user
 //! and mount namespace of its own made by `unshare`, so the test needs no
@@ -19,7 +25,8 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::binary::{clean_environment, start_command};
-use crate::helpers::json_reason;
+use crate::helpers::{json_reason, spawn_app};
+use crate::send::{get, inline_json, post};
 
 /// The tmpfs, and the file taking most of it until the test frees it.
 const DISK: &str = "32m";
@@ -201,4 +208,46 @@ async fn a_full_disk_refuses_sends_as_retryable_keeps_what_was_acknowledged_and_
             "{subject}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_go_d9() {
+    let app = spawn_app().await;
+    let key = &app.account_a.key;
+    let path = app
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .expect("a SQLite file")
+        .to_owned();
+    // Another process's connection, as an operator's `sqlite3` would hold it.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let mut subject = 0;
+    let mut send = async || {
+        subject += 1;
+        let mut body = inline_json();
+        body["subject"] = json!(format!("send {subject}"));
+        post(&app, key, "/v1/send", &body, &[]).await
+    };
+    for _ in 0..2 {
+        let (status, headers, body) = send().await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(json_reason(&body), "STORAGE_UNAVAILABLE", "{body}");
+        assert_eq!(headers["retry-after"], "1");
+    }
+
+    other.execute_batch("COMMIT").unwrap();
+    let (status, _, body) = send().await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Only the send made after the lock was let go is stored.
+    let (_, listed) = get(&app, key, "/v1/messages?page_size=10").await;
+    let subjects: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, ["send 3"]);
 }
