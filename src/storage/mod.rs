@@ -493,8 +493,6 @@ async fn newest_event(db: &DatabaseConnection) -> i64 {
     }
 }
 
-/// Classifies a database error: lost or unreachable connections are
-/// STORAGE_UNAVAILABLE (retryable); everything else is internal.
 /// The rows past `(created_at, last_id)` in a listing ordered by both
 /// columns: later ones when it ascends, earlier ones when it descends.
 fn past_key<C: sea_orm::ColumnTrait>(
@@ -514,6 +512,26 @@ fn past_key<C: sea_orm::ColumnTrait>(
             .add(created.eq(created_at))
             .add(same_time),
     )
+}
+
+/// Whether a database's error code names a condition a retry can outlast.
+/// SQLite's (extended) result codes: busy past the busy timeout, locked,
+/// read-only, I/O error, full, cannot open, as the writer thread has them
+/// (`writer::sqlite_error`). PostgreSQL's SQLSTATEs: connection exceptions
+/// (08), insufficient resources (53: disk full, out of memory, too many
+/// connections), operator intervention (57: shutdown, cancelled), a lock
+/// not available in time (55P03), serialization failures (40001) and
+/// deadlocks (40P01).
+fn transient(code: &str, sqlite: bool) -> bool {
+    if sqlite {
+        return code
+            .parse::<i32>()
+            .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14));
+    }
+    ["08", "53", "57"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || matches!(code, "55P03" | "40001" | "40P01")
 }
 
 /// A value stored as JSON text.
@@ -537,21 +555,63 @@ pub(crate) async fn begin_writing(db: &DatabaseConnection) -> Result<DatabaseTra
     db.begin_with_options(options).await.map_err(db_error)
 }
 
+/// Classifies a database error: lost or unreachable connections, and the
+/// database's own errors that a retry can outlast ([`transient`]), are
+/// STORAGE_UNAVAILABLE (retryable); everything else is internal.
 pub(crate) fn db_error(err: DbErr) -> Error {
     let unavailable = match &err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
-            sea_orm::sqlx::Error::Io(_)
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                sea_orm::sqlx::Error::Io(_)
                 | sea_orm::sqlx::Error::PoolTimedOut
                 | sea_orm::sqlx::Error::PoolClosed
-                | sea_orm::sqlx::Error::WorkerCrashed
-        ),
+                | sea_orm::sqlx::Error::WorkerCrashed => true,
+                sea_orm::sqlx::Error::Database(e) => {
+                    let sqlite = e
+                        .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                        .is_some();
+                    e.code().is_some_and(|code| transient(&code, sqlite))
+                }
+                _ => false,
+            }
+        }
         _ => false,
     };
     if unavailable {
         Error::StorageUnavailable(err.into())
     } else {
         Error::Internal(err.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient;
+
+    const SQLITE: bool = true;
+    const POSTGRES: bool = false;
+
+    #[test]
+    fn errors_a_retry_can_outlast_are_told_from_the_rest() {
+        // SQLite: busy, busy with a stale snapshot, full, I/O, read-only.
+        for code in ["5", "517", "6", "13", "10", "778", "8", "14"] {
+            assert!(transient(code, SQLITE), "{code}");
+        }
+        // SQLite: a constraint, a UNIQUE constraint, a syntax error.
+        for code in ["19", "2067", "1"] {
+            assert!(!transient(code, SQLITE), "{code}");
+        }
+        // PostgreSQL: connection lost, disk full, shut down, cancelled by a
+        // timeout, lock timeout, serialization failure, deadlock.
+        for code in [
+            "08006", "53100", "57P01", "57014", "55P03", "40001", "40P01",
+        ] {
+            assert!(transient(code, POSTGRES), "{code}");
+        }
+        // PostgreSQL: unique and foreign key violations, undefined table.
+        for code in ["23505", "23503", "42P01"] {
+            assert!(!transient(code, POSTGRES), "{code}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! Storage that refuses writes, with the real server.
 //!
-//! D9: another process holds SQLite's write lock. Sends wait out the busy
-//! timeout and are then refused as retryable; none is acknowledged while
-//! the lock is held, and sending resumes by itself once it is let go.
+//! D9: another process holds SQLite's write lock. Sends, and writes through
+//! the connection pool, wait out the busy timeout and are then refused as
+//! retryable; none is acknowledged while the lock is held, and writing
+//! resumes by itself once it is let go.
 //!
 //! D10: the disk under the SQLite database fills up. The real `posthorn`
 //! binary runs with its database on a small tmpfs of its own (in a user
@@ -238,7 +239,18 @@ async fn a_write_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_
         assert_eq!(headers["retry-after"], "1");
     }
 
+    // Writes that go through the connection pool, not the writer thread,
+    // are refused the same way, not as internal errors.
+    let template =
+        json!({"slug": "locked-out", "name": "Locked out", "subject": "s", "html": "<p>x</p>"});
+    let (status, headers, body) = post(&app, key, "/v1/templates", &template, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(json_reason(&body), "STORAGE_UNAVAILABLE", "{body}");
+    assert_eq!(headers["retry-after"], "1");
+
     other.execute_batch("COMMIT").unwrap();
+    let (status, _, body) = post(&app, key, "/v1/templates", &template, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body) = send().await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Only the send made after the lock was let go is stored.
