@@ -178,6 +178,13 @@ const PAGE_SIZE: u32 = 2048;
 /// gigabyte for the same trade.
 pub const DEFAULT_SQLITE_LOG_MB: u64 = 256;
 
+/// How long a statement waits for a lock another connection holds before
+/// it fails, and the request with it, as STORAGE_UNAVAILABLE (retryable):
+/// SQLite's busy timeout, PostgreSQL's `lock_timeout`. Without the latter
+/// a send waited as long as any other session held a table lock (24 s in
+/// a trial with `LOCK TABLE messages`), and every request behind it too.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// How connections to `url` are opened. On SQLite a connection keeps a
 /// page cache larger than the 2 MB default and reads without a memory map:
 /// mapped pages count as the server's resident memory (a 64 MB map put
@@ -206,7 +213,7 @@ fn options(
             o.page_size(PAGE_SIZE)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(synchronous)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(LOCK_WAIT)
                 .foreign_keys(true)
                 .pragma("mmap_size", "0")
                 .pragma("cache_size", "-16384")
@@ -218,6 +225,9 @@ fn options(
                 // the writer 6 ms); only past the log's hard bound
                 // (`checkpoint::Wal::bound`) is it cut back to that.
                 .pragma("journal_size_limit", log_bound.to_string())
+        })
+        .map_sqlx_postgres_opts(|o| {
+            o.options([("lock_timeout", format!("{}ms", LOCK_WAIT.as_millis()))])
         });
     options
 }

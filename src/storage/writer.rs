@@ -303,7 +303,7 @@ pub(super) fn open(path: &Path, log_bound: i64) -> rusqlite::Result<rusqlite::Co
 /// Applies the writer's settings to `conn`; a log file started over is cut
 /// back to `log_bound` bytes when it is longer.
 fn set_up(conn: rusqlite::Connection, log_bound: i64) -> rusqlite::Result<rusqlite::Connection> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(super::LOCK_WAIT)?;
     // The same settings as the pool's connections (see `options`).
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \

@@ -1,9 +1,10 @@
 //! Storage that refuses writes, with the real server.
 //!
-//! D9: another process holds SQLite's write lock. Sends, and writes through
-//! the connection pool, wait out the busy timeout and are then refused as
-//! retryable; none is acknowledged while the lock is held, and writing
-//! resumes by itself once it is let go.
+//! D9: another process holds SQLite's write lock, or a PostgreSQL session
+//! a lock on the messages table. Sends, and writes through the connection
+//! pool, wait out the lock timeout (5 s) and are then refused as retryable
+//! instead of waiting as long as the lock; none is acknowledged while the
+//! lock is held, and writing resumes by itself once it is let go.
 //!
 //! D10: the disk under the SQLite database fills up. The real `posthorn`
 //! binary runs with its database on a small tmpfs of its own (in a user
@@ -26,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::binary::{clean_environment, start_command};
-use crate::helpers::{json_reason, spawn_app};
+use crate::helpers::{Backend, json_reason, spawn_app, try_spawn_app};
 use crate::send::{get, inline_json, post};
 
 /// The tmpfs, and the file taking most of it until the test frees it.
@@ -212,7 +213,7 @@ async fn a_full_disk_refuses_sends_as_retryable_keeps_what_was_acknowledged_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_go_d9() {
+async fn a_write_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_go_d9_sqlite() {
     let app = spawn_app().await;
     let key = &app.account_a.key;
     let path = app
@@ -262,4 +263,40 @@ async fn a_write_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_
         .map(|m| m["subject"].as_str().unwrap())
         .collect();
     assert_eq!(subjects, ["send 3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_go_d9_postgres() {
+    let Some(app) = try_spawn_app(Backend::Postgres).await else {
+        eprintln!("skipped: POSTHORN_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let key = &app.account_a.key;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    // Another session, as an operator's `psql` would hold it.
+    let other = sea_orm::Database::connect(app.database_url.as_str())
+        .await
+        .unwrap();
+    let held = other.begin().await.unwrap();
+    held.execute_unprepared("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    // Refused once the lock timeout passes, not after the lock is let go
+    // (which here would be never).
+    let (status, headers, body) = tokio::time::timeout(
+        Duration::from_secs(30),
+        post(&app, key, "/v1/send", &inline_json(), &[]),
+    )
+    .await
+    .expect("the send is answered while the lock is still held");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(json_reason(&body), "STORAGE_UNAVAILABLE", "{body}");
+    assert_eq!(headers["retry-after"], "1");
+
+    held.commit().await.unwrap();
+    let (status, _, body) = post(&app, key, "/v1/send", &inline_json(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, listed) = get(&app, key, "/v1/messages?page_size=10").await;
+    assert_eq!(listed["messages"].as_array().unwrap().len(), 1, "{listed}");
 }
