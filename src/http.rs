@@ -9,13 +9,22 @@ use serde_json::json;
 
 use crate::storage::Store;
 
-/// `GET /healthz`: the process is up.
-pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// `GET /healthz`: the process is up and its store can still acknowledge
+/// (503, `"status": "broken"`, when only a restart can bring that back).
+pub async fn healthz(State(store): State<Store>) -> Response {
+    match store.broken() {
+        // Only a restart recovers: say so to whatever restarts the process.
+        Some(reason) => unhealthy("broken", &reason),
+        None => Json(json!({"status": "ok"})).into_response(),
+    }
 }
 
-/// `GET /readyz`: the database answers and every migration is applied.
+/// `GET /readyz`: the database answers, every migration is applied and
+/// the store can still acknowledge.
 pub async fn readyz(State(store): State<Store>) -> Response {
+    if let Some(reason) = store.broken() {
+        return unavailable(&reason);
+    }
     if let Err(error) = store.ping().await {
         tracing::warn!(error = %error, "readiness: database unreachable");
         return unavailable("database unreachable");
@@ -28,9 +37,13 @@ pub async fn readyz(State(store): State<Store>) -> Response {
 }
 
 fn unavailable(reason: &str) -> Response {
+    unhealthy("unavailable", reason)
+}
+
+fn unhealthy(status: &str, reason: &str) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "unavailable", "reason": reason})),
+        Json(json!({"status": status, "reason": reason})),
     )
         .into_response()
 }

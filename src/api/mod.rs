@@ -162,6 +162,21 @@ pub async fn routers(
     health_reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
+    // A store that can acknowledge nothing more until a restart serves
+    // nothing: health checks say so, as /healthz does.
+    let (watched, reporter) = (store.clone(), health_reporter.clone());
+    tokio::spawn(async move {
+        let reason = watched.breaks().await;
+        tracing::error!(%reason, "the store is broken; health checks answer NOT_SERVING");
+        for name in crate::proto::service_names() {
+            reporter
+                .set_service_status(&name, ServingStatus::NotServing)
+                .await;
+        }
+        reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+    });
 
     // Each reflection version also lists the other, so clients see both.
     let reflection_v1 =

@@ -123,6 +123,27 @@ impl Flusher {
         }
     }
 
+    /// Why flushing failed, once it has: nothing is acknowledged after.
+    pub(crate) fn failure(&self) -> Option<Arc<str>> {
+        self.shared.progress.borrow().failed.clone()
+    }
+
+    /// Resolves with the cause once a flush has failed; never while they
+    /// succeed.
+    pub(crate) async fn failed(&self) -> Arc<str> {
+        let mut progress = self.shared.progress.subscribe();
+        let failed = progress
+            .wait_for(|p| p.failed.is_some())
+            .await
+            .ok()
+            .and_then(|reached| reached.failed.clone());
+        match failed {
+            Some(cause) => cause,
+            // The flushing threads are gone: no flush can fail any more.
+            None => std::future::pending().await,
+        }
+    }
+
     /// Waits until `ticket` is durable.
     pub(crate) async fn wait(&self, ticket: u64) -> Result<()> {
         let mut progress = self.shared.progress.subscribe();

@@ -375,6 +375,25 @@ impl Store {
     }
 
     /// Checks that the database answers.
+    /// Why this store can acknowledge nothing more until the server
+    /// restarts (a flush of SQLite's log failed, and the kernel may have
+    /// dropped what it could not write); `None` while it can.
+    pub fn broken(&self) -> Option<String> {
+        self.flusher
+            .as_ref()
+            .and_then(|flusher| flusher.failure())
+            .map(|cause| broken_reason(&cause))
+    }
+
+    /// Resolves with [`Store::broken`]'s reason once the store breaks;
+    /// never on a store that cannot (PostgreSQL).
+    pub async fn breaks(&self) -> String {
+        match &self.flusher {
+            Some(flusher) => broken_reason(&flusher.failed().await),
+            None => std::future::pending().await,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), Error> {
         self.db.ping().await.map_err(db_error)
     }
@@ -521,6 +540,12 @@ fn past_key<C: sea_orm::ColumnTrait>(
         sea_orm::Condition::all()
             .add(created.eq(created_at))
             .add(same_time),
+    )
+}
+
+fn broken_reason(cause: &str) -> String {
+    format!(
+        "flushing the SQLite write-ahead log failed ({cause}); nothing is acknowledged until the server restarts"
     )
 }
 

@@ -300,3 +300,72 @@ async fn a_table_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_
     let (_, listed) = get(&app, key, "/v1/messages?page_size=10").await;
     assert_eq!(listed["messages"].as_array().unwrap().len(), 1, "{listed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_can_no_longer_be_flushed_breaks_the_store_and_every_health_check_says_so() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let app = spawn_app().await;
+    let key = &app.account_a.key;
+    let (status, _, body) = post(&app, key, "/v1/send", &inline_json(), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    // The database's directory goes away under the server (an unmounted
+    // volume, say): its open files still take commits, but no flush can
+    // make them durable, so nothing may be acknowledged.
+    let file = app
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .map(std::path::PathBuf::from)
+        .expect("a SQLite file");
+    let dir = file.parent().unwrap().to_owned();
+    let moved = dir.with_extension("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+    let (status, headers, body) = post(&app, key, "/v1/send", &inline_json(), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(json_reason(&body), "STORAGE_UNAVAILABLE", "{body}");
+    assert_eq!(headers["retry-after"], "1");
+
+    // Even with the directory back, only a restart recovers, and every
+    // check says so: liveness, readiness and gRPC health.
+    std::fs::rename(&moved, &dir).unwrap();
+    let (status, _, body) = post(&app, key, "/v1/send", &inline_json(), &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    for path in ["/healthz", "/readyz"] {
+        let response = app
+            .http
+            .get(format!("{}{path}", app.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["reason"]
+                .as_str()
+                .unwrap()
+                .contains("until the server restarts"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!((get(&app, key, "/healthz").await.1)["status"], "broken");
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("gRPC health reports the change")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+}
