@@ -98,6 +98,14 @@ pub struct Routers {
     pub auth: Arc<AuthState>,
 }
 
+/// Sets every service's health, and the server's as a whole.
+async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for name in crate::proto::service_names() {
+        reporter.set_service_status(&name, status).await;
+    }
+    reporter.set_service_status("", status).await;
+}
+
 /// Builds the gRPC router and the pages beside it.
 pub async fn routers(
     store: Store,
@@ -154,28 +162,14 @@ pub async fn routers(
     let max = 32 * 1024 * 1024;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    for name in crate::proto::service_names() {
-        health_reporter
-            .set_service_status(&name, ServingStatus::Serving)
-            .await;
-    }
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    set_health(&health_reporter, ServingStatus::Serving).await;
     // A store that can acknowledge nothing more until a restart serves
     // nothing: health checks say so, as /healthz does.
     let (watched, reporter) = (store.clone(), health_reporter.clone());
     tokio::spawn(async move {
         let reason = watched.breaks().await;
         tracing::error!(%reason, "the store is broken; health checks answer NOT_SERVING");
-        for name in crate::proto::service_names() {
-            reporter
-                .set_service_status(&name, ServingStatus::NotServing)
-                .await;
-        }
-        reporter
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        set_health(&reporter, ServingStatus::NotServing).await;
     });
 
     // Each reflection version also lists the other, so clients see both.

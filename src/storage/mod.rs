@@ -374,7 +374,6 @@ impl Store {
         Ok(applied.iter().map(|m| m.name().to_owned()).collect())
     }
 
-    /// Checks that the database answers.
     /// Why this store can acknowledge nothing more until the server
     /// restarts (a flush of SQLite's log failed, and the kernel may have
     /// dropped what it could not write); `None` while it can.
@@ -394,6 +393,7 @@ impl Store {
         }
     }
 
+    /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), Error> {
         self.db.ping().await.map_err(db_error)
     }
@@ -543,6 +543,7 @@ fn past_key<C: sea_orm::ColumnTrait>(
     )
 }
 
+/// What a broken store says of itself, given why its flush failed.
 fn broken_reason(cause: &str) -> String {
     format!(
         "flushing the SQLite write-ahead log failed ({cause}); nothing is acknowledged until the server restarts"
