@@ -58,32 +58,33 @@ pub fn to_status(error: Error) -> Status {
         Error::ScopeMissing(scope) => {
             metadata.insert("scope".to_owned(), scope.clone());
         }
-        Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
-            details.set_retry_info(Some(*retry_after));
-        }
         Error::StorageUnavailable(cause) => {
             tracing::warn!(error = format!("{cause:#}"), "storage unavailable");
-            details.set_retry_info(Some(STORAGE_RETRY));
         }
         Error::Internal(cause) => {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         _ => {}
     }
+    // When to try again: RetryInfo, and `retry-after` for HTTP clients.
+    let retry_after = match &error {
+        Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
+            Some(*retry_after)
+        }
+        Error::StorageUnavailable(_) => Some(STORAGE_RETRY),
+        _ => None,
+    };
+    if retry_after.is_some() {
+        details.set_retry_info(retry_after);
+    }
     details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
     let message = match reason {
         Reason::Internal => "internal error".to_owned(),
         _ => error.to_string(),
     };
-    let retry_after = match &error {
-        Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
-            Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
-        }
-        Error::StorageUnavailable(_) => Some(STORAGE_RETRY.as_secs()),
-        _ => None,
-    };
     let mut status = Status::with_error_details(code, message, details);
-    if let Some(seconds) = retry_after {
+    if let Some(retry_after) = retry_after {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         status
             .metadata_mut()
             .insert("retry-after", seconds.to_string().parse().expect("digits"));

@@ -183,9 +183,8 @@ fn decode_json(
     }
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let mut track = serde_path_to_error::Track::new();
-    let descriptor_for_rules = descriptor.clone();
     let decoded = DynamicMessage::deserialize_with_options(
-        descriptor,
+        descriptor.clone(),
         serde_path_to_error::Deserializer::new(&mut json, &mut track),
         &options(),
     )
@@ -212,9 +211,7 @@ fn decode_json(
                     };
                     description =
                         format!("unknown field: the request has no field of this name{position}");
-                } else if let Some(rule) = kind_at(&descriptor_for_rules, &path)
-                    .as_ref()
-                    .and_then(value_rule)
+                } else if let Some(rule) = kind_at(&descriptor, &path).as_ref().and_then(value_rule)
                 {
                     // The decoder's own words ("float value out of range",
                     // "unrecognized enum value") name no rule.

@@ -112,18 +112,20 @@ async fn answer_bad_bodies_in_json_rpc(
             );
         }
     };
+    // Bytes are shared, not copied: the body is judged again only when the
+    // service refused it.
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    if response.status() != http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
     if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
         return json_rpc_error(
             http::StatusCode::BAD_REQUEST,
             -32700,
             format!("the body is not valid JSON: {error}"),
         );
-    }
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
-    if response.status() != http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return response;
     }
     // Its text says what the decoder found; it is short.
     let said = axum::body::to_bytes(response.into_body(), 64 * 1024)

@@ -550,24 +550,24 @@ fn broken_reason(cause: &str) -> String {
     )
 }
 
-/// Whether a database's error code names a condition a retry can outlast.
-/// SQLite's (extended) result codes: busy past the busy timeout, locked,
-/// read-only, I/O error, full, cannot open, as the writer thread has them
-/// (`writer::sqlite_error`). PostgreSQL's SQLSTATEs: connection exceptions
-/// (08), insufficient resources (53: disk full, out of memory, too many
-/// connections), operator intervention (57: shutdown, cancelled), a lock
-/// not available in time (55P03), serialization failures (40001) and
-/// deadlocks (40P01).
-fn transient(code: &str, sqlite: bool) -> bool {
-    if sqlite {
-        return code
-            .parse::<i32>()
-            .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14));
-    }
+/// Whether SQLite's (extended) result code names a condition a retry can
+/// outlast: busy past the busy timeout, locked, read-only, an I/O error,
+/// full, cannot open. The writer thread's errors and the pool's are judged
+/// by this one table (`writer::sqlite_error`, [`db_error`]).
+pub(super) fn sqlite_transient(extended: i32) -> bool {
+    matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+}
+
+/// Whether a PostgreSQL SQLSTATE names a condition a retry can outlast:
+/// connection exceptions (08), insufficient resources (53: disk full, out
+/// of memory, too many connections), operator intervention (57: shutdown,
+/// cancelled), a lock not available in time (55P03), serialization
+/// failures (40001) and deadlocks (40P01).
+fn postgres_transient(sqlstate: &str) -> bool {
     ["08", "53", "57"]
         .iter()
-        .any(|class| code.starts_with(class))
-        || matches!(code, "55P03" | "40001" | "40P01")
+        .any(|class| sqlstate.starts_with(class))
+        || matches!(sqlstate, "55P03" | "40001" | "40P01")
 }
 
 /// A value stored as JSON text.
@@ -607,7 +607,13 @@ pub(crate) fn db_error(err: DbErr) -> Error {
                     let sqlite = e
                         .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
                         .is_some();
-                    e.code().is_some_and(|code| transient(&code, sqlite))
+                    e.code().is_some_and(|code| {
+                        if sqlite {
+                            code.parse().is_ok_and(sqlite_transient)
+                        } else {
+                            postgres_transient(&code)
+                        }
+                    })
                 }
                 _ => false,
             }
@@ -623,31 +629,28 @@ pub(crate) fn db_error(err: DbErr) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::transient;
-
-    const SQLITE: bool = true;
-    const POSTGRES: bool = false;
+    use super::{postgres_transient, sqlite_transient};
 
     #[test]
     fn errors_a_retry_can_outlast_are_told_from_the_rest() {
         // SQLite: busy, busy with a stale snapshot, full, I/O, read-only.
-        for code in ["5", "517", "6", "13", "10", "778", "8", "14"] {
-            assert!(transient(code, SQLITE), "{code}");
+        for code in [5, 517, 6, 13, 10, 778, 8, 14] {
+            assert!(sqlite_transient(code), "{code}");
         }
         // SQLite: a constraint, a UNIQUE constraint, a syntax error.
-        for code in ["19", "2067", "1"] {
-            assert!(!transient(code, SQLITE), "{code}");
+        for code in [19, 2067, 1] {
+            assert!(!sqlite_transient(code), "{code}");
         }
         // PostgreSQL: connection lost, disk full, shut down, cancelled by a
         // timeout, lock timeout, serialization failure, deadlock.
         for code in [
             "08006", "53100", "57P01", "57014", "55P03", "40001", "40P01",
         ] {
-            assert!(transient(code, POSTGRES), "{code}");
+            assert!(postgres_transient(code), "{code}");
         }
         // PostgreSQL: unique and foreign key violations, undefined table.
         for code in ["23505", "23503", "42P01"] {
-            assert!(!transient(code, POSTGRES), "{code}");
+            assert!(!postgres_transient(code), "{code}");
         }
     }
 }

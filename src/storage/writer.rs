@@ -35,8 +35,8 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
+use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, Value as Sql, ValueRef};
-use rusqlite::{ToSql, ffi::ErrorCode};
 use sea_orm::{Statement, Value};
 
 use super::checkpoint::Wal;
@@ -758,21 +758,14 @@ impl ToSql for Bind<'_> {
     }
 }
 
-/// Classifies a SQLite error as the driver's are (`db_error`): a busy,
-/// full, unreadable or unopenable database is STORAGE_UNAVAILABLE
-/// (retryable); everything else, constraint failures included, internal.
+/// Classifies a SQLite error as the pool's are (`db_error`): what a retry
+/// can outlast ([`super::sqlite_transient`]: busy, full, unreadable or
+/// unopenable) is STORAGE_UNAVAILABLE; everything else, constraint
+/// failures included, internal.
 pub(super) fn sqlite_error(error: rusqlite::Error) -> Error {
-    let unavailable = matches!(
-        error.sqlite_error_code(),
-        Some(
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::DiskFull
-                | ErrorCode::CannotOpen
-                | ErrorCode::ReadOnly
-        )
-    );
+    let unavailable = error
+        .sqlite_error()
+        .is_some_and(|e| super::sqlite_transient(e.extended_code));
     let error = anyhow::Error::new(error).context("the SQLite writer");
     if unavailable {
         Error::StorageUnavailable(error)

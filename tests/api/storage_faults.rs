@@ -17,7 +17,7 @@
 //! delivering go on without a restart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::binary::{clean_environment, start_command};
-use crate::helpers::{Backend, json_reason, spawn_app, try_spawn_app};
+use crate::helpers::{Backend, TestApp, json_reason, spawn_app, try_spawn_app};
 use crate::send::{get, inline_json, post};
 
 /// The tmpfs, and the file taking most of it until the test frees it.
@@ -212,16 +212,20 @@ async fn a_full_disk_refuses_sends_as_retryable_keeps_what_was_acknowledged_and_
     }
 }
 
+/// The file of a test app's SQLite database, as its pool opened it.
+fn sqlite_file(app: &TestApp) -> PathBuf {
+    app.store_connection()
+        .get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_path_buf()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_lock_held_elsewhere_refuses_sends_as_retryable_until_it_is_let_go_d9_sqlite() {
     let app = spawn_app().await;
     let key = &app.account_a.key;
-    let path = app
-        .database_url
-        .strip_prefix("sqlite://")
-        .and_then(|rest| rest.split('?').next())
-        .expect("a SQLite file")
-        .to_owned();
+    let path = sqlite_file(&app);
     // Another process's connection, as an operator's `sqlite3` would hold it.
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -325,12 +329,7 @@ async fn a_log_that_can_no_longer_be_flushed_breaks_the_store_and_every_health_c
     // The database's directory goes away under the server (an unmounted
     // volume, say): its open files still take commits, but no flush can
     // make them durable, so nothing may be acknowledged.
-    let file = app
-        .database_url
-        .strip_prefix("sqlite://")
-        .and_then(|rest| rest.split('?').next())
-        .map(std::path::PathBuf::from)
-        .expect("a SQLite file");
+    let file = sqlite_file(&app);
     let dir = file.parent().unwrap().to_owned();
     let moved = dir.with_extension("moved");
     std::fs::rename(&dir, &moved).unwrap();
