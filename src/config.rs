@@ -137,6 +137,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 1024 to 1073741824: the largest REST request body in bytes, after gzip is inflated, and the largest MCP request body (36 MiB fits 25 MB of base64 attachments)",
     },
     SettingInfo {
+        key: "stream_keepalive_seconds",
+        default: "15",
+        accepts: "an integer from 1 to 3600: how long a REST stream sent as Server-Sent Events (GET /v1/messages:watch) may be quiet before a keep-alive comment is written, so proxies keep it open and a vanished client is noticed",
+    },
+    SettingInfo {
         key: "rate_limit_per_second",
         default: "100",
         accepts: "a number from 0.01 to 1000000: requests per second each API key may make, sustained (accounts may override)",
@@ -241,6 +246,8 @@ pub struct Settings {
     pub mcp_read_only: bool,
     pub shutdown_grace: Duration,
     pub rest_max_body_bytes: usize,
+    /// How long an SSE stream may be quiet before a keep-alive comment.
+    pub stream_keepalive: Duration,
     /// Default limits of every account.
     pub policy: Policy,
     pub max_attachments: usize,
@@ -426,6 +433,13 @@ impl Settings {
             .ok()
             .filter(|n| (1024..=1 << 30).contains(n))
             .ok_or_else(|| bad("rest_max_body_bytes"))?;
+        let stream_keepalive = get("stream_keepalive_seconds")
+            .0
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=3600).contains(n))
+            .map(Duration::from_secs)
+            .ok_or_else(|| bad("stream_keepalive_seconds"))?;
         let rate_per_second = get("rate_limit_per_second")
             .0
             .parse::<f64>()
@@ -511,6 +525,7 @@ impl Settings {
                 .ok_or_else(|| bad("mcp_read_only"))?,
             shutdown_grace,
             rest_max_body_bytes,
+            stream_keepalive,
             policy: Policy {
                 rate_per_second,
                 burst,

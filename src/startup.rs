@@ -23,6 +23,14 @@ use crate::domain::links::{LinkSigner, Links};
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::storage::Store;
 
+/// TCP keep-alive on accepted connections: a probe once a connection has
+/// been quiet for a minute, then every 15 s; after 4 unanswered the kernel
+/// closes it (about two minutes in all).
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(60))
+    .with_interval(Duration::from_secs(15))
+    .with_retries(4);
+
 /// A bound, ready-to-run Posthorn server.
 pub struct Application {
     listener: TcpListener,
@@ -178,6 +186,13 @@ impl Application {
             if let Err(error) = tcp.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
             }
+            // A peer that vanished without closing (a machine gone, a NAT
+            // entry dropped) is found by the kernel's probes on a quiet
+            // connection, so a stream it was watching ends instead of
+            // waiting for ever.
+            if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&KEEPALIVE) {
+                tracing::debug!(%error, "cannot set TCP keep-alive on a connection");
+            }
         });
         // The peer's address is what the tracking links record of a visitor.
         let serve = axum::serve(
@@ -250,6 +265,7 @@ async fn routes(
         grpc.clone(),
         GatewayOptions {
             max_body_bytes: settings.rest_max_body_bytes,
+            stream_keepalive: settings.stream_keepalive,
         },
     )
     .map_err(|problems| anyhow::anyhow!("the REST route table cannot be built: {problems}"))?;

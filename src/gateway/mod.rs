@@ -17,6 +17,7 @@ use std::io::Read;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -38,12 +39,16 @@ pub struct GatewayOptions {
     /// The largest request body accepted, in bytes, measured after
     /// decompression.
     pub max_body_bytes: usize,
+    /// How long a Server-Sent Events stream may be quiet before a comment
+    /// line is written to keep it open through proxies.
+    pub stream_keepalive: Duration,
 }
 
 impl Default for GatewayOptions {
     fn default() -> Self {
         GatewayOptions {
             max_body_bytes: 36 * 1024 * 1024,
+            stream_keepalive: Duration::from_secs(15),
         }
     }
 }
@@ -121,7 +126,14 @@ impl Gateway {
             Ok(body) => body,
             Err(response) => return refused(&parts, response, "body refused"),
         };
-        let message = match request::build(route, &captured, parts.uri.query(), &body) {
+        let built =
+            request::build(route, &captured, parts.uri.query(), &body).and_then(|mut message| {
+                if let Some(resume) = &route.resume {
+                    request::resume_after_last_event(resume, &parts.headers, &mut message)?;
+                }
+                Ok(message)
+            });
+        let message = match built {
             Ok(message) => message,
             Err(error) => {
                 let response = ErrorBody::invalid(&error).into_response();
@@ -153,7 +165,14 @@ impl Gateway {
             Err(never) => match never {},
         };
         let format = StreamFormat::from_accept(&parts.headers);
-        response::translate(&self.inner.pool, route, answer, format).await
+        response::translate(
+            &self.inner.pool,
+            route,
+            answer,
+            format,
+            self.inner.options.stream_keepalive,
+        )
+        .await
     }
 }
 

@@ -260,6 +260,18 @@ impl<'a> Builder<'a> {
                 &mut parameters,
             );
         }
+        if let Some(resume) = &route.resume {
+            parameters.push(json!({
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": false,
+                "description": format!(
+                    "Server-Sent Events: the `id` of the last event received, which is its cursor. The stream resumes after it, or after `{}` when that is later.",
+                    resume.after.name()
+                ),
+                "schema": {"type": "string", "pattern": "^[0-9]{0,19}$"},
+            }));
+        }
         let mut operation = json!({
             "operationId": operation_id,
             "summary": summary,
@@ -294,8 +306,14 @@ impl<'a> Builder<'a> {
             None => self.message_ref(&route.method.output()),
         };
         if route.method.is_server_streaming() {
+            let ids = match route.resume {
+                Some(_) => " with the message's cursor as its `id`",
+                None => "",
+            };
             json!({
-                "description": "A stream: one JSON message per line (application/x-ndjson), or one `data:` event per message (text/event-stream). A stream that fails ends with a final line `{\"error\": <google.rpc.Status>}` (an `error` event over SSE).",
+                "description": format!(
+                    "A stream: one JSON message per line (application/x-ndjson), or one `data:` event per message (text/event-stream){ids} and a `: keep-alive` comment when the stream is quiet. A stream that fails ends with a final line `{{\"error\": <google.rpc.Status>}}` (an `error` event over SSE)."
+                ),
                 "content": {
                     "application/x-ndjson": {"schema": schema},
                     "text/event-stream": {"schema": {"type": "string"}},

@@ -10,7 +10,7 @@ use prost_reflect::{
 };
 use serde_json::Value as Json;
 
-use super::routes::{BodyRule, Route, resolve_path};
+use super::routes::{BodyRule, Resume, Route, resolve_path};
 
 /// Why a request could not be mapped: the field (dotted path, empty for
 /// the body as a whole) and what is wrong with it.
@@ -359,6 +359,44 @@ fn set_from_text(
         None => MappingError::new(name, e.to_string()),
     })?;
     target.set_field(leaf, parsed.get_field(leaf).into_owned());
+    Ok(())
+}
+
+/// Resumes a stream after the `Last-Event-ID` that a reconnecting
+/// Server-Sent Events client sends: the request's cursor field becomes that
+/// id when it is later than the one the request gave (such a client
+/// reconnects with the URL it first used). An empty header means no event
+/// was seen.
+pub fn resume_after_last_event(
+    resume: &Resume,
+    headers: &http::HeaderMap,
+    message: &mut DynamicMessage,
+) -> Result<(), MappingError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    let id = text
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| {
+            MappingError::new(
+                resume.after.name(),
+                format!(
+                    "the Last-Event-ID header `{text}` must be a whole number from 0 to {}",
+                    i64::MAX
+                ),
+            )
+        })?;
+    let given = message.get_field(&resume.after).as_i64().unwrap_or(0);
+    if id > given {
+        message.set_field(&resume.after, Value::I64(id));
+    }
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! grpc-gateway's HTTP status for errors, and server streams as NDJSON or
 //! Server-Sent Events.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
@@ -48,20 +50,36 @@ impl StreamFormat {
         }
     }
 
-    fn message(self, json: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(json.len() + 8);
+    /// One streamed message; over Server-Sent Events with its `id` when the
+    /// stream can be resumed.
+    fn message(self, json: &[u8], id: Option<i64>) -> Bytes {
+        let mut out = Vec::with_capacity(json.len() + 32);
         match self {
             StreamFormat::Ndjson => {
                 out.extend_from_slice(json);
                 out.push(b'\n');
             }
             StreamFormat::Sse => {
+                if let Some(id) = id {
+                    out.extend_from_slice(format!("id: {id}\n").as_bytes());
+                }
                 out.extend_from_slice(b"data: ");
                 out.extend_from_slice(json);
                 out.extend_from_slice(b"\n\n");
             }
         }
         Bytes::from(out)
+    }
+
+    /// What is written when a stream has been quiet for a while, so that
+    /// proxies keep it open and a vanished client is noticed by the failed
+    /// write: a comment line over Server-Sent Events, which every client
+    /// skips. Nothing over NDJSON, where every line is a JSON document.
+    fn keepalive(self) -> Option<Bytes> {
+        match self {
+            StreamFormat::Ndjson => None,
+            StreamFormat::Sse => Some(Bytes::from_static(b": keep-alive\n\n")),
+        }
     }
 
     fn error(self, status: &Json) -> Bytes {
@@ -312,23 +330,35 @@ fn take_message(buffer: &mut BytesMut) -> Result<Option<Bytes>, &'static str> {
     Ok(Some(buffer.split_to(length).freeze()))
 }
 
-fn message_json(
-    descriptor: &MessageDescriptor,
-    route: &Route,
-    bytes: Bytes,
-) -> Result<Vec<u8>, String> {
-    let message = DynamicMessage::decode(descriptor.clone(), bytes)
-        .map_err(|e| format!("undecodable response: {e}"))?;
+fn decode(descriptor: &MessageDescriptor, bytes: Bytes) -> Result<DynamicMessage, String> {
+    DynamicMessage::decode(descriptor.clone(), bytes)
+        .map_err(|e| format!("undecodable response: {e}"))
+}
+
+fn message_json(message: &DynamicMessage, route: &Route) -> Result<Vec<u8>, String> {
     match &route.response_body {
-        None => to_json(&message).map_err(|e| e.to_string()),
+        None => to_json(message).map_err(|e| e.to_string()),
         Some(field) => {
-            let whole: Json =
-                serde_json::from_slice(&to_json(&message).map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
+            let whole: Json = serde_json::from_slice(&to_json(message).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
             let part = whole.get(field.name()).cloned().unwrap_or(Json::Null);
             serde_json::to_vec(&part).map_err(|e| e.to_string())
         }
     }
+}
+
+/// The cursor a streamed message carries, when its stream can be resumed.
+fn cursor(message: &DynamicMessage, route: &Route) -> Option<i64> {
+    fn at(message: &DynamicMessage, path: &[prost_reflect::FieldDescriptor]) -> Option<i64> {
+        let (first, rest) = path.split_first()?;
+        let value = message.get_field(first);
+        if rest.is_empty() {
+            value.as_i64()
+        } else {
+            at(value.as_message()?, rest)
+        }
+    }
+    at(message, &route.resume.as_ref()?.cursor)
 }
 
 /// Translates the answer of the tonic service for `route`.
@@ -337,6 +367,7 @@ pub async fn translate(
     route: &Route,
     answer: Response<Body>,
     format: StreamFormat,
+    keepalive: Duration,
 ) -> Response<Body> {
     let (parts, body) = answer.into_parts();
     if parts.headers.contains_key("grpc-status") {
@@ -355,7 +386,7 @@ pub async fn translate(
     let output = route.method.output();
 
     if route.method.is_server_streaming() {
-        let stream = stream_body(pool.clone(), route.clone(), output, body, format);
+        let stream = stream_body(pool.clone(), route.clone(), output, body, format, keepalive);
         let mut response = Response::new(Body::from_stream(stream));
         *response.headers_mut() = headers;
         response.headers_mut().insert(
@@ -387,7 +418,7 @@ pub async fn translate(
         Ok(_) => return internal("a unary answer did not hold exactly one message"),
         Err(reason) => return internal(reason),
     };
-    let json = match message_json(&output, route, message) {
+    let json = match decode(&output, message).and_then(|message| message_json(&message, route)) {
         Ok(json) => json,
         Err(reason) => return internal(&reason),
     };
@@ -408,6 +439,8 @@ struct StreamState {
     body: Body,
     buffer: BytesMut,
     format: StreamFormat,
+    /// How long the stream may be quiet before a keep-alive is written.
+    keepalive: Duration,
     done: bool,
 }
 
@@ -416,14 +449,16 @@ fn broken(reason: &str) -> Json {
     json!({"code": 13, "message": "internal error", "details": [error_info("INTERNAL")]})
 }
 
-/// Writes each streamed message as it arrives, and a final status object
-/// when the stream ends with an error.
+/// Writes each streamed message as it arrives, a keep-alive when the
+/// stream was quiet for `keepalive` (Server-Sent Events only), and a final
+/// status object when the stream ends with an error.
 fn stream_body(
     pool: DescriptorPool,
     route: Route,
     output: MessageDescriptor,
     body: Body,
     format: StreamFormat,
+    keepalive: Duration,
 ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
     let state = StreamState {
         pool,
@@ -432,6 +467,7 @@ fn stream_body(
         body,
         buffer: BytesMut::new(),
         format,
+        keepalive,
         done: false,
     };
     futures::stream::unfold(state, |mut state| async move {
@@ -441,8 +477,12 @@ fn stream_body(
         loop {
             match take_message(&mut state.buffer) {
                 Ok(Some(message)) => {
-                    return match message_json(&state.output, &state.route, message) {
-                        Ok(json) => Some((Ok(state.format.message(&json)), state)),
+                    let answer = decode(&state.output, message).and_then(|message| {
+                        let json = message_json(&message, &state.route)?;
+                        Ok((json, cursor(&message, &state.route)))
+                    });
+                    return match answer {
+                        Ok((json, id)) => Some((Ok(state.format.message(&json, id)), state)),
                         Err(reason) => {
                             state.done = true;
                             Some((Ok(state.format.error(&broken(&reason))), state))
@@ -455,7 +495,15 @@ fn stream_body(
                     return Some((Ok(state.format.error(&broken(reason))), state));
                 }
             }
-            match state.body.frame().await {
+            let frame = match state.format.keepalive() {
+                Some(line) => match tokio::time::timeout(state.keepalive, state.body.frame()).await
+                {
+                    Ok(frame) => frame,
+                    Err(_) => return Some((Ok(line), state)),
+                },
+                None => state.body.frame().await,
+            };
+            match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => state.buffer.extend_from_slice(&data),
                     Err(frame) => {

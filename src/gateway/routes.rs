@@ -39,6 +39,55 @@ pub struct Route {
     pub body: BodyRule,
     /// `response_body`: the response field sent instead of the whole message.
     pub response_body: Option<FieldDescriptor>,
+    /// How a server stream is resumed, when it can be (see [`Resume`]).
+    pub resume: Option<Resume>,
+}
+
+/// A server stream that can be resumed: its request has an `int64
+/// after_cursor` and each of its messages an `int64 cursor` (a field of its
+/// own, or of one of its message fields). Over Server-Sent Events each
+/// message's cursor is its event `id`, and a `Last-Event-ID` header, which
+/// a reconnecting client sends with the last id it saw, resumes after it.
+#[derive(Clone, Debug)]
+pub struct Resume {
+    /// The request field the stream resumes after.
+    pub after: FieldDescriptor,
+    /// The path to each message's cursor.
+    pub cursor: Vec<FieldDescriptor>,
+}
+
+impl Resume {
+    /// The resume fields of `method`, when it is a server stream that has
+    /// them.
+    fn of(method: &MethodDescriptor) -> Option<Resume> {
+        let int64 = |field: &FieldDescriptor| {
+            matches!(field.kind(), Kind::Int64) && !field.is_list() && !field.is_map()
+        };
+        if !method.is_server_streaming() {
+            return None;
+        }
+        let after = method
+            .input()
+            .get_field_by_name("after_cursor")
+            .filter(int64)?;
+        let output = method.output();
+        if let Some(cursor) = output.get_field_by_name("cursor").filter(int64) {
+            return Some(Resume {
+                after,
+                cursor: vec![cursor],
+            });
+        }
+        output.fields().find_map(|outer| match outer.kind() {
+            Kind::Message(inner) if !outer.is_list() && !outer.is_map() => inner
+                .get_field_by_name("cursor")
+                .filter(int64)
+                .map(|cursor| Resume {
+                    after: after.clone(),
+                    cursor: vec![outer.clone(), cursor],
+                }),
+            _ => None,
+        })
+    }
 }
 
 impl Route {
@@ -322,6 +371,7 @@ fn route(method: &MethodDescriptor, rule: &HttpRule) -> Result<Route, String> {
         variables,
         body,
         response_body,
+        resume: Resume::of(method),
     })
 }
 

@@ -53,8 +53,46 @@ pub async fn send(app: &TestApp, key: &str, request: v1::SendEmailRequest) -> St
         .id
 }
 
+/// The next Server-Sent Events block of a REST stream (an event or a
+/// comment), without its blank line; awaited, bounded.
+async fn next_sse<S>(body: &mut S, buffer: &mut Vec<u8>) -> String
+where
+    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+{
+    loop {
+        if let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+            let block = String::from_utf8(buffer[..end].to_vec()).expect("UTF-8");
+            buffer.drain(..end + 2);
+            return block;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .expect("a block arrives")
+            .expect("the stream is open")
+            .unwrap();
+        buffer.extend_from_slice(&chunk);
+    }
+}
+
+/// An SSE event's `id` and its data as JSON.
+fn sse_event(block: &str) -> (String, serde_json::Value) {
+    let (id, data) = block
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("{block:?}"));
+    let id = id
+        .strip_prefix("id: ")
+        .unwrap_or_else(|| panic!("{block:?}"));
+    let data = data
+        .strip_prefix("data: ")
+        .unwrap_or_else(|| panic!("{block:?}"));
+    (id.to_owned(), serde_json::from_str(data).unwrap())
+}
+
 on_both_databases! {
-    configure = |s| s.deliver = true;
+    configure = |s| {
+        s.deliver = true;
+        s.stream_keepalive = Duration::from_millis(200);
+    };
 
     async fn capture_delivers_and_the_stream_shows_queued_then_delivered(app: TestApp) {
         let key = &app.account_a.key;
@@ -213,6 +251,59 @@ on_both_databases! {
             .await
             .unwrap_err();
         assert_eq!((status.code(), reason(&status).as_str()), (tonic::Code::NotFound, "NOT_FOUND"));
+    }
+
+    async fn rest_streams_the_watch_as_sse_with_cursor_ids_and_resumes_after_last_event_id(app: TestApp) {
+        let key = &app.account_a.key;
+        let (status, _, sent) = post(&app, key, "/v1/send", &crate::send::inline_json(), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let id = sent["id"].as_str().unwrap();
+        let url = format!("{}/v1/messages:watch?message_id={id}", app.base_url);
+        let open = |last_event_id: Option<String>| {
+            let mut request = app.http.get(&url).header("x-api-key", key).header("accept", "text/event-stream");
+            if let Some(last) = last_event_id {
+                request = request.header("last-event-id", last);
+            }
+            request.send()
+        };
+
+        // The message's events from its first, each with its cursor as id,
+        // up to its delivery.
+        let response = open(None).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let (mut body, mut buffer) = (response.bytes_stream(), Vec::new());
+        let mut events = Vec::new();
+        while events.last().is_none_or(|(_, event): &(String, serde_json::Value)| event["event"]["type"] != "delivered") {
+            let block = next_sse(&mut body, &mut buffer).await;
+            if block.starts_with(':') {
+                continue;
+            }
+            events.push(sse_event(&block));
+        }
+        let types: Vec<_> = events.iter().map(|(_, e)| e["event"]["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["queued", "delivered"]);
+        for (id, event) in &events {
+            assert_eq!(event["event"]["cursor"], json!(id), "the id is the event's cursor");
+        }
+        // Nothing more happens to the message: the stream keeps alive.
+        assert_eq!(next_sse(&mut body, &mut buffer).await, ": keep-alive");
+        drop(body);
+
+        // A client that lost the stream after the first event reconnects
+        // with its id and gets the rest, not the first again.
+        let response = open(Some(events[0].0.clone())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let (mut body, mut buffer) = (response.bytes_stream(), Vec::new());
+        let resumed = sse_event(&next_sse(&mut body, &mut buffer).await);
+        assert_eq!(resumed, events[1]);
+
+        // An id that is not a cursor is refused, naming the field.
+        let response = open(Some("evt_1".into())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let status: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(crate::helpers::json_violations(&status), ["after_cursor"], "{status}");
+        assert!(status["message"].as_str().unwrap().contains("Last-Event-ID header `evt_1` must be a whole number"), "{status}");
     }
 
     async fn rest_streams_the_watch_as_ndjson(app: TestApp) {

@@ -69,6 +69,13 @@ fn int(message: &DynamicMessage, name: &str) -> i32 {
         .unwrap_or_default()
 }
 
+fn string(message: &DynamicMessage, name: &str) -> String {
+    message
+        .get_field_by_name(name)
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Request metadata echoed back as `echo-<name>` response metadata.
 const ECHOED: &[&str] = &[
     "authorization",
@@ -129,6 +136,29 @@ impl UnaryService<DynamicMessage> for Unary {
 
 struct Watch;
 
+/// The `id`s of the endless Watch streams (`stream_count` -1) still open;
+/// one leaves when whoever called drops its stream.
+pub static OPEN_WATCHES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Holds an id in [`OPEN_WATCHES`] while its stream lives.
+struct Open(String);
+
+impl Open {
+    fn new(id: String) -> Open {
+        OPEN_WATCHES.lock().expect("not poisoned").push(id.clone());
+        Open(id)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = OPEN_WATCHES.lock().expect("not poisoned");
+        if let Some(at) = open.iter().position(|id| *id == self.0) {
+            open.remove(at);
+        }
+    }
+}
+
 type EchoStream = Pin<Box<dyn Stream<Item = Result<DynamicMessage, tonic::Status>> + Send>>;
 
 impl ServerStreamingService<DynamicMessage> for Watch {
@@ -142,11 +172,19 @@ impl ServerStreamingService<DynamicMessage> for Watch {
             let message = request.into_inner();
             let count = int(&message, "stream_count");
             let fail_after = int(&message, "fail_after");
+            let after = message
+                .get_field_by_name("after_cursor")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0);
             let stream: EchoStream = if count < 0 {
-                Box::pin(
-                    futures::stream::once(async move { Ok(message) })
-                        .chain(futures::stream::pending()),
-                )
+                let mut first = message;
+                first.set_field_by_name("cursor", Value::I64(after + 1));
+                let open = Open::new(string(&first, "id"));
+                let rest = futures::stream::poll_fn(move |_| {
+                    let _held = &open;
+                    Poll::Pending
+                });
+                Box::pin(futures::stream::once(async move { Ok(first) }).chain(rest))
             } else {
                 let mut items = Vec::new();
                 for i in 0..count {
@@ -158,6 +196,7 @@ impl ServerStreamingService<DynamicMessage> for Watch {
                     }
                     let mut copy = message.clone();
                     copy.set_field_by_name("small", Value::I32(i));
+                    copy.set_field_by_name("cursor", Value::I64(after + i64::from(i) + 1));
                     items.push(Ok(copy));
                 }
                 Box::pin(futures::stream::iter(items))

@@ -515,6 +515,7 @@ async fn bodies_over_the_limit_get_413_before_decoding_and_gzip_is_limited_infla
     let limit = 64 * 1024;
     let addr = echo::spawn(GatewayOptions {
         max_body_bytes: limit,
+        ..GatewayOptions::default()
     })
     .await;
     let client = reqwest::Client::new();
@@ -631,11 +632,10 @@ async fn server_streams_arrive_as_ndjson_or_sse_and_end_with_a_status_on_error()
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let text = response.text().await.unwrap();
-    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    let events = sse_events(&text);
     assert_eq!(events.len(), 2, "{text:?}");
-    for (i, event) in events.iter().enumerate() {
-        let data = event.strip_prefix("data: ").expect("a data event");
-        assert_eq!(serde_json::from_str::<Value>(data).unwrap()["small"], i);
+    for (i, (_, data)) in events.iter().enumerate() {
+        assert_eq!(data["small"], i);
     }
 
     // An error mid-stream ends it with a final status object.
@@ -688,6 +688,183 @@ async fn server_streams_arrive_as_ndjson_or_sse_and_end_with_a_status_on_error()
         .expect("a chunk");
     let first: Value = serde_json::from_slice(chunk.strip_suffix(b"\n").unwrap()).unwrap();
     assert_eq!(first["id"], "open");
+}
+
+/// The next chunk of a streamed response, awaited (bounded).
+async fn next_chunk(response: &mut reqwest::Response) -> bytes::Bytes {
+    tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("a chunk arrives")
+        .unwrap()
+        .expect("the stream is still open")
+}
+
+/// The events of a Server-Sent Events text: each one's `id` (when it has
+/// one) and its `data` as JSON.
+fn sse_events(text: &str) -> Vec<(Option<String>, Value)> {
+    text.split("\n\n")
+        .filter(|event| !event.is_empty())
+        .map(|event| {
+            let mut id = None;
+            let mut data = None;
+            for line in event.lines() {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = Some(value.to_owned());
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(value).expect("data is JSON"));
+                } else {
+                    panic!("unexpected line {line:?} in {text:?}");
+                }
+            }
+            (id, data.expect("an event has data"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn sse_events_carry_their_cursor_as_id_and_last_event_id_resumes_after_it() {
+    let addr = echo::spawn(GatewayOptions::default()).await;
+    let client = reqwest::Client::new();
+    let watch = |query: &str, last_event_id: Option<&str>| {
+        let mut request = client
+            .get(format!("http://{addr}/v1/things:watch?{query}"))
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        request.send()
+    };
+
+    // Each event's id is the cursor its message carries.
+    let text = watch("stream_count=2&after_cursor=40", None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let ids: Vec<_> = events.iter().map(|(id, _)| id.as_deref()).collect();
+    assert_eq!(ids, [Some("41"), Some("42")], "{text:?}");
+    assert_eq!(events[1].1["cursor"], "42");
+
+    // A client reconnecting with the URL it first used and the last id it
+    // saw resumes right after that id.
+    let text = watch("stream_count=2&after_cursor=40", Some("41"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<_> = sse_events(&text).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, [Some("42".to_owned()), Some("43".to_owned())]);
+    // An id older than the request's cursor does not take it back; an empty
+    // one means no event was seen.
+    for stale in ["7", ""] {
+        let text = watch("stream_count=1&after_cursor=40", Some(stale))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(sse_events(&text)[0].0.as_deref(), Some("41"), "{stale:?}");
+    }
+
+    // An id that is not a cursor is refused, naming the field and the rule.
+    for bad in ["abc", "-1", "99999999999999999999"] {
+        let response = watch("stream_count=1", Some(bad)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        let violation = &body["details"][1]["field_violations"][0];
+        assert_eq!(violation["field"], "after_cursor", "{body}");
+        let description = violation["description"].as_str().unwrap();
+        assert!(
+            description.contains("Last-Event-ID")
+                && description.contains(bad)
+                && description.contains("whole number from 0 to 9223372036854775807"),
+            "{body}"
+        );
+    }
+
+    // A call that is not a stream ignores the header.
+    let response = client
+        .get(format!("http://{addr}/v1/things/x"))
+        .header("last-event-id", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["after_cursor"], "0");
+}
+
+#[tokio::test]
+async fn a_quiet_sse_stream_gets_keep_alive_comments_and_a_client_gone_ends_it() {
+    let addr = echo::spawn(GatewayOptions {
+        stream_keepalive: Duration::from_millis(100),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut response = client
+        .get(format!(
+            "http://{addr}/v1/things:watch?stream_count=-1&id=quiet-sse"
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    let first = next_chunk(&mut response).await;
+    assert!(first.starts_with(b"id: 1\ndata: {"), "{first:?}");
+    // Nothing more is sent, so keep-alive comments follow, one per quiet
+    // period.
+    for _ in 0..3 {
+        assert_eq!(&next_chunk(&mut response).await[..], b": keep-alive\n\n");
+    }
+
+    // NDJSON has no comment lines: a quiet stream stays quiet.
+    let mut response = client
+        .get(format!(
+            "http://{addr}/v1/things:watch?stream_count=-1&id=quiet-ndjson"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let first = next_chunk(&mut response).await;
+    assert!(first.starts_with(b"{"), "{first:?}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), response.chunk())
+            .await
+            .is_err(),
+        "five quiet periods pass without a byte"
+    );
+    drop(response);
+
+    // A client that goes away ends the stream behind it.
+    let mut response = client
+        .get(format!(
+            "http://{addr}/v1/things:watch?stream_count=-1&id=gone"
+        ))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    next_chunk(&mut response).await;
+    let open = || {
+        echo::OPEN_WATCHES
+            .lock()
+            .unwrap()
+            .contains(&"gone".to_owned())
+    };
+    assert!(open());
+    drop(response);
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while open() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the service's stream is dropped once its client is gone");
 }
 
 /// Writes `proto` as `bad/v1/bad.proto` and tries to build a gateway on it.

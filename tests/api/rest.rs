@@ -331,6 +331,29 @@ async fn the_openapi_document_lists_every_route_with_both_security_schemes() {
     assert!(
         watch.get("application/x-ndjson").is_some() && watch.get("text/event-stream").is_some()
     );
+    // The watch resumes after an SSE client's Last-Event-ID.
+    let parameters = document["paths"]["/v1/messages:watch"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let last_event_id = parameters
+        .iter()
+        .find(|p| p["name"] == "Last-Event-ID")
+        .expect("a Last-Event-ID parameter");
+    assert_eq!(last_event_id["in"], "header");
+    assert!(
+        last_event_id["description"]
+            .as_str()
+            .unwrap()
+            .contains("after_cursor")
+    );
+    // A call that is not a stream has none.
+    let get = &document["paths"]["/v1/messages/{id}"]["get"]["parameters"];
+    assert!(
+        get.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "Last-Event-ID")
+    );
 }
 
 /// The REST surface is an inventory, reviewed like code (OWASP API9): a new
