@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::domain::Error;
 
@@ -189,6 +189,7 @@ fn checkpoint_loop(
     wal: &Wal,
     stopped: &mpsc::Receiver<()>,
 ) {
+    let (mut checkpoints, mut flushes) = (Failures::default(), Failures::default());
     loop {
         match stopped.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -196,23 +197,79 @@ fn checkpoint_loop(
         }
         for _ in 0..CATCH_UP_PASSES {
             let copied = match checkpoint(conn, page) {
-                Ok(Some((length, copied))) => wal.saw(length, copied),
-                Ok(None) => 0,
+                Ok(found) => {
+                    if let Some(failures) = checkpoints.succeeded() {
+                        tracing::info!(failures, database = %path.display(), "the SQLite checkpoint works again");
+                    }
+                    found.map_or(0, |(length, copied)| wal.saw(length, copied))
+                }
                 Err(error) => {
-                    tracing::warn!(%error, database = %path.display(), "the SQLite checkpoint failed; it runs again shortly");
+                    if let Some(failures) = checkpoints.failed(Instant::now()) {
+                        tracing::warn!(%error, failures, database = %path.display(), "the SQLite checkpoint failed; it is tried again every 200 ms, and this is said again at most once a minute");
+                    }
                     break;
                 }
             };
             // Nothing copied, nothing to flush.
-            if copied > 0
-                && let Err(error) = flush_in_steps(file)
-            {
-                tracing::warn!(%error, database = %path.display(), "flushing the SQLite database file failed");
+            if copied > 0 {
+                match flush_in_steps(file) {
+                    Ok(()) => {
+                        if let Some(failures) = flushes.succeeded() {
+                            tracing::info!(failures, database = %path.display(), "flushing the SQLite database file works again");
+                        }
+                    }
+                    Err(error) => {
+                        if let Some(failures) = flushes.failed(Instant::now()) {
+                            tracing::warn!(%error, failures, database = %path.display(), "flushing the SQLite database file failed; it is tried again after the next checkpoint, and this is said again at most once a minute");
+                        }
+                    }
+                }
             }
             if !wal.catching_up() {
                 break;
             }
         }
+    }
+}
+
+/// How often a step of the checkpoint that keeps failing is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// A step of the checkpoint that may fail on every pass (a full disk makes
+/// it fail five times a second): reported at its first failure, then at
+/// most once every [`REPORT_EVERY`] with how many failures there were since,
+/// and once more when it works again.
+#[derive(Debug, Default)]
+struct Failures {
+    /// Failures in a row.
+    streak: u64,
+    /// Failures since the last report.
+    unreported: u64,
+    /// When the last report was made, while failing.
+    reported: Option<Instant>,
+}
+
+impl Failures {
+    /// Counts a failure at `now`: how many to report now (this one
+    /// included), or `None` when it is too soon to report again.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.streak += 1;
+        self.unreported += 1;
+        if self
+            .reported
+            .is_some_and(|at| now.duration_since(at) < REPORT_EVERY)
+        {
+            return None;
+        }
+        self.reported = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    /// Counts a success: how many failures in a row it ended, if any.
+    fn succeeded(&mut self) -> Option<u64> {
+        self.unreported = 0;
+        self.reported = None;
+        (self.streak > 0).then(|| std::mem::take(&mut self.streak))
     }
 }
 
@@ -272,6 +329,26 @@ fn flush_in_steps(file: &std::fs::File) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_step_is_reported_at_once_then_once_a_minute_and_when_it_works_again() {
+        let mut failures = Failures::default();
+        assert_eq!(failures.succeeded(), None, "nothing failed");
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(failures.failed(at(0)), Some(1), "the first failure at once");
+        // Five a second for a minute: silent.
+        for tick in 1..300 {
+            assert_eq!(failures.failed(at(tick * 200)), None, "tick {tick}");
+        }
+        // A minute after the last report: every failure since counted.
+        assert_eq!(failures.failed(at(60_000)), Some(300));
+        assert_eq!(failures.failed(at(60_200)), None);
+        assert_eq!(failures.succeeded(), Some(302), "the whole run of failures");
+        assert_eq!(failures.succeeded(), None);
+        // A new run of failures is reported at once again.
+        assert_eq!(failures.failed(at(60_600)), Some(1));
+    }
 
     /// The restart point of these tests' logs.
     const WAL_RESTART_BYTES: i64 = 64 << 20;
