@@ -151,10 +151,28 @@ pub async fn run() -> ExitCode {
     match execute(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", with_causes(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes joined by `: `, each cause left out when the
+/// text before it already ends with it: sea-orm's and sqlx's errors repeat
+/// their cause's words in their own.
+fn with_causes(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -389,5 +407,30 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_error_is_printed_with_each_cause_once() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "Connection Error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = anyhow::Error::new(Wrapper(refused)).context("cannot open the database");
+        assert_eq!(
+            with_causes(&error),
+            "cannot open the database: Connection Error: refused"
+        );
+        // A cause that says something new is kept.
+        let error = anyhow::anyhow!("disk full").context("applying migrations");
+        assert_eq!(with_causes(&error), "applying migrations: disk full");
     }
 }

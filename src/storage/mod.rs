@@ -264,14 +264,17 @@ impl Store {
         let restart_at = (sqlite_log_mb.clamp(1, 1 << 20) as i64) << 20;
         let wal = std::sync::Arc::new(checkpoint::Wal::new(restart_at));
         let log_bound = wal.bound();
-        let db = Database::connect(options(
+        let db = match Database::connect(options(
             url,
             max_connections,
             SqliteSynchronous::Full,
             log_bound,
         ))
         .await
-        .map_err(db_error)?;
+        {
+            Ok(db) => db,
+            Err(error) => return Err(why_not_connected(url, error).await),
+        };
         let event_signal = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
         let mut listening = None;
         let mut checkpointer = None;
@@ -594,6 +597,31 @@ pub(crate) async fn begin_writing(db: &DatabaseConnection) -> Result<DatabaseTra
 /// Classifies a database error: lost or unreachable connections, and the
 /// database's own errors that a retry can outlast ([`transient`]), are
 /// STORAGE_UNAVAILABLE (retryable); everything else is internal.
+/// The error of a pool that could not open its first connection. sqlx's
+/// pool answers a PostgreSQL server it cannot use with "pool timed out",
+/// hiding why; one connection made directly says why (refused, no such
+/// database or role, a wrong password).
+async fn why_not_connected(url: &str, error: DbErr) -> Error {
+    use sea_orm::sqlx::Connection as _;
+    let timed_out = matches!(
+        &error,
+        DbErr::Conn(RuntimeErr::SqlxError(e)) if matches!(e.as_ref(), sea_orm::sqlx::Error::PoolTimedOut)
+    );
+    if timed_out && (url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(5),
+            sea_orm::sqlx::postgres::PgConnection::connect(url),
+        )
+        .await;
+        if let Ok(Err(cause)) = attempt {
+            return Error::StorageUnavailable(
+                anyhow::Error::new(cause).context("cannot connect to PostgreSQL"),
+            );
+        }
+    }
+    db_error(error)
+}
+
 pub(crate) fn db_error(err: DbErr) -> Error {
     let unavailable = match &err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,

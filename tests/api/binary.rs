@@ -285,6 +285,30 @@ async fn an_unreachable_database_stops_start_up_with_a_clear_error() {
         err.contains("postgres://nobody:***@127.0.0.1:1/none") && !err.contains("s3cret"),
         "{err}"
     );
+    // It says why, once: not only that a pool timed out.
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+
+    // A server that answers, without the database asked for.
+    let Ok(url) = std::env::var("POSTHORN_TEST_DATABASE_URL") else {
+        return;
+    };
+    let (server, _) = url
+        .rsplit_once('/')
+        .expect("a database URL names a database");
+    let err = serve_refused(
+        dir.path(),
+        &[(
+            "POSTHORN_DATABASE_URL",
+            &format!("{server}/posthorn_no_such_database"),
+        )],
+        &[],
+    )
+    .await;
+    assert!(
+        err.contains(r#"database "posthorn_no_such_database" does not exist"#),
+        "{err}"
+    );
 }
 
 #[tokio::test]
