@@ -805,32 +805,35 @@ async fn a_quiet_sse_stream_gets_keep_alive_comments_and_a_client_gone_ends_it()
     })
     .await;
     let client = reqwest::Client::new();
-    let mut response = client
-        .get(format!(
-            "http://{addr}/v1/things:watch?stream_count=-1&id=quiet-sse"
-        ))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
-    let first = next_chunk(&mut response).await;
-    assert!(first.starts_with(b"id: 1\ndata: {"), "{first:?}");
-    // Nothing more is sent, so keep-alive comments follow, one per quiet
-    // period.
-    for _ in 0..3 {
-        assert_eq!(&next_chunk(&mut response).await[..], b": keep-alive\n\n");
+    // An endless watch (one message, then nothing) named `id`.
+    let endless = |id: &str, sse: bool| {
+        let mut request = client.get(format!(
+            "http://{addr}/v1/things:watch?stream_count=-1&id={id}"
+        ));
+        if sse {
+            request = request.header("accept", "text/event-stream");
+        }
+        async move { request.send().await.unwrap() }
+    };
+
+    let mut response = endless("quiet-sse", true).await;
+    let mut text = String::new();
+    // Nothing more is sent after the first event, so keep-alive comments
+    // follow, one per quiet period.
+    while text.matches("\n\n").count() < 4 {
+        text.push_str(std::str::from_utf8(&next_chunk(&mut response).await).unwrap());
     }
+    let blocks: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert!(blocks[0].starts_with("id: 1\ndata: {"), "{text:?}");
+    assert!(blocks[1..].iter().all(|b| *b == ": keep-alive"), "{text:?}");
 
     // NDJSON has no comment lines: a quiet stream stays quiet.
-    let mut response = client
-        .get(format!(
-            "http://{addr}/v1/things:watch?stream_count=-1&id=quiet-ndjson"
-        ))
-        .send()
-        .await
-        .unwrap();
+    let mut response = endless("quiet-ndjson", false).await;
     let first = next_chunk(&mut response).await;
-    assert!(first.starts_with(b"{"), "{first:?}");
+    assert!(
+        first.starts_with(b"{") && first.ends_with(b"}\n"),
+        "{first:?}"
+    );
     assert!(
         tokio::time::timeout(Duration::from_millis(500), response.chunk())
             .await
@@ -840,14 +843,7 @@ async fn a_quiet_sse_stream_gets_keep_alive_comments_and_a_client_gone_ends_it()
     drop(response);
 
     // A client that goes away ends the stream behind it.
-    let mut response = client
-        .get(format!(
-            "http://{addr}/v1/things:watch?stream_count=-1&id=gone"
-        ))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let mut response = endless("gone", true).await;
     next_chunk(&mut response).await;
     let open = || {
         echo::OPEN_WATCHES
