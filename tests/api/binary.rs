@@ -652,3 +652,58 @@ async fn a_key_revoked_by_another_process_is_refused_within_the_auth_cache_ttl()
     assert_eq!(crate::helpers::reason(&refused), "API_KEY_INVALID");
     assert!(terminate(started.child).await.success());
 }
+
+/// Started with the soft limit of open files that many systems give a
+/// process (1,024; here 256, under a higher hard limit), the server raises
+/// it and answers more watch streams at once than the old limit allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_watch_streams_than_the_soft_open_file_limit_are_all_answered() {
+    const STREAMS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new("sh");
+    command
+        .current_dir(dir.path())
+        .args(["-c", r#"ulimit -Sn 256 && exec "$0" serve"#])
+        .arg(env!("CARGO_BIN_EXE_posthorn"))
+        .kill_on_drop(true)
+        .stderr(Stdio::null());
+    clean_environment(&mut command);
+    command
+        .env("POSTHORN_LISTEN", "127.0.0.1:0")
+        // The limits on requests have tests of their own.
+        .env("POSTHORN_RATE_LIMIT_BURST", "1000000");
+    let server = start_command(command, false).await;
+    let key = server.key();
+
+    // Each stream on a connection of its own, all open at once.
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let url = format!("http://{}/v1/messages:watch", server.addr);
+    let opening = (0..STREAMS).map(|_| {
+        client
+            .get(&url)
+            .header("x-api-key", &key)
+            .header("accept", "text/event-stream")
+            .send()
+    });
+    let responses =
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(opening))
+            .await
+            .expect("every stream is answered");
+    for response in &responses {
+        let response = response.as_ref().expect("connected");
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+    }
+    // And the server still takes a send meanwhile.
+    let sent = client
+        .post(format!("http://{}/v1/send", server.addr))
+        .header("x-api-key", &key)
+        .json(&serde_json::json!({
+            "from_email": "hello@localhost", "to": ["you@example.com"],
+            "subject": "Hello", "text": "Still here",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), reqwest::StatusCode::OK);
+    drop(responses);
+}
