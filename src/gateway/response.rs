@@ -396,6 +396,12 @@ pub async fn translate(
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // nginx holds a proxied answer back until its buffer fills unless
+        // told otherwise: a stream's messages would arrive in lumps.
+        response.headers_mut().insert(
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
         return response;
     }
 

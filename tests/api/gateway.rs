@@ -631,6 +631,9 @@ async fn server_streams_arrive_as_ndjson_or_sse_and_end_with_a_status_on_error()
         .await
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
+    // Neither a cache nor a proxy's buffer holds the events back.
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
     let text = response.text().await.unwrap();
     let events = sse_events(&text);
     assert_eq!(events.len(), 2, "{text:?}");
