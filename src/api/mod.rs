@@ -74,11 +74,29 @@ where
     <L::Service as Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
 {
     let wrapped = ServiceBuilder::new()
+        .map_response(unbuffered_grpc_web)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(trace::rpc_trace_layer())
         .layer(layer)
         .service(service);
     router.route_service(&format!("/{}/{{*method}}", S::NAME), wrapped)
+}
+
+/// Marks a gRPC-Web answer `X-Accel-Buffering: no`: nginx holds a proxied
+/// answer back until its buffer fills unless told otherwise, and a
+/// browser's `WatchMessages` stream would arrive in lumps.
+fn unbuffered_grpc_web<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let grpc_web = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
+    if grpc_web {
+        response.headers_mut().insert(
+            http::HeaderName::from_static("x-accel-buffering"),
+            http::HeaderValue::from_static("no"),
+        );
+    }
+    response
 }
 
 /// The routers this door serves, sharing one authenticator and one set of

@@ -306,6 +306,42 @@ on_both_databases! {
         assert!(status["message"].as_str().unwrap().contains("Last-Event-ID header `evt_1` must be a whole number"), "{status}");
     }
 
+    async fn a_browser_watch_over_grpc_web_streams_unbuffered_through_proxies(app: TestApp) {
+        let key = &app.account_a.key;
+        let id = send(&app, key, inline()).await;
+        let request = v1::WatchMessagesRequest { message_id: id.clone(), ..Default::default() };
+        let mut response = app
+            .http
+            .post(format!("{}/posthorn.v1.MessagesService/WatchMessages", app.base_url))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .header("x-api-key", key)
+            .body(crate::grpc_web::frame(&request))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/grpc-web+proto");
+        assert_eq!(response.headers()["x-accel-buffering"], "no", "nginx must not buffer the stream");
+        // The message's first event arrives while the stream stays open.
+        let mut body = Vec::new();
+        while body.len() < 5 || body.len() < 5 + u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize {
+            let chunk = tokio::time::timeout(Duration::from_secs(20), response.chunk())
+                .await
+                .expect("a frame arrives")
+                .unwrap()
+                .expect("the stream is open");
+            body.extend_from_slice(&chunk);
+        }
+        assert_eq!(body[0], 0, "a message frame, not trailers");
+        let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        let event = <v1::WatchMessagesResponse as prost::Message>::decode(&body[5..5 + length])
+            .unwrap()
+            .event
+            .unwrap();
+        assert_eq!((event.message_id.as_str(), event.r#type), (id.as_str(), v1::EventType::Queued as i32));
+    }
+
     async fn rest_streams_the_watch_as_ndjson(app: TestApp) {
         let key = &app.account_a.key;
         let (status, _, sent) = post(&app, key, "/v1/send", &crate::send::inline_json(), &[]).await;
