@@ -11,7 +11,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Streaming;
 
-use crate::helpers::{Backend, KeyHeader, TestApp, reason, try_spawn_app_with, with_key};
+use crate::helpers::{
+    Backend, KeyHeader, TestApp, reason, spawn_app, try_spawn_app_with, with_key,
+};
 
 use crate::on_both_databases;
 use crate::send::{client, get, inline, post};
@@ -464,4 +466,34 @@ async fn a_bad_relay_url_is_refused_at_start_without_showing_the_password() {
         "{text}"
     );
     assert!(!text.contains("secret"), "credentials never appear: {text}");
+}
+
+/// A watcher that vanished without closing its connection (its machine
+/// gone, a NAT entry dropped) leaves nothing to read; the kernel's
+/// keep-alive probes on every API connection find it. Read from the
+/// kernel's table of TCP sockets: the server's end of a fresh connection
+/// runs the keep-alive timer.
+#[tokio::test]
+async fn every_api_connection_is_probed_by_tcp_keep_alive() {
+    let app = spawn_app().await;
+    let client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let ours = client.local_addr().unwrap().port();
+    // The timer of the server's end: `tr` is 2 for keep-alive.
+    let timer = || {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("Linux's table of TCP sockets");
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+            (port(fields[1])? == app.addr.port() && port(fields[2])? == ours)
+                .then(|| fields[5].split(':').next().unwrap_or_default().to_owned())
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while timer().as_deref() != Some("02") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the server's end runs no keep-alive timer: {:?}", timer()));
+    drop(client);
 }
