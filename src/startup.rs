@@ -45,6 +45,8 @@ pub struct Application {
     webhooks: Option<(DispatchSettings, Arc<HttpSender>, Arc<dyn Clock>)>,
     /// The second listener, serving only the links in delivered mail.
     public: Option<(TcpListener, Router)>,
+    /// Set when shutdown begins (see `run_until`).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -75,8 +77,16 @@ impl Application {
             settings.webhook_targets,
             settings.webhook_hosts.clone(),
         ));
-        let (router, links_router) =
-            routes(settings, store.clone(), &links, webhook_sender.clone()).await?;
+        // Turns true when shutdown begins; long-lived streams end then.
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let (router, links_router) = routes(
+            settings,
+            store.clone(),
+            &links,
+            webhook_sender.clone(),
+            stopping_rx,
+        )
+        .await?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {} (setting `listen`)", settings.listen))?;
@@ -93,6 +103,7 @@ impl Application {
         Ok(Application {
             listener,
             router,
+            stopping,
             store,
             grace: settings.shutdown_grace,
             transport,
@@ -147,7 +158,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+        let stopping_tx = self.stopping;
+        let mut stopping = stopping_tx.subscribe();
         let (pool_stop, pool_stopping) = tokio::sync::watch::channel(false);
         let dispatcher = self.webhooks.map(|(settings, sender, clock)| {
             crate::delivery::webhooks::spawn(
@@ -246,13 +258,14 @@ async fn routes(
     store: Store,
     links: &Links,
     webhook_sender: Arc<HttpSender>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(Router, Router)> {
     let crate::api::Routers {
         grpc,
         pages,
         links: links_router,
         auth,
-    } = crate::api::routers(store.clone(), settings, links, webhook_sender).await?;
+    } = crate::api::routers(store.clone(), settings, links, webhook_sender, stopping).await?;
     let mcp = crate::mcp::router(
         grpc.clone(),
         auth,

@@ -130,6 +130,7 @@ pub async fn routers(
     settings: &Settings,
     links: &Links,
     webhook_sender: Arc<HttpSender>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Routers> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let contacts = Arc::new(Contacts::new(store.clone(), clock.clone()));
@@ -211,6 +212,7 @@ pub async fn routers(
             sender,
             feedback,
             store.clone(),
+            stopping,
         )),
         auth.clone(),
     );

@@ -39,7 +39,7 @@ pub fn to_status(error: Error) -> Status {
         Error::RateLimited { .. } | Error::QuotaExceeded { .. } | Error::PayloadTooLarge(_) => {
             Code::ResourceExhausted
         }
-        Error::StorageUnavailable(_) => Code::Unavailable,
+        Error::StorageUnavailable(_) | Error::ShuttingDown(_) => Code::Unavailable,
         Error::NotImplemented(_) => Code::Unimplemented,
         Error::Internal(_) => Code::Internal,
     };
@@ -71,7 +71,7 @@ pub fn to_status(error: Error) -> Status {
         Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
             Some(*retry_after)
         }
-        Error::StorageUnavailable(_) => Some(STORAGE_RETRY),
+        Error::StorageUnavailable(_) | Error::ShuttingDown(_) => Some(STORAGE_RETRY),
         _ => None,
     };
     if retry_after.is_some() {

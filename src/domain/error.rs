@@ -40,6 +40,7 @@ pub enum Reason {
     DailyQuotaExceeded,
     PayloadTooLarge,
     StorageUnavailable,
+    ShuttingDown,
     NotImplemented,
     Internal,
 }
@@ -63,6 +64,7 @@ impl Reason {
             Reason::DailyQuotaExceeded => "DAILY_QUOTA_EXCEEDED",
             Reason::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Reason::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            Reason::ShuttingDown => "SHUTTING_DOWN",
             Reason::NotImplemented => "NOT_IMPLEMENTED",
             Reason::Internal => "INTERNAL",
         }
@@ -114,6 +116,10 @@ pub enum Error {
     /// The database cannot be reached.
     #[error("storage unavailable")]
     StorageUnavailable(#[source] anyhow::Error),
+    /// The server is stopping: a long-lived stream ends so its client can
+    /// carry on with another process (or this one, restarted).
+    #[error("the server is shutting down; {0}")]
+    ShuttingDown(&'static str),
     /// The operation is part of the contract but not built yet.
     #[error("{0}")]
     NotImplemented(String),
@@ -164,6 +170,7 @@ impl Error {
             }
             Error::PayloadTooLarge(_) => Reason::PayloadTooLarge,
             Error::StorageUnavailable(_) => Reason::StorageUnavailable,
+            Error::ShuttingDown(_) => Reason::ShuttingDown,
             Error::NotImplemented(_) => Reason::NotImplemented,
             Error::Internal(_) => Reason::Internal,
         }

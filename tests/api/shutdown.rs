@@ -67,3 +67,59 @@ async fn an_idle_server_stops_at_once_and_closes_the_database() {
     app.stop().await.expect("clean stop");
     assert!(store.ping().await.is_err(), "the database is closed");
 }
+
+/// A watch never ends by itself: at shutdown each open one ends at once,
+/// told to resume, instead of holding the shutdown for its grace period
+/// and then being cut off without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_watch_streams_at_once_telling_them_to_resume() {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use tonic_types::StatusExt;
+
+    let mut app = spawn_app().await;
+    let key = app.account_a.key.clone();
+    let mut grpc = crate::delivery::watch(
+        &app,
+        &key,
+        posthorn::proto::v1::WatchMessagesRequest::default(),
+    )
+    .await;
+    let sse = app
+        .http
+        .get(format!("{}/v1/messages:watch", app.base_url))
+        .header("x-api-key", &key)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), reqwest::StatusCode::OK);
+
+    app.begin_shutdown();
+    // gRPC: UNAVAILABLE, SHUTTING_DOWN, try again in a second.
+    let status = tokio::time::timeout(Duration::from_secs(5), grpc.next())
+        .await
+        .expect("the stream ends at once")
+        .expect("with a status")
+        .expect_err("an error status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(crate::helpers::reason(&status), "SHUTTING_DOWN");
+    assert!(status.message().contains("after_cursor"), "{status:?}");
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
+    // Server-Sent Events: an error event, and the end of the stream.
+    let text = tokio::time::timeout(Duration::from_secs(5), sse.text())
+        .await
+        .expect("the stream ends at once")
+        .unwrap();
+    assert!(
+        text.starts_with("event: error\ndata: {\"code\":14") && text.contains("SHUTTING_DOWN"),
+        "{text:?}"
+    );
+    // Nothing held the shutdown for its grace period (10 s in these tests).
+    tokio::time::timeout(Duration::from_secs(5), app.wait_stopped())
+        .await
+        .expect("stopped well within the grace period")
+        .expect("the server stops cleanly");
+}
