@@ -1,6 +1,7 @@
 //! The one conversion from the domain error to `tonic::Status`, with
 //! `google.rpc` details: `ErrorInfo` always, `BadRequest` for validation,
-//! `RetryInfo` for rate limits and for storage that is unavailable. Every
+//! `RetryInfo` for rate limits, for storage that is unavailable and for a
+//! watch that shutdown ended. Every
 //! handler and layer answers through it.
 
 use std::collections::HashMap;
@@ -21,9 +22,10 @@ pub fn http_error(error: Error) -> axum::response::Response {
 }
 
 /// When a client may try again after storage refused a write (a full disk,
-/// a database that is down): soon, since the refusal itself costs little
-/// and the cause may already be gone.
-const STORAGE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// a database that is down), or resume a watch that shutdown ended: soon,
+/// since the refusal itself costs little and the cause may already be gone
+/// (another process, or this one restarted, takes the watch).
+const RETRY_SOON: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Converts a domain error into the status a client sees. Internal errors
 /// are logged here, once, with their cause chain, and answered without it.
@@ -71,7 +73,7 @@ pub fn to_status(error: Error) -> Status {
         Error::RateLimited { retry_after, .. } | Error::QuotaExceeded { retry_after, .. } => {
             Some(*retry_after)
         }
-        Error::StorageUnavailable(_) | Error::ShuttingDown(_) => Some(STORAGE_RETRY),
+        Error::StorageUnavailable(_) | Error::ShuttingDown(_) => Some(RETRY_SOON),
         _ => None,
     };
     if retry_after.is_some() {
