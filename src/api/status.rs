@@ -1,8 +1,7 @@
 //! The one conversion from the domain error to `tonic::Status`, with
 //! `google.rpc` details: `ErrorInfo` always, `BadRequest` for validation,
 //! `RetryInfo` for rate limits, for storage that is unavailable and for a
-//! watch that shutdown ended. Every
-//! handler and layer answers through it.
+//! watch that shutdown ended. Every handler and layer answers through it.
 
 use std::collections::HashMap;
 
