@@ -201,8 +201,12 @@ pub async fn routers(
     let router = Router::new();
     let router = mount(
         router,
-        SendServiceServer::new(send::SendApi::new(sender.clone(), hang_after_commit))
-            .max_decoding_message_size(max),
+        SendServiceServer::new(send::SendApi::new(
+            sender.clone(),
+            hang_after_commit,
+            stopping.clone(),
+        ))
+        .max_decoding_message_size(max),
         auth.clone(),
     );
     let router = mount(

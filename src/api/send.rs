@@ -37,13 +37,20 @@ pub struct SendApi {
     /// after a SendEmail commits, announce it on stderr and never reply, so a
     /// test can kill the process between the commit and the reply.
     hang_after_commit: bool,
+    /// Turns true when the server begins to shut down.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl SendApi {
-    pub fn new(sender: Arc<Sender<Store>>, hang_after_commit: bool) -> Self {
+    pub fn new(
+        sender: Arc<Sender<Store>>,
+        hang_after_commit: bool,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         SendApi {
             sender,
             hang_after_commit,
+            stopping,
         }
     }
 }
@@ -243,8 +250,30 @@ impl SendService for SendApi {
     ) -> Result<Response<Self::SendStreamStream>, Status> {
         let caller = Arc::new(caller(&request)?.clone());
         let sender = self.sender.clone();
+        // When shutdown begins, no more requests are read: those already
+        // read are committed and answered, then the stream ends with
+        // SHUTTING_DOWN, so the client resends the rest elsewhere (with
+        // their idempotency keys) instead of holding the shutdown.
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut stopping = self.stopping.clone();
+        let stop = {
+            let cut = cut.clone();
+            async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+                cut.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let shut_down = futures::stream::once(async move {
+            cut.load(std::sync::atomic::Ordering::Relaxed).then(|| {
+                Err(to_status(Error::ShuttingDown(
+                    "requests not answered on this stream were not read; send them again (with their idempotency keys)",
+                )))
+            })
+        })
+        .filter_map(std::future::ready);
         let responses = request
             .into_inner()
+            .take_until(stop)
             .map(move |item| {
                 let sender = sender.clone();
                 let caller = caller.clone();
@@ -286,7 +315,8 @@ impl SendService for SendApi {
                     })
                 }
             })
-            .buffer_unordered(STREAM_CONCURRENCY);
+            .buffer_unordered(STREAM_CONCURRENCY)
+            .chain(shut_down);
         Ok(Response::new(responses.boxed()))
     }
 }

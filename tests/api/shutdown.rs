@@ -123,3 +123,58 @@ async fn shutdown_ends_open_watch_streams_at_once_telling_them_to_resume() {
         .expect("stopped well within the grace period")
         .expect("the server stops cleanly");
 }
+
+/// A SendStream a client keeps open does not hold a shutdown either: what
+/// it sent before is answered, then the stream ends, telling it to send the
+/// rest again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_an_open_send_stream_after_answering_what_it_read() {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use posthorn::proto::v1::SendStreamRequest;
+    use posthorn::proto::v1::send_service_client::SendServiceClient;
+
+    use crate::helpers::{KeyHeader, reason, with_key};
+
+    let mut app = spawn_app().await;
+    let (requests, queue) = tokio::sync::mpsc::channel(8);
+    let mut responses = SendServiceClient::new(app.channel.clone())
+        .send_stream(with_key(
+            tokio_stream::wrappers::ReceiverStream::new(queue),
+            KeyHeader::Bearer,
+            &app.account_a.key,
+        ))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    requests
+        .send(SendStreamRequest {
+            correlation_id: "first".into(),
+            message: Some(crate::send::inline()),
+        })
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(20), responses.next())
+        .await
+        .expect("an answer")
+        .expect("the stream is open")
+        .expect("no error");
+    assert_eq!(first.correlation_id, "first");
+    assert!(first.error.is_none() && !first.id.is_empty(), "{first:?}");
+
+    app.begin_shutdown();
+    let status = tokio::time::timeout(Duration::from_secs(5), responses.next())
+        .await
+        .expect("the stream ends at once")
+        .expect("with a status")
+        .expect_err("an error status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(reason(&status), "SHUTTING_DOWN");
+    assert!(status.message().contains("send them again"), "{status:?}");
+    tokio::time::timeout(Duration::from_secs(5), app.wait_stopped())
+        .await
+        .expect("stopped well within the grace period")
+        .expect("the server stops cleanly");
+    drop(requests);
+}
