@@ -68,15 +68,40 @@ async fn an_idle_server_stops_at_once_and_closes_the_database() {
     assert!(store.ping().await.is_err(), "the database is closed");
 }
 
+/// The status a gRPC stream ends with once shutdown began, awaited
+/// (bounded: a stream that held the shutdown fails the test), checked to be
+/// UNAVAILABLE with reason SHUTTING_DOWN and RetryInfo of a second.
+async fn ended_by_shutdown<T: std::fmt::Debug>(stream: &mut tonic::Streaming<T>) -> tonic::Status {
+    use futures::StreamExt;
+    use tonic_types::StatusExt;
+
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("the stream ends at once")
+        .expect("with a status")
+        .expect_err("an error status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(crate::helpers::reason(&status), "SHUTTING_DOWN");
+    let retry = status.get_details_retry_info().expect("RetryInfo");
+    assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(1)));
+    status
+}
+
+/// Waits for the server to stop, well within the tests' grace period of
+/// 10 s: nothing held the shutdown.
+async fn stops_at_once(app: &mut crate::helpers::TestApp) {
+    tokio::time::timeout(std::time::Duration::from_secs(5), app.wait_stopped())
+        .await
+        .expect("stopped well within the grace period")
+        .expect("the server stops cleanly");
+}
+
 /// A watch never ends by itself: at shutdown each open one ends at once,
 /// told to resume, instead of holding the shutdown for its grace period
 /// and then being cut off without a word.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_open_watch_streams_at_once_telling_them_to_resume() {
     use std::time::Duration;
-
-    use futures::StreamExt;
-    use tonic_types::StatusExt;
 
     let mut app = spawn_app().await;
     let key = app.account_a.key.clone();
@@ -98,16 +123,8 @@ async fn shutdown_ends_open_watch_streams_at_once_telling_them_to_resume() {
 
     app.begin_shutdown();
     // gRPC: UNAVAILABLE, SHUTTING_DOWN, try again in a second.
-    let status = tokio::time::timeout(Duration::from_secs(5), grpc.next())
-        .await
-        .expect("the stream ends at once")
-        .expect("with a status")
-        .expect_err("an error status");
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert_eq!(crate::helpers::reason(&status), "SHUTTING_DOWN");
+    let status = ended_by_shutdown(&mut grpc).await;
     assert!(status.message().contains("after_cursor"), "{status:?}");
-    let retry = status.get_details_retry_info().expect("RetryInfo");
-    assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
     // Server-Sent Events: an error event, and the end of the stream.
     let text = tokio::time::timeout(Duration::from_secs(5), sse.text())
         .await
@@ -117,11 +134,7 @@ async fn shutdown_ends_open_watch_streams_at_once_telling_them_to_resume() {
         text.starts_with("event: error\ndata: {\"code\":14") && text.contains("SHUTTING_DOWN"),
         "{text:?}"
     );
-    // Nothing held the shutdown for its grace period (10 s in these tests).
-    tokio::time::timeout(Duration::from_secs(5), app.wait_stopped())
-        .await
-        .expect("stopped well within the grace period")
-        .expect("the server stops cleanly");
+    stops_at_once(&mut app).await;
 }
 
 /// A SendStream a client keeps open does not hold a shutdown either: what
@@ -135,7 +148,7 @@ async fn shutdown_ends_an_open_send_stream_after_answering_what_it_read() {
     use posthorn::proto::v1::SendStreamRequest;
     use posthorn::proto::v1::send_service_client::SendServiceClient;
 
-    use crate::helpers::{KeyHeader, reason, with_key};
+    use crate::helpers::{KeyHeader, with_key};
 
     let mut app = spawn_app().await;
     let (requests, queue) = tokio::sync::mpsc::channel(8);
@@ -164,17 +177,8 @@ async fn shutdown_ends_an_open_send_stream_after_answering_what_it_read() {
     assert!(first.error.is_none() && !first.id.is_empty(), "{first:?}");
 
     app.begin_shutdown();
-    let status = tokio::time::timeout(Duration::from_secs(5), responses.next())
-        .await
-        .expect("the stream ends at once")
-        .expect("with a status")
-        .expect_err("an error status");
-    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert_eq!(reason(&status), "SHUTTING_DOWN");
+    let status = ended_by_shutdown(&mut responses).await;
     assert!(status.message().contains("send them again"), "{status:?}");
-    tokio::time::timeout(Duration::from_secs(5), app.wait_stopped())
-        .await
-        .expect("stopped well within the grace period")
-        .expect("the server stops cleanly");
+    stops_at_once(&mut app).await;
     drop(requests);
 }
