@@ -58,35 +58,6 @@ impl MessagesApi {
     }
 }
 
-/// Ends `events` when the server begins to shut down, with UNAVAILABLE
-/// (reason SHUTTING_DOWN, retry in a second): a watch never ends by
-/// itself, and every one left open would hold the shutdown for its whole
-/// grace period and then be cut off without a word.
-fn until_stopping<T: Send + 'static>(
-    events: BoxStream<'static, Result<T, Status>>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) -> BoxStream<'static, Result<T, Status>> {
-    futures::stream::unfold(Some((events, stopping)), |state| async move {
-        let (mut events, mut stopping) = state?;
-        // `None` once the server stops (or is gone: a closed channel).
-        let next = tokio::select! {
-            biased;
-            _ = stopping.wait_for(|stopping| *stopping) => None,
-            next = events.next() => Some(next),
-        };
-        match next {
-            None => Some((
-                Err(to_status(Error::ShuttingDown(
-                    "watch again after the cursor of the last event received (after_cursor, or Last-Event-ID over Server-Sent Events)",
-                ))),
-                None,
-            )),
-            Some(next) => next.map(|item| (item, Some((events, stopping)))),
-        }
-    })
-    .boxed()
-}
-
 fn message_response(message: Message) -> Option<pb::Message> {
     Some(message_to_proto(message))
 }
@@ -301,15 +272,17 @@ impl MessagesService for MessagesApi {
         let events = watch(self.store.clone(), filter, r.after_cursor)
             .await
             .map_err(to_status)?;
-        let events = events
-            .map(|event| {
-                event
-                    .map(|e| WatchMessagesResponse {
-                        event: Some(event_to_proto(&e)),
-                    })
-                    .map_err(to_status)
-            })
-            .boxed();
-        Ok(Response::new(until_stopping(events, self.stopping.clone())))
+        let events = events.map(|event| {
+            event
+                .map(|e| WatchMessagesResponse {
+                    event: Some(event_to_proto(&e)),
+                })
+                .map_err(to_status)
+        });
+        let (stop, tail) = super::at_shutdown(
+            self.stopping.clone(),
+            "watch again after the cursor of the last event received (after_cursor, or Last-Event-ID over Server-Sent Events)",
+        );
+        Ok(Response::new(events.take_until(stop).chain(tail).boxed()))
     }
 }

@@ -99,6 +99,43 @@ fn unbuffered_grpc_web<B>(mut response: http::Response<B>) -> http::Response<B> 
     response
 }
 
+/// Ends a long-lived stream when shutdown begins, so that it neither holds
+/// the shutdown for its whole grace period nor is cut off without a word.
+/// `stop` completes then (the stream is cut with `take_until(stop)`, or its
+/// requests are); `tail`, chained after the stream, yields UNAVAILABLE
+/// (reason SHUTTING_DOWN, retry soon) with `advice` when it was cut, and
+/// nothing when the stream ended by itself. A closed channel (the server
+/// gone) counts as shutdown.
+pub(crate) fn at_shutdown<T: Send + 'static>(
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    advice: &'static str,
+) -> (
+    impl Future<Output = ()> + Send + 'static,
+    impl futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    use futures::StreamExt as _;
+
+    let cut = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let cut = cut.clone();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            cut.store(true, Relaxed);
+        }
+    };
+    let tail = futures::stream::once(async move {
+        cut.load(Relaxed).then(|| {
+            Err(status::to_status(crate::domain::Error::ShuttingDown(
+                advice,
+            )))
+        })
+    })
+    .filter_map(std::future::ready);
+    (stop, tail)
+}
+
 /// The routers this door serves, sharing one authenticator and one set of
 /// use cases.
 pub struct Routers {

@@ -254,23 +254,10 @@ impl SendService for SendApi {
         // read are committed and answered, then the stream ends with
         // SHUTTING_DOWN, so the client resends the rest elsewhere (with
         // their idempotency keys) instead of holding the shutdown.
-        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut stopping = self.stopping.clone();
-        let stop = {
-            let cut = cut.clone();
-            async move {
-                let _ = stopping.wait_for(|stopping| *stopping).await;
-                cut.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        };
-        let shut_down = futures::stream::once(async move {
-            cut.load(std::sync::atomic::Ordering::Relaxed).then(|| {
-                Err(to_status(Error::ShuttingDown(
-                    "requests not answered on this stream were not read; send them again (with their idempotency keys)",
-                )))
-            })
-        })
-        .filter_map(std::future::ready);
+        let (stop, shut_down) = super::at_shutdown(
+            self.stopping.clone(),
+            "requests not answered on this stream were not read; send them again (with their idempotency keys)",
+        );
         let responses = request
             .into_inner()
             .take_until(stop)

@@ -594,9 +594,6 @@ pub(crate) async fn begin_writing(db: &DatabaseConnection) -> Result<DatabaseTra
     db.begin_with_options(options).await.map_err(db_error)
 }
 
-/// Classifies a database error: lost or unreachable connections, and the
-/// database's own errors that a retry can outlast ([`transient`]), are
-/// STORAGE_UNAVAILABLE (retryable); everything else is internal.
 /// The error of a pool that could not open its first connection. sqlx's
 /// pool answers a PostgreSQL server it cannot use with "pool timed out",
 /// hiding why; one connection made directly says why (refused, no such
@@ -622,6 +619,10 @@ async fn why_not_connected(url: &str, error: DbErr) -> Error {
     db_error(error)
 }
 
+/// Classifies a database error: lost or unreachable connections, and the
+/// database's own errors that a retry can outlast ([`sqlite_transient`],
+/// [`postgres_transient`]), are STORAGE_UNAVAILABLE (retryable); everything
+/// else is internal.
 pub(crate) fn db_error(err: DbErr) -> Error {
     let unavailable = match &err {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,

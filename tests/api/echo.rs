@@ -137,25 +137,28 @@ impl UnaryService<DynamicMessage> for Unary {
 struct Watch;
 
 /// The `id`s of the endless Watch streams (`stream_count` -1) still open;
-/// one leaves when whoever called drops its stream.
-pub static OPEN_WATCHES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+/// one leaves when whoever called drops its stream. A watch channel, so a
+/// test can await a change.
+pub static OPEN_WATCHES: std::sync::LazyLock<tokio::sync::watch::Sender<Vec<String>>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(Vec::new()));
 
 /// Holds an id in [`OPEN_WATCHES`] while its stream lives.
 struct Open(String);
 
 impl Open {
     fn new(id: String) -> Open {
-        OPEN_WATCHES.lock().expect("not poisoned").push(id.clone());
+        OPEN_WATCHES.send_modify(|open| open.push(id.clone()));
         Open(id)
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        let mut open = OPEN_WATCHES.lock().expect("not poisoned");
-        if let Some(at) = open.iter().position(|id| *id == self.0) {
-            open.remove(at);
-        }
+        OPEN_WATCHES.send_modify(|open| {
+            if let Some(at) = open.iter().position(|id| *id == self.0) {
+                open.remove(at);
+            }
+        });
     }
 }
 

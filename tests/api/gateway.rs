@@ -848,22 +848,17 @@ async fn a_quiet_sse_stream_gets_keep_alive_comments_and_a_client_gone_ends_it()
     // A client that goes away ends the stream behind it.
     let mut response = endless("gone", true).await;
     next_chunk(&mut response).await;
-    let open = || {
-        echo::OPEN_WATCHES
-            .lock()
-            .unwrap()
-            .contains(&"gone".to_owned())
-    };
-    assert!(open());
+    let mut open = echo::OPEN_WATCHES.subscribe();
+    assert!(open.borrow_and_update().contains(&"gone".to_owned()));
     drop(response);
     drop(client);
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while open() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        open.wait_for(|open| !open.contains(&"gone".to_owned())),
+    )
     .await
-    .expect("the service's stream is dropped once its client is gone");
+    .expect("the service's stream is dropped once its client is gone")
+    .expect("the registry lives as long as the tests");
 }
 
 /// Writes `proto` as `bad/v1/bad.proto` and tries to build a gateway on it.
