@@ -36,6 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec, but a request that does not decode is answered
+        // INVALID_ARGUMENT naming the field, not INTERNAL.
+        .codec_path("crate::api::codec::ProtoCodec")
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

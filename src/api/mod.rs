@@ -2,6 +2,7 @@
 //! through (gRPC-Web, tracing, authentication), plus health and reflection.
 
 pub mod auth;
+pub mod codec;
 mod console;
 mod contacts;
 mod convert;

@@ -258,14 +258,34 @@ impl SendService for SendApi {
             self.stopping.clone(),
             "requests not answered on this stream were not read; send them again (with their idempotency keys)",
         );
-        let responses = request
-            .into_inner()
-            .take_until(stop)
+        // A request that does not decode has no correlation id to answer
+        // under and leaves the stream unreadable: reading stops there, the
+        // requests read before it are committed and answered, and then the
+        // stream ends with its INVALID_ARGUMENT.
+        let undecodable = Arc::new(std::sync::Mutex::new(None));
+        let requests = {
+            let undecodable = undecodable.clone();
+            request
+                .into_inner()
+                .take_until(stop)
+                .scan((), move |(), item| {
+                    std::future::ready(
+                        item.map_err(|status| {
+                            *undecodable.lock().expect("not poisoned") = Some(status);
+                        })
+                        .ok(),
+                    )
+                })
+        };
+        let undecodable = futures::stream::once(async move {
+            undecodable.lock().expect("not poisoned").take().map(Err)
+        })
+        .filter_map(std::future::ready);
+        let responses = requests
             .map(move |item| {
                 let sender = sender.clone();
                 let caller = caller.clone();
                 async move {
-                    let item = item?;
                     let correlation_id = item.correlation_id.clone();
                     let failed = |error: Error| SendStreamResponse {
                         correlation_id: correlation_id.clone(),
@@ -303,7 +323,8 @@ impl SendService for SendApi {
                 }
             })
             .buffer_unordered(STREAM_CONCURRENCY)
-            .chain(shut_down);
+            .chain(shut_down)
+            .chain(undecodable);
         Ok(Response::new(responses.boxed()))
     }
 }

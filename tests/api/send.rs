@@ -793,6 +793,195 @@ async fn a_stream_answers_each_request_with_its_correlation_id_and_goes_on_after
     assert_eq!(message_count(&app, key).await, 196);
 }
 
+/// A send as a client built from another version of the contract might
+/// encode it: `from_email` as raw bytes, so that it can carry bytes that
+/// are not UTF-8, which a `string` field refuses.
+#[derive(Clone, PartialEq, prost::Message)]
+struct LooseSend {
+    #[prost(bytes = "vec", tag = "1")]
+    from_email: Vec<u8>,
+    #[prost(string, repeated, tag = "3")]
+    to: Vec<String>,
+    #[prost(string, tag = "7")]
+    subject: String,
+    #[prost(string, tag = "8")]
+    html: String,
+}
+
+impl LooseSend {
+    fn from(from_email: &[u8]) -> Self {
+        LooseSend {
+            from_email: from_email.to_vec(),
+            to: vec!["jane@example.com".into()],
+            subject: "Your receipt".into(),
+            html: "<p>Thanks.</p>".into(),
+        }
+    }
+}
+
+/// `SendEmailRequest` with `from_email` (field 1) as a number.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NumberedSender {
+    #[prost(uint64, tag = "1")]
+    from_email: u64,
+}
+
+/// A `SendStreamRequest` carrying a [`LooseSend`].
+#[derive(Clone, PartialEq, prost::Message)]
+struct LooseStreamRequest {
+    #[prost(string, tag = "1")]
+    correlation_id: String,
+    #[prost(message, optional, tag = "2")]
+    message: Option<LooseSend>,
+}
+
+/// The one field violation of a status, as (field, description).
+fn only_violation(status: &tonic::Status) -> (String, String) {
+    let details = status.get_error_details();
+    let violations = &details
+        .bad_request()
+        .expect("a BadRequest")
+        .field_violations;
+    assert_eq!(violations.len(), 1, "{status:?}");
+    (
+        violations[0].field.clone(),
+        violations[0].description.clone(),
+    )
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_valid_protobuf_is_invalid_argument_naming_the_field() {
+    let app = spawn_app().await;
+    let key = &app.account_a.key;
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/posthorn.v1.SendService/SendEmail");
+
+    // A field of the wrong wire type.
+    let status = grpc
+        .unary(
+            with_key(NumberedSender { from_email: 7 }, KeyHeader::Bearer, key),
+            path.clone(),
+            tonic_prost::ProstCodec::<NumberedSender, v1::SendEmailResponse>::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(reason(&status), "VALIDATION_FAILED");
+    let (field, description) = only_violation(&status);
+    assert_eq!(field, "from_email");
+    assert!(
+        description.contains("not a valid protobuf message")
+            && description.contains("invalid wire type"),
+        "{description}"
+    );
+
+    // A string field holding bytes that are not UTF-8.
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary(
+            with_key(
+                LooseSend::from(b"hello\xff@acme.example"),
+                KeyHeader::Bearer,
+                key,
+            ),
+            path.clone(),
+            tonic_prost::ProstCodec::<LooseSend, v1::SendEmailResponse>::default(),
+        )
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let (field, description) = only_violation(&status);
+    assert_eq!(field, "from_email");
+    assert!(description.contains("not UTF-8"), "{description}");
+
+    // The same over gRPC-Web, as a browser would send it.
+    let reply = crate::grpc_web::call(
+        &app.http,
+        &app.base_url,
+        "/posthorn.v1.SendService/SendEmail",
+        &NumberedSender { from_email: 7 },
+        &[("x-api-key", key.clone())],
+    )
+    .await;
+    assert_eq!(
+        reply.grpc_status,
+        tonic::Code::InvalidArgument as i32,
+        "{reply:?}"
+    );
+    assert_eq!(reply.reason(), "VALIDATION_FAILED");
+    let (field, _) = only_violation(reply.status_details.as_ref().expect("details"));
+    assert_eq!(field, "from_email");
+
+    // Nothing was stored, and the same bytes in valid UTF-8 are accepted
+    // through the same encoding.
+    assert_eq!(message_count(&app, key).await, 0);
+    grpc.ready().await.unwrap();
+    let sent = grpc
+        .unary(
+            with_key(
+                LooseSend::from(b"hello@acme.example"),
+                KeyHeader::Bearer,
+                key,
+            ),
+            path,
+            tonic_prost::ProstCodec::<LooseSend, v1::SendEmailResponse>::default(),
+        )
+        .await
+        .expect("a valid send");
+    assert!(sent.into_inner().id.starts_with("msg_"));
+}
+
+#[tokio::test]
+async fn a_stream_request_that_is_not_valid_protobuf_ends_the_stream_naming_the_field() {
+    let app = spawn_app().await;
+    let key = &app.account_a.key;
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    let requests = futures::stream::iter([
+        LooseStreamRequest {
+            correlation_id: "good".into(),
+            message: Some(LooseSend::from(b"hello@acme.example")),
+        },
+        LooseStreamRequest {
+            correlation_id: "bad".into(),
+            message: Some(LooseSend::from(b"hello\xff@acme.example")),
+        },
+    ]);
+    let response = grpc
+        .streaming(
+            with_key(requests, KeyHeader::Bearer, key),
+            tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/posthorn.v1.SendService/SendStream",
+            ),
+            tonic_prost::ProstCodec::<LooseStreamRequest, v1::SendStreamResponse>::default(),
+        )
+        .await
+        .expect("the stream opens");
+    let mut answers = response.into_inner();
+    let first = answers
+        .next()
+        .await
+        .expect("an answer")
+        .expect("not an error");
+    assert_eq!(first.correlation_id, "good");
+    assert!(first.id.starts_with("msg_"), "{first:?}");
+    // The undecodable request has no correlation id to answer under: the
+    // stream ends with the error, naming the field.
+    let status = answers
+        .next()
+        .await
+        .expect("the stream ends with a status")
+        .expect_err("an error");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let (field, description) = only_violation(&status);
+    assert_eq!(field, "message.from_email");
+    assert!(description.contains("not UTF-8"), "{description}");
+    assert!(answers.next().await.is_none());
+    assert_eq!(message_count(&app, key).await, 1);
+}
+
 #[tokio::test]
 async fn a_stream_stops_accepting_while_its_client_stops_reading() {
     let app = spawn_app().await;
