@@ -142,6 +142,11 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 1 to 3600: how long a REST stream sent as Server-Sent Events (GET /v1/messages:watch) may be quiet before a keep-alive comment is written, so proxies keep it open and a vanished client is noticed",
     },
     SettingInfo {
+        key: "request_header_timeout_seconds",
+        default: "60",
+        accepts: "an integer from 1 to 3600: how long a new connection may take to send its first request, and an HTTP/1.1 client the headers of each request, before the connection is closed (an idle HTTP/1.1 connection is closed after the same time)",
+    },
+    SettingInfo {
         key: "rate_limit_per_second",
         default: "100",
         accepts: "a number from 0.01 to 1000000: requests per second each API key may make, sustained (accounts may override)",
@@ -248,6 +253,9 @@ pub struct Settings {
     pub rest_max_body_bytes: usize,
     /// How long an SSE stream may be quiet before a keep-alive comment.
     pub stream_keepalive: Duration,
+    /// How long a connection may take to send a request's headers (and its
+    /// first request), and an idle HTTP/1.1 connection may stay open.
+    pub request_header_timeout: Duration,
     /// Default limits of every account.
     pub policy: Policy,
     pub max_attachments: usize,
@@ -526,6 +534,10 @@ impl Settings {
             shutdown_grace,
             rest_max_body_bytes,
             stream_keepalive,
+            request_header_timeout: Duration::from_secs(integer(
+                "request_header_timeout_seconds",
+                1..=3600,
+            )?),
             policy: Policy {
                 rate_per_second,
                 burst,

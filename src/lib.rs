@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod mcp;
 pub mod proto;
+pub mod serve;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

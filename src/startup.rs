@@ -1,7 +1,7 @@
 //! The application: binds its listener first, then serves every door on it
 //! until a shutdown future fires.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use http::{HeaderName, HeaderValue, Method};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -23,20 +22,14 @@ use crate::domain::links::{LinkSigner, Links};
 use crate::gateway::{Gateway, GatewayOptions};
 use crate::storage::Store;
 
-/// TCP keep-alive on accepted connections: a probe once a connection has
-/// been quiet for a minute, then every 15 s; after 4 unanswered the kernel
-/// closes it (about two minutes in all).
-const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
-    .with_time(Duration::from_secs(60))
-    .with_interval(Duration::from_secs(15))
-    .with_retries(4);
-
 /// A bound, ready-to-run Posthorn server.
 pub struct Application {
     listener: TcpListener,
     router: Router,
     store: Store,
     grace: Duration,
+    /// How long a connection may take to send a request's headers.
+    header_timeout: Duration,
     transport: Transport,
     /// `None` when this process does not deliver.
     delivery: Option<DeliverySettings>,
@@ -106,6 +99,7 @@ impl Application {
             stopping,
             store,
             grace: settings.shutdown_grace,
+            header_timeout: settings.request_header_timeout,
             transport,
             delivery: settings.deliver.then(|| DeliverySettings {
                 concurrency: settings.delivery_concurrency,
@@ -159,7 +153,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stopping_tx = self.stopping;
-        let mut stopping = stopping_tx.subscribe();
+        let stopping = stopping_tx.subscribe();
         let (pool_stop, pool_stopping) = tokio::sync::watch::channel(false);
         let dispatcher = self.webhooks.map(|(settings, sender, clock)| {
             crate::delivery::webhooks::spawn(
@@ -175,58 +169,32 @@ impl Application {
         });
         // The links' listener stops taking connections with the main one.
         let public = self.public.map(|(listener, router)| {
-            let mut stopping = stopping.clone();
-            tokio::spawn(
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|s| *s).await;
-                })
-                .into_future(),
-            )
+            tokio::spawn(crate::serve::serve(
+                listener,
+                router,
+                self.header_timeout,
+                stopping.clone(),
+            ))
         });
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; finishing in-flight requests");
-            let _ = stopping_tx.send(true);
-        };
-        // Replies and stream messages are small writes: without
-        // TCP_NODELAY each waits for the peer's delayed ACK (Nagle).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
-            }
-            // A peer that vanished without closing (a machine gone, a NAT
-            // entry dropped) is found by the kernel's probes on a quiet
-            // connection, so a stream it was watching ends instead of
-            // waiting for ever.
-            if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&KEEPALIVE) {
-                tracing::debug!(%error, "cannot set TCP keep-alive on a connection");
-            }
-        });
-        // The peer's address is what the tracking links record of a visitor.
-        let serve = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal)
-        .into_future();
+        let serve = crate::serve::serve(
+            self.listener,
+            self.router,
+            self.header_timeout,
+            stopping.clone(),
+        );
         tokio::pin!(serve);
         tokio::select! {
-            result = &mut serve => result.context("server failed")?,
-            _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                match tokio::time::timeout(self.grace, &mut serve).await {
-                    Ok(result) => result.context("server failed")?,
-                    Err(_) => tracing::warn!(grace_seconds = self.grace.as_secs(), "grace period over; closing remaining connections"),
+            () = &mut serve => {}
+            () = shutdown => {
+                tracing::info!("shutting down: no new connections; finishing in-flight requests");
+                let _ = stopping_tx.send(true);
+                if tokio::time::timeout(self.grace, &mut serve).await.is_err() {
+                    tracing::warn!(grace_seconds = self.grace.as_secs(), "grace period over; closing remaining connections");
                 }
             }
         }
         if let Some(public) = public {
             match tokio::time::timeout(self.grace, public).await {
-                Ok(Ok(Err(error))) => tracing::warn!(%error, "the links' listener failed"),
                 Ok(_) => {}
                 Err(_) => {
                     tracing::warn!("the links' listener still had requests after the grace period")

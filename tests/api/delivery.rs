@@ -57,7 +57,7 @@ pub async fn send(app: &TestApp, key: &str, request: v1::SendEmailRequest) -> St
 
 /// The next Server-Sent Events block of a REST stream (an event or a
 /// comment), without its blank line; awaited, bounded.
-async fn next_sse<S>(body: &mut S, buffer: &mut Vec<u8>) -> String
+pub(crate) async fn next_sse<S>(body: &mut S, buffer: &mut Vec<u8>) -> String
 where
     S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
 {
@@ -77,7 +77,7 @@ where
 }
 
 /// An SSE event's `id` and its data as JSON.
-fn sse_event(block: &str) -> (String, serde_json::Value) {
+pub(crate) fn sse_event(block: &str) -> (String, serde_json::Value) {
     let (id, data) = block
         .split_once('\n')
         .unwrap_or_else(|| panic!("{block:?}"));

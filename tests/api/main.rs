@@ -23,6 +23,7 @@ macro_rules! on_both_databases_with {
 mod auth;
 mod binary;
 mod clients;
+mod connections;
 mod console;
 mod contacts;
 mod contract;

@@ -1,0 +1,191 @@
+//! The accept loop of both listeners. Each accepted connection gets
+//! TCP_NODELAY and TCP keep-alive and is served HTTP/1.1 or HTTP/2 (prior
+//! knowledge, as gRPC speaks it) by hyper, as axum's `serve` would, with
+//! the time limits a server open to untrusted clients needs and that
+//! `serve` does not set:
+//!
+//! - a connection must send its first request within the header timeout
+//!   (`request_header_timeout_seconds`), or it is closed: a client that
+//!   connects and sends nothing, or half a request, holds nothing for long;
+//! - over HTTP/1.1 the headers of every later request must arrive within
+//!   the same time, which also closes a keep-alive connection left idle
+//!   that long (a response being streamed, such as a watch, is not idle);
+//! - an HTTP/2 connection quiet for [`HTTP2_PING_AFTER`] is pinged, and
+//!   closed when the ping is not answered within [`HTTP2_PING_TIMEOUT`], so
+//!   a gRPC stream whose client vanished ends within a minute, and proxies
+//!   see traffic on a quiet stream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tower::ServiceExt as _;
+
+/// How long an HTTP/2 connection may be quiet before it is pinged.
+pub const HTTP2_PING_AFTER: Duration = Duration::from_secs(30);
+
+/// How long a ping may go unanswered before the connection is closed.
+pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// TCP keep-alive on accepted connections: a probe once a connection has
+/// been quiet for a minute, then every 15 s; after 4 unanswered the kernel
+/// closes it (about two minutes in all).
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(60))
+    .with_interval(Duration::from_secs(15))
+    .with_retries(4);
+
+/// How long a connection closed for sending no request may take to close
+/// on its own before it is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the loop waits after an accept failed for want of resources
+/// (no file descriptor left, say) before it accepts again.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `router` on `listener` until `stopping` turns true; then accepts
+/// no more connections, lets each open one finish what it is doing
+/// (HTTP/2 connections are told to go away) and returns once all are
+/// closed. The peer's address is in each request as `ConnectInfo`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_AFTER)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT)
+        .enable_connect_protocol();
+    let builder = Arc::new(builder);
+    // Each connection's task holds a receiver; once every one is dropped
+    // (and the loop's own), every connection is closed.
+    let (all_closed, open) = watch::channel(());
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopping.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                tracing::error!(%error, "cannot accept a connection; trying again in a second");
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    _ = stopping.wait_for(|s| *s) => break,
+                }
+            }
+        };
+        configure(&tcp);
+        tokio::spawn(connection(
+            builder.clone(),
+            tcp,
+            peer,
+            router.clone(),
+            header_timeout,
+            stopping.clone(),
+            open.clone(),
+        ));
+    }
+    drop(listener);
+    drop(open);
+    all_closed.closed().await;
+}
+
+/// Serves one connection; see the module's documentation for its limits.
+async fn connection(
+    builder: Arc<Builder<TokioExecutor>>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    mut stopping: watch::Receiver<bool>,
+    _open: watch::Receiver<()>,
+) {
+    let first_request = Arc::new(Notify::new());
+    let seen = Arc::new(AtomicBool::new(false));
+    let service = {
+        let first_request = first_request.clone();
+        router.map_request(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            if !seen.load(Ordering::Relaxed) && !seen.swap(true, Ordering::Relaxed) {
+                first_request.notify_one();
+            }
+            request.map(axum::body::Body::new)
+        })
+    };
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let deadline = tokio::time::sleep(header_timeout);
+    tokio::pin!(deadline);
+    let mut waiting_for_first = true;
+    let mut shutting_down = false;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = first_request.notified(), if waiting_for_first => waiting_for_first = false,
+            () = &mut deadline, if waiting_for_first => {
+                if closing {
+                    return;
+                }
+                // Politely first (an HTTP/2 client is told to go away and
+                // connects again when it has a request), then for good.
+                tracing::debug!(%peer, "no request within the header timeout; closing the connection");
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+                deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_WAIT);
+            }
+            _ = stopping.wait_for(|s| *s), if !shutting_down => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Replies and stream messages are small writes: without TCP_NODELAY each
+/// waits for the peer's delayed ACK (Nagle). A peer that vanished without
+/// closing (a machine gone, a NAT entry dropped) is found by the kernel's
+/// keep-alive probes on a quiet connection.
+fn configure(tcp: &TcpStream) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+    }
+    if let Err(error) = socket2::SockRef::from(tcp).set_tcp_keepalive(&KEEPALIVE) {
+        tracing::debug!(%error, "cannot set TCP keep-alive on a connection");
+    }
+}
+
+/// Errors of one connection that went away before it was accepted: the
+/// next accept is unaffected.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}

@@ -1,0 +1,199 @@
+//! The time limits of both listeners (`src/serve.rs`): a connection that
+//! sends no request, half a request head or half the HTTP/2 preface is
+//! closed after `request_header_timeout_seconds`, and so is an HTTP/1.1
+//! connection left idle that long; a quiet watch stream is not.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use posthorn::proto::v1;
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::delivery::{next_sse, sse_event};
+use crate::helpers::{Backend, KeyHeader, TestApp, try_spawn_app_with, with_key};
+use crate::send::{inline_json, post};
+
+/// The header timeout of these tests.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Longer than any of these tests waits for a close; a failing limit
+/// fails the test instead of hanging it.
+const BOUND: Duration = Duration::from_secs(15);
+
+async fn app() -> TestApp {
+    try_spawn_app_with(Backend::Sqlite, |s| {
+        s.request_header_timeout = TIMEOUT;
+        s.public_listen = Some("127.0.0.1:0".parse().unwrap());
+        s.stream_keepalive = Duration::from_millis(200);
+    })
+    .await
+    .expect("SQLite is always available")
+}
+
+/// Sends `bytes` on a new connection, then reads until the server closes
+/// it; returns what was read and how long after connecting it closed.
+async fn closed_after_sending(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    let mut read = Vec::new();
+    tokio::time::timeout(BOUND, tcp.read_to_end(&mut read))
+        .await
+        .unwrap_or_else(|_| panic!("{addr} still holds a connection that sent {bytes:?}"))
+        .ok();
+    (read, started.elapsed())
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length` off `tcp`.
+async fn read_answer(tcp: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|n| n.trim().parse().ok())
+                .expect("a content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let mut buffer = [0; 4096];
+        let n = tokio::time::timeout(BOUND, tcp.read(&mut buffer))
+            .await
+            .expect("the answer arrives")
+            .unwrap();
+        assert!(n > 0, "closed before the answer: {answer:?}");
+        answer.extend_from_slice(&buffer[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_send_no_whole_request_are_closed_after_the_header_timeout() {
+    let app = app().await;
+    let public = app.public_url.as_ref().unwrap();
+    let public: SocketAddr = public.strip_prefix("http://").unwrap().parse().unwrap();
+    for addr in [app.addr, public] {
+        for bytes in [
+            &b""[..],
+            b"GET /healthz HTTP/1.1\r\nhost: posthorn\r\n",
+            b"PRI * HTTP/2.0\r\n",
+        ] {
+            let (read, after) = closed_after_sending(addr, bytes).await;
+            assert!(
+                after >= TIMEOUT - Duration::from_millis(100),
+                "{addr} closed a connection that sent {bytes:?} after {after:?}, before the timeout"
+            );
+            assert!(
+                read.is_empty() || String::from_utf8_lossy(&read).starts_with("HTTP/1.1 408"),
+                "{read:?}"
+            );
+        }
+    }
+    // The server still answers whole requests.
+    let health = app
+        .http
+        .get(format!("{}/healthz", app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_connection_is_closed_after_the_header_timeout_and_a_busy_one_is_not() {
+    let app = app().await;
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    // Three requests on one connection, the last more than the timeout
+    // after the first: each answered in time keeps it open.
+    let started = Instant::now();
+    let mut answered = 0;
+    while answered < 3 || started.elapsed() < TIMEOUT * 2 {
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: posthorn\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_answer(&mut tcp).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answered += 1;
+    }
+    // Then left idle, it is closed.
+    let idle = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(BOUND, tcp.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed")
+        .ok();
+    assert!(
+        idle.elapsed() >= TIMEOUT - Duration::from_millis(100),
+        "{:?}",
+        idle.elapsed()
+    );
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_watch_streams_outlive_the_header_timeout_over_sse_and_grpc() {
+    let app = app().await;
+    let key = &app.account_a.key;
+
+    // A Server-Sent Events watch over HTTP/1.1, quiet for three timeouts:
+    // only keep-alive comments arrive, and the stream stays open.
+    let response = app
+        .http
+        .get(format!("{}/v1/messages:watch", app.base_url))
+        .header("x-api-key", key)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (mut sse, mut buffer) = (response.bytes_stream(), Vec::new());
+
+    // A gRPC watch over HTTP/2, on a connection of its own.
+    let channel = tonic::transport::Channel::from_shared(app.base_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = v1::messages_service_client::MessagesServiceClient::new(channel)
+        .watch_messages(with_key(
+            v1::WatchMessagesRequest::default(),
+            KeyHeader::Bearer,
+            key,
+        ))
+        .await
+        .expect("the watch starts")
+        .into_inner();
+
+    let quiet = Instant::now();
+    while quiet.elapsed() < TIMEOUT * 3 {
+        assert_eq!(next_sse(&mut sse, &mut buffer).await, ": keep-alive");
+    }
+    // Both streams are still open: a send's event reaches each.
+    let (status, _, sent) = post(&app, key, "/v1/send", &inline_json(), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = sent["id"].as_str().unwrap();
+    let event = loop {
+        let block = next_sse(&mut sse, &mut buffer).await;
+        if !block.starts_with(':') {
+            break sse_event(&block).1;
+        }
+    };
+    assert_eq!(event["event"]["message_id"], id);
+    let event = tokio::time::timeout(BOUND, grpc.next())
+        .await
+        .expect("an event arrives")
+        .expect("the gRPC stream is open")
+        .expect("no error")
+        .event
+        .expect("an event");
+    assert_eq!(event.message_id, id);
+}
