@@ -11,7 +11,8 @@
 //!   the same time, which also closes a keep-alive connection left idle
 //!   that long (a response being streamed, such as a watch, is not idle);
 //! - an HTTP/2 connection quiet for [`HTTP2_PING_AFTER`] is pinged, and
-//!   closed when the ping is not answered within [`HTTP2_PING_TIMEOUT`], so
+//!   closed when the ping is not answered within [`HTTP2_PING_TIMEOUT`] (the
+//!   defaults of [`Limits`]), so
 //!   a gRPC stream whose client vanished ends within a minute, and proxies
 //!   see traffic on a quiet stream.
 
@@ -52,6 +53,29 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// (no file descriptor left, say) before it accepts again.
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The time limits of a listener's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// How long a connection may take to send its first request, and an
+    /// HTTP/1.1 client each request's headers.
+    pub header_timeout: Duration,
+    /// How long an HTTP/2 connection may be quiet before it is pinged.
+    pub http2_ping_after: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub http2_ping_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits with this header timeout and the default pings.
+    pub fn with_header_timeout(header_timeout: Duration) -> Limits {
+        Limits {
+            header_timeout,
+            http2_ping_after: HTTP2_PING_AFTER,
+            http2_ping_timeout: HTTP2_PING_TIMEOUT,
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `stopping` turns true; then accepts
 /// no more connections, lets each open one finish what it is doing
 /// (HTTP/2 connections are told to go away) and returns once all are
@@ -59,19 +83,19 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    limits: Limits,
     mut stopping: watch::Receiver<bool>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(limits.header_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(HTTP2_PING_AFTER)
-        .keep_alive_timeout(HTTP2_PING_TIMEOUT)
+        .keep_alive_interval(limits.http2_ping_after)
+        .keep_alive_timeout(limits.http2_ping_timeout)
         .enable_connect_protocol();
     let builder = Arc::new(builder);
     // Each connection's task holds a receiver; once every one is dropped
@@ -99,7 +123,7 @@ pub async fn serve(
             tcp,
             peer,
             router.clone(),
-            header_timeout,
+            limits.header_timeout,
             stopping.clone(),
             open.clone(),
         ));
@@ -188,4 +212,89 @@ fn is_connection_error(error: &std::io::Error) -> bool {
         error.kind(),
         ConnectionRefused | ConnectionAborted | ConnectionReset
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Writes one HTTP/2 frame.
+    async fn write_frame(tcp: &mut TcpStream, kind: u8, flags: u8, payload: &[u8]) {
+        let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        frame.extend_from_slice(&[kind, flags, 0, 0, 0, 0]);
+        frame.extend_from_slice(payload);
+        tcp.write_all(&frame)
+            .await
+            .expect("the connection takes a frame");
+    }
+
+    /// Reads one HTTP/2 frame as (type, flags, payload); `None` once the
+    /// server has closed the connection.
+    async fn read_frame(tcp: &mut TcpStream) -> Option<(u8, u8, Vec<u8>)> {
+        let mut head = [0; 9];
+        tcp.read_exact(&mut head).await.ok()?;
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0; length];
+        tcp.read_exact(&mut payload).await.ok()?;
+        Some((head[3], head[4], payload))
+    }
+
+    const SETTINGS: u8 = 4;
+    const PING: u8 = 6;
+    const ACK: u8 = 1;
+
+    /// An HTTP/2 client that answers the server's pings keeps its quiet
+    /// connection; once it stops answering, the connection is closed.
+    #[tokio::test]
+    async fn a_quiet_http2_connection_is_pinged_and_closed_once_pings_go_unanswered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, stopping) = watch::channel(false);
+        let limits = Limits {
+            header_timeout: Duration::from_secs(600),
+            http2_ping_after: Duration::from_millis(100),
+            http2_ping_timeout: Duration::from_millis(300),
+        };
+        tokio::spawn(serve(listener, Router::new(), limits, stopping));
+
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        write_frame(&mut tcp, SETTINGS, 0, &[]).await;
+        let bound = Duration::from_secs(20);
+        let mut answered = 0;
+        while answered < 3 {
+            let frame = tokio::time::timeout(bound, read_frame(&mut tcp)).await;
+            match frame
+                .expect("the server sends a frame")
+                .expect("still open")
+            {
+                (SETTINGS, flags, _) if flags & ACK == 0 => {
+                    write_frame(&mut tcp, SETTINGS, ACK, &[]).await
+                }
+                (PING, flags, payload) if flags & ACK == 0 => {
+                    write_frame(&mut tcp, PING, ACK, &payload).await;
+                    answered += 1;
+                }
+                _ => {}
+            }
+        }
+        // No more answers: the next ping goes unanswered and the server
+        // closes the connection.
+        let mut unanswered = 0;
+        let mut frames = Vec::new();
+        while let Some((kind, flags, _)) = tokio::time::timeout(bound, read_frame(&mut tcp))
+            .await
+            .expect("the server closes the connection")
+        {
+            frames.push(kind);
+            if kind == PING && flags & ACK == 0 {
+                unanswered += 1;
+            }
+        }
+        assert!(unanswered >= 1, "closed without a ping: {frames:?}");
+    }
 }

@@ -172,14 +172,14 @@ impl Application {
             tokio::spawn(crate::serve::serve(
                 listener,
                 router,
-                self.header_timeout,
+                crate::serve::Limits::with_header_timeout(self.header_timeout),
                 stopping.clone(),
             ))
         });
         let serve = crate::serve::serve(
             self.listener,
             self.router,
-            self.header_timeout,
+            crate::serve::Limits::with_header_timeout(self.header_timeout),
             stopping.clone(),
         );
         tokio::pin!(serve);
