@@ -193,13 +193,10 @@ impl Application {
                 }
             }
         }
-        if let Some(public) = public {
-            match tokio::time::timeout(self.grace, public).await {
-                Ok(_) => {}
-                Err(_) => {
-                    tracing::warn!("the links' listener still had requests after the grace period")
-                }
-            }
+        if let Some(public) = public
+            && tokio::time::timeout(self.grace, public).await.is_err()
+        {
+            tracing::warn!("the links' listener still had requests after the grace period");
         }
         // The pool stops claiming and records what it holds.
         let _ = pool_stop.send(true);

@@ -81,22 +81,24 @@ async fn connections_that_send_no_whole_request_are_closed_after_the_header_time
     let app = app().await;
     let public = app.public_url.as_ref().unwrap();
     let public: SocketAddr = public.strip_prefix("http://").unwrap().parse().unwrap();
-    for addr in [app.addr, public] {
-        for bytes in [
+    // Six connections at once: each listener, each way of stalling.
+    let stalled = [app.addr, public].into_iter().flat_map(|addr| {
+        [
             &b""[..],
             b"GET /healthz HTTP/1.1\r\nhost: posthorn\r\n",
             b"PRI * HTTP/2.0\r\n",
-        ] {
-            let (read, after) = closed_after_sending(addr, bytes).await;
-            assert!(
-                after >= TIMEOUT - Duration::from_millis(100),
-                "{addr} closed a connection that sent {bytes:?} after {after:?}, before the timeout"
-            );
-            assert!(
-                read.is_empty() || String::from_utf8_lossy(&read).starts_with("HTTP/1.1 408"),
-                "{read:?}"
-            );
-        }
+        ]
+        .map(move |bytes| async move { (addr, bytes, closed_after_sending(addr, bytes).await) })
+    });
+    for (addr, bytes, (read, after)) in futures::future::join_all(stalled).await {
+        assert!(
+            after >= TIMEOUT - Duration::from_millis(100),
+            "{addr} closed a connection that sent {bytes:?} after {after:?}, before the timeout"
+        );
+        assert!(
+            read.is_empty() || String::from_utf8_lossy(&read).starts_with("HTTP/1.1 408"),
+            "{read:?}"
+        );
     }
     // The server still answers whole requests.
     let health = app

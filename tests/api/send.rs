@@ -849,22 +849,30 @@ fn only_violation(status: &tonic::Status) -> (String, String) {
     )
 }
 
+/// Calls SendEmail with `message` encoded as it is, whatever its type.
+async fn send_encoded<M: prost::Message + Send + Sync + 'static>(
+    app: &TestApp,
+    key: &str,
+    message: M,
+) -> Result<v1::SendEmailResponse, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        with_key(message, KeyHeader::Bearer, key),
+        tonic::codegen::http::uri::PathAndQuery::from_static("/posthorn.v1.SendService/SendEmail"),
+        tonic_prost::ProstCodec::<M, v1::SendEmailResponse>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
 #[tokio::test]
 async fn a_request_that_is_not_valid_protobuf_is_invalid_argument_naming_the_field() {
     let app = spawn_app().await;
     let key = &app.account_a.key;
-    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
-    grpc.ready().await.unwrap();
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/posthorn.v1.SendService/SendEmail");
 
     // A field of the wrong wire type.
-    let status = grpc
-        .unary(
-            with_key(NumberedSender { from_email: 7 }, KeyHeader::Bearer, key),
-            path.clone(),
-            tonic_prost::ProstCodec::<NumberedSender, v1::SendEmailResponse>::default(),
-        )
+    let status = send_encoded(&app, key, NumberedSender { from_email: 7 })
         .await
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -878,17 +886,7 @@ async fn a_request_that_is_not_valid_protobuf_is_invalid_argument_naming_the_fie
     );
 
     // A string field holding bytes that are not UTF-8.
-    grpc.ready().await.unwrap();
-    let status = grpc
-        .unary(
-            with_key(
-                LooseSend::from(b"hello\xff@acme.example"),
-                KeyHeader::Bearer,
-                key,
-            ),
-            path.clone(),
-            tonic_prost::ProstCodec::<LooseSend, v1::SendEmailResponse>::default(),
-        )
+    let status = send_encoded(&app, key, LooseSend::from(b"hello\xff@acme.example"))
         .await
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -917,20 +915,10 @@ async fn a_request_that_is_not_valid_protobuf_is_invalid_argument_naming_the_fie
     // Nothing was stored, and the same bytes in valid UTF-8 are accepted
     // through the same encoding.
     assert_eq!(message_count(&app, key).await, 0);
-    grpc.ready().await.unwrap();
-    let sent = grpc
-        .unary(
-            with_key(
-                LooseSend::from(b"hello@acme.example"),
-                KeyHeader::Bearer,
-                key,
-            ),
-            path,
-            tonic_prost::ProstCodec::<LooseSend, v1::SendEmailResponse>::default(),
-        )
+    let sent = send_encoded(&app, key, LooseSend::from(b"hello@acme.example"))
         .await
         .expect("a valid send");
-    assert!(sent.into_inner().id.starts_with("msg_"));
+    assert!(sent.id.starts_with("msg_"));
 }
 
 #[tokio::test]
