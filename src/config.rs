@@ -142,9 +142,9 @@ pub const SETTINGS: &[SettingInfo] = &[
         accepts: "an integer from 1 to 3600: how long a REST stream sent as Server-Sent Events (GET /v1/messages:watch) may be quiet before a keep-alive comment is written, so proxies keep it open and a vanished client is noticed",
     },
     SettingInfo {
-        key: "request_header_timeout_seconds",
+        key: "client_timeout_seconds",
         default: "60",
-        accepts: "an integer from 1 to 3600: how long a new connection may take to send its first request, and an HTTP/1.1 client the headers of each request, before the connection is closed (an idle HTTP/1.1 connection is closed after the same time)",
+        accepts: "an integer from 1 to 3600: how long a client may leave a request unfinished: a new connection to send its first request, an HTTP/1.1 client the headers of a request, any request body but a gRPC stream its next bytes; an idle HTTP/1.1 keep-alive connection is closed after the same time",
     },
     SettingInfo {
         key: "rate_limit_per_second",
@@ -253,9 +253,10 @@ pub struct Settings {
     pub rest_max_body_bytes: usize,
     /// How long an SSE stream may be quiet before a keep-alive comment.
     pub stream_keepalive: Duration,
-    /// How long a connection may take to send a request's headers (and its
-    /// first request), and an idle HTTP/1.1 connection may stay open.
-    pub request_header_timeout: Duration,
+    /// How long a client may leave a request unfinished (its first request,
+    /// headers, the next bytes of a body), and an idle HTTP/1.1 connection
+    /// may stay open.
+    pub client_timeout: Duration,
     /// Default limits of every account.
     pub policy: Policy,
     pub max_attachments: usize,
@@ -534,10 +535,7 @@ impl Settings {
             shutdown_grace,
             rest_max_body_bytes,
             stream_keepalive,
-            request_header_timeout: Duration::from_secs(integer(
-                "request_header_timeout_seconds",
-                1..=3600,
-            )?),
+            client_timeout: Duration::from_secs(integer("client_timeout_seconds", 1..=3600)?),
             policy: Policy {
                 rate_per_second,
                 burst,

@@ -4,17 +4,20 @@
 //! the time limits a server open to untrusted clients needs and that
 //! `serve` does not set:
 //!
-//! - a connection must send its first request within the header timeout
-//!   (`request_header_timeout_seconds`), or it is closed: a client that
-//!   connects and sends nothing, or half a request, holds nothing for long;
+//! - a connection must send its first request within the client timeout
+//!   (`client_timeout_seconds`), or it is closed: a client that connects
+//!   and sends nothing, or half a request, holds nothing for long;
 //! - over HTTP/1.1 the headers of every later request must arrive within
 //!   the same time, which also closes a keep-alive connection left idle
 //!   that long (a response being streamed, such as a watch, is not idle);
+//! - a request body may not pause for longer either (REST, gRPC-Web, MCP,
+//!   the links), so a body sent a byte a minute fails instead of holding
+//!   its handler; a native gRPC request stream (`SendStream`) may, since
+//!   its client sends when it has mail;
 //! - an HTTP/2 connection quiet for [`HTTP2_PING_AFTER`] is pinged, and
-//!   closed when the ping is not answered within [`HTTP2_PING_TIMEOUT`] (the
-//!   defaults of [`Limits`]), so
-//!   a gRPC stream whose client vanished ends within a minute, and proxies
-//!   see traffic on a quiet stream.
+//!   closed when the ping is not answered within [`HTTP2_PING_TIMEOUT`]
+//!   (the defaults of [`Limits`]), so a gRPC stream whose client vanished
+//!   ends within a minute, and proxies see traffic on a quiet stream.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt as _;
+use tower_http::timeout::TimeoutBody;
 
 /// How long an HTTP/2 connection may be quiet before it is pinged.
 pub const HTTP2_PING_AFTER: Duration = Duration::from_secs(30);
@@ -56,9 +60,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// The time limits of a listener's connections.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// How long a connection may take to send its first request, and an
-    /// HTTP/1.1 client each request's headers.
-    pub header_timeout: Duration,
+    /// How long a connection may take to send its first request, an
+    /// HTTP/1.1 client each request's headers, and a request body (but a
+    /// gRPC one) its next bytes.
+    pub client_timeout: Duration,
     /// How long an HTTP/2 connection may be quiet before it is pinged.
     pub http2_ping_after: Duration,
     /// How long a ping may go unanswered before the connection is closed.
@@ -66,10 +71,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits with this header timeout and the default pings.
-    pub fn with_header_timeout(header_timeout: Duration) -> Limits {
+    /// The limits with this client timeout and the default pings.
+    pub fn with_client_timeout(client_timeout: Duration) -> Limits {
         Limits {
-            header_timeout,
+            client_timeout,
             http2_ping_after: HTTP2_PING_AFTER,
             http2_ping_timeout: HTTP2_PING_TIMEOUT,
         }
@@ -90,7 +95,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.client_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -123,7 +128,7 @@ pub async fn serve(
             tcp,
             peer,
             router.clone(),
-            limits.header_timeout,
+            limits.client_timeout,
             stopping.clone(),
             open.clone(),
         ));
@@ -139,7 +144,7 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     router: Router,
-    header_timeout: Duration,
+    client_timeout: Duration,
     mut stopping: watch::Receiver<bool>,
     _open: watch::Receiver<()>,
 ) {
@@ -152,13 +157,28 @@ async fn connection(
             if !seen.load(Ordering::Relaxed) && !seen.swap(true, Ordering::Relaxed) {
                 first_request.notify_one();
             }
-            request.map(axum::body::Body::new)
+            // A gRPC request stream may be quiet for as long as its
+            // client has nothing to send; gRPC-Web has no request streams.
+            let streams = request
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.starts_with("application/grpc") && !v.starts_with("application/grpc-web")
+                });
+            request.map(|body| {
+                if streams {
+                    axum::body::Body::new(body)
+                } else {
+                    axum::body::Body::new(TimeoutBody::new(client_timeout, body))
+                }
+            })
         })
     };
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
     tokio::pin!(connection);
-    let deadline = tokio::time::sleep(header_timeout);
+    let deadline = tokio::time::sleep(client_timeout);
     tokio::pin!(deadline);
     let mut waiting_for_first = true;
     let mut shutting_down = false;
@@ -253,7 +273,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (_stop, stopping) = watch::channel(false);
         let limits = Limits {
-            header_timeout: Duration::from_secs(600),
+            client_timeout: Duration::from_secs(600),
             http2_ping_after: Duration::from_millis(100),
             http2_ping_timeout: Duration::from_millis(300),
         };

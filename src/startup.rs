@@ -28,8 +28,8 @@ pub struct Application {
     router: Router,
     store: Store,
     grace: Duration,
-    /// How long a connection may take to send a request's headers.
-    header_timeout: Duration,
+    /// How long a client may leave a request unfinished.
+    client_timeout: Duration,
     transport: Transport,
     /// `None` when this process does not deliver.
     delivery: Option<DeliverySettings>,
@@ -99,7 +99,7 @@ impl Application {
             stopping,
             store,
             grace: settings.shutdown_grace,
-            header_timeout: settings.request_header_timeout,
+            client_timeout: settings.client_timeout,
             transport,
             delivery: settings.deliver.then(|| DeliverySettings {
                 concurrency: settings.delivery_concurrency,
@@ -172,14 +172,14 @@ impl Application {
             tokio::spawn(crate::serve::serve(
                 listener,
                 router,
-                crate::serve::Limits::with_header_timeout(self.header_timeout),
+                crate::serve::Limits::with_client_timeout(self.client_timeout),
                 stopping.clone(),
             ))
         });
         let serve = crate::serve::serve(
             self.listener,
             self.router,
-            crate::serve::Limits::with_header_timeout(self.header_timeout),
+            crate::serve::Limits::with_client_timeout(self.client_timeout),
             stopping.clone(),
         );
         tokio::pin!(serve);

@@ -219,6 +219,13 @@ pub fn copy_request_metadata(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
+/// Whether a body failed because its client paused longer than the
+/// client timeout (`src/serve.rs`).
+fn stopped_arriving(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>())
+}
+
 /// Reads the body under the limit, inflating gzip; answers 413 when the
 /// (decoded) body is over the limit, before decoding any JSON.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response<Body>> {
@@ -233,6 +240,9 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+        Err(error) if stopped_arriving(&*error) => {
+            return Err(ErrorBody::body_stopped().into_response());
+        }
         Err(_) => {
             return Err(ErrorBody::new(
                 StatusCode::BAD_REQUEST,

@@ -171,6 +171,16 @@ impl ErrorBody {
         &self.json
     }
 
+    /// 408 for a body whose client paused longer than the client timeout.
+    pub fn body_stopped() -> ErrorBody {
+        ErrorBody::new(
+            StatusCode::REQUEST_TIMEOUT,
+            4,
+            "the request body stopped arriving before it was whole (setting `client_timeout_seconds`)",
+            "REQUEST_TIMEOUT",
+        )
+    }
+
     /// 413 for a body over the limit.
     pub fn payload_too_large(limit: usize) -> ErrorBody {
         ErrorBody::new(

@@ -1,6 +1,6 @@
 //! The time limits of both listeners (`src/serve.rs`): a connection that
 //! sends no request, half a request head or half the HTTP/2 preface is
-//! closed after `request_header_timeout_seconds`, and so is an HTTP/1.1
+//! closed after `client_timeout_seconds`, and so is an HTTP/1.1
 //! connection left idle that long; a quiet watch stream is not.
 
 use std::net::SocketAddr;
@@ -25,7 +25,7 @@ const BOUND: Duration = Duration::from_secs(15);
 
 async fn app() -> TestApp {
     try_spawn_app_with(Backend::Sqlite, |s| {
-        s.request_header_timeout = TIMEOUT;
+        s.client_timeout = TIMEOUT;
         s.public_listen = Some("127.0.0.1:0".parse().unwrap());
         s.stream_keepalive = Duration::from_millis(200);
     })
@@ -77,7 +77,7 @@ async fn read_answer(tcp: &mut TcpStream) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_that_send_no_whole_request_are_closed_after_the_header_timeout() {
+async fn connections_that_send_no_whole_request_are_closed_after_the_client_timeout() {
     let app = app().await;
     let public = app.public_url.as_ref().unwrap();
     let public: SocketAddr = public.strip_prefix("http://").unwrap().parse().unwrap();
@@ -111,7 +111,7 @@ async fn connections_that_send_no_whole_request_are_closed_after_the_header_time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_http1_connection_is_closed_after_the_header_timeout_and_a_busy_one_is_not() {
+async fn an_idle_http1_connection_is_closed_after_the_client_timeout_and_a_busy_one_is_not() {
     let app = app().await;
     let mut tcp = TcpStream::connect(app.addr).await.unwrap();
     // Three requests on one connection, the last more than the timeout
@@ -142,7 +142,7 @@ async fn an_idle_http1_connection_is_closed_after_the_header_timeout_and_a_busy_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quiet_watch_streams_outlive_the_header_timeout_over_sse_and_grpc() {
+async fn quiet_watch_streams_outlive_the_client_timeout_over_sse_and_grpc() {
     let app = app().await;
     let key = &app.account_a.key;
 
@@ -198,4 +198,113 @@ async fn quiet_watch_streams_outlive_the_header_timeout_over_sse_and_grpc() {
         .event
         .expect("an event");
     assert_eq!(event.message_id, id);
+}
+
+/// Sends a request whose body stops half way, and reads what comes back
+/// until the server closes the connection; returns it and how long after
+/// the half body that took.
+async fn answer_to_half_a_body(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+) -> (String, Duration) {
+    let body = br#"{"from_email": "hello@acme.example", "to": ["jane@example.com"]"#;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: posthorn\r\nx-api-key: {key}\r\ncontent-type: {content_type}\r\naccept: application/json, text/event-stream\r\ncontent-length: {length}\r\n\r\n",
+        key = app.account_a.key,
+        length = body.len() * 2,
+    );
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let stopped = Instant::now();
+    let mut answer = Vec::new();
+    tokio::time::timeout(BOUND, tcp.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("{path} still waits for the rest of the body"))
+        .ok();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        stopped.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_fails_after_the_client_timeout() {
+    let app = app().await;
+    // REST: 408 with a google.rpc.Status naming the setting.
+    let (answer, after) = answer_to_half_a_body(&app, "/v1/send", "application/json").await;
+    assert!(after >= TIMEOUT - Duration::from_millis(100), "{after:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("a body");
+    let json: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    assert_eq!(crate::helpers::json_reason(&json), "REQUEST_TIMEOUT");
+    assert!(
+        json["message"]
+            .as_str()
+            .unwrap()
+            .contains("client_timeout_seconds"),
+        "{json}"
+    );
+    // MCP: answered (or closed) too, not held.
+    let (answer, after) = answer_to_half_a_body(&app, "/mcp", "application/json").await;
+    assert!(after >= TIMEOUT - Duration::from_millis(100), "{after:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    // Nothing was sent.
+    assert_eq!(
+        crate::send::message_count(&app, &app.account_a.key).await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_send_stream_may_be_quiet_for_longer_than_the_client_timeout() {
+    let app = app().await;
+    let key = &app.account_a.key;
+    let (requests, rx) = tokio::sync::mpsc::channel::<v1::SendStreamRequest>(1);
+    // A connection of its own, used at once (the test app's shared one
+    // may have been closed for sending nothing within the timeout).
+    let channel = tonic::transport::Channel::from_shared(app.base_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut answers = v1::send_service_client::SendServiceClient::new(channel)
+        .send_stream(with_key(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            KeyHeader::Bearer,
+            key,
+        ))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    for correlation_id in ["before", "after"] {
+        requests
+            .send(v1::SendStreamRequest {
+                correlation_id: correlation_id.into(),
+                message: Some(crate::send::inline()),
+            })
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(BOUND, answers.next())
+            .await
+            .expect("an answer")
+            .expect("the stream is open")
+            .expect("no error");
+        assert_eq!(answer.correlation_id, correlation_id);
+        assert!(answer.id.starts_with("msg_"), "{answer:?}");
+        if correlation_id == "before" {
+            // The stream is quiet for two timeouts: nothing arrives and
+            // it stays open.
+            assert!(
+                tokio::time::timeout(TIMEOUT * 2, answers.next())
+                    .await
+                    .is_err(),
+                "the quiet stream ended"
+            );
+        }
+    }
 }
