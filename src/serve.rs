@@ -10,9 +10,9 @@
 //! - over HTTP/1.1 the headers of every later request must arrive within
 //!   the same time, which also closes a keep-alive connection left idle
 //!   that long (a response being streamed, such as a watch, is not idle);
-//! - a request body may not pause for longer either (REST, gRPC-Web, MCP,
-//!   the links), so a body sent a byte a minute fails instead of holding
-//!   its handler; a native gRPC request stream (`SendStream`) may, since
+//! - a request body may not pause for longer either (REST, gRPC-Web,
+//!   MCP), so a body sent a byte a minute fails instead of holding its
+//!   handler; a native gRPC request stream (`SendStream`) may, since
 //!   its client sends when it has mail;
 //! - an HTTP/2 connection quiet for [`HTTP2_PING_AFTER`] is pinged, and
 //!   closed when the ping is not answered within [`HTTP2_PING_TIMEOUT`]

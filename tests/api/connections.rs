@@ -33,6 +33,16 @@ async fn app() -> TestApp {
     .expect("SQLite is always available")
 }
 
+/// A gRPC connection of its own, to be used at once: the test app's shared
+/// one may have been closed for sending no request within the timeout.
+async fn fresh_channel(app: &TestApp) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(app.base_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// Sends `bytes` on a new connection, then reads until the server closes
 /// it; returns what was read and how long after connecting it closed.
 async fn closed_after_sending(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Duration) {
@@ -159,12 +169,8 @@ async fn quiet_watch_streams_outlive_the_client_timeout_over_sse_and_grpc() {
     assert_eq!(response.status(), StatusCode::OK);
     let (mut sse, mut buffer) = (response.bytes_stream(), Vec::new());
 
-    // A gRPC watch over HTTP/2, on a connection of its own.
-    let channel = tonic::transport::Channel::from_shared(app.base_url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    // A gRPC watch over HTTP/2.
+    let channel = fresh_channel(&app).await;
     let mut grpc = v1::messages_service_client::MessagesServiceClient::new(channel)
         .watch_messages(with_key(
             v1::WatchMessagesRequest::default(),
@@ -200,6 +206,9 @@ async fn quiet_watch_streams_outlive_the_client_timeout_over_sse_and_grpc() {
     assert_eq!(event.message_id, id);
 }
 
+/// Half of a JSON request body.
+const HALF_JSON: &[u8] = br#"{"from_email": "hello@acme.example", "to": ["jane@example.com"]"#;
+
 /// Sends a request whose body stops half way, and reads what comes back
 /// until the server closes the connection; returns it and how long after
 /// the half body that took.
@@ -207,8 +216,8 @@ async fn answer_to_half_a_body(
     app: &TestApp,
     path: &str,
     content_type: &str,
+    body: &[u8],
 ) -> (String, Duration) {
-    let body = br#"{"from_email": "hello@acme.example", "to": ["jane@example.com"]"#;
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: posthorn\r\nx-api-key: {key}\r\ncontent-type: {content_type}\r\naccept: application/json, text/event-stream\r\ncontent-length: {length}\r\n\r\n",
         key = app.account_a.key,
@@ -233,7 +242,8 @@ async fn answer_to_half_a_body(
 async fn a_request_body_that_stops_fails_after_the_client_timeout() {
     let app = app().await;
     // REST: 408 with a google.rpc.Status naming the setting.
-    let (answer, after) = answer_to_half_a_body(&app, "/v1/send", "application/json").await;
+    let (answer, after) =
+        answer_to_half_a_body(&app, "/v1/send", "application/json", HALF_JSON).await;
     assert!(after >= TIMEOUT - Duration::from_millis(100), "{after:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let (_, json) = answer.split_once("\r\n\r\n").expect("a body");
@@ -247,10 +257,26 @@ async fn a_request_body_that_stops_fails_after_the_client_timeout() {
         "{json}"
     );
     // MCP: answered (or closed) too, not held.
-    let (answer, after) = answer_to_half_a_body(&app, "/mcp", "application/json").await;
+    let (answer, after) = answer_to_half_a_body(&app, "/mcp", "application/json", HALF_JSON).await;
     assert!(after >= TIMEOUT - Duration::from_millis(100), "{after:?}");
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    // gRPC-Web: answered (or closed) too.
+    let (answer, after) = answer_to_half_a_body(
+        &app,
+        "/posthorn.v1.SendService/SendEmail",
+        "application/grpc-web+proto",
+        // A frame announcing 64 bytes of message, and 10 of them.
+        &[
+            0, 0, 0, 0, 64, 0x0a, 8, b'h', b'e', b'l', b'l', b'o', b'@', b'a', b'c',
+        ],
+    )
+    .await;
+    assert!(after >= TIMEOUT - Duration::from_millis(100), "{after:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 "),
         "{answer}"
     );
     // Nothing was sent.
@@ -265,13 +291,7 @@ async fn a_grpc_send_stream_may_be_quiet_for_longer_than_the_client_timeout() {
     let app = app().await;
     let key = &app.account_a.key;
     let (requests, rx) = tokio::sync::mpsc::channel::<v1::SendStreamRequest>(1);
-    // A connection of its own, used at once (the test app's shared one
-    // may have been closed for sending nothing within the timeout).
-    let channel = tonic::transport::Channel::from_shared(app.base_url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = fresh_channel(&app).await;
     let mut answers = v1::send_service_client::SendServiceClient::new(channel)
         .send_stream(with_key(
             tokio_stream::wrappers::ReceiverStream::new(rx),
