@@ -198,7 +198,7 @@ async fn connection(
                 }
                 // Politely first (an HTTP/2 client is told to go away and
                 // connects again when it has a request), then for good.
-                tracing::debug!(%peer, "no request within the header timeout; closing the connection");
+                tracing::debug!(%peer, "no request within the client timeout; closing the connection");
                 closing = true;
                 connection.as_mut().graceful_shutdown();
                 deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_WAIT);

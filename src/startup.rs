@@ -28,8 +28,8 @@ pub struct Application {
     router: Router,
     store: Store,
     grace: Duration,
-    /// How long a client may leave a request unfinished.
-    client_timeout: Duration,
+    /// The time limits of both listeners' connections.
+    limits: crate::serve::Limits,
     transport: Transport,
     /// `None` when this process does not deliver.
     delivery: Option<DeliverySettings>,
@@ -99,7 +99,7 @@ impl Application {
             stopping,
             store,
             grace: settings.shutdown_grace,
-            client_timeout: settings.client_timeout,
+            limits: crate::serve::Limits::with_client_timeout(settings.client_timeout),
             transport,
             delivery: settings.deliver.then(|| DeliverySettings {
                 concurrency: settings.delivery_concurrency,
@@ -172,16 +172,11 @@ impl Application {
             tokio::spawn(crate::serve::serve(
                 listener,
                 router,
-                crate::serve::Limits::with_client_timeout(self.client_timeout),
+                self.limits,
                 stopping.clone(),
             ))
         });
-        let serve = crate::serve::serve(
-            self.listener,
-            self.router,
-            crate::serve::Limits::with_client_timeout(self.client_timeout),
-            stopping.clone(),
-        );
+        let serve = crate::serve::serve(self.listener, self.router, self.limits, stopping.clone());
         tokio::pin!(serve);
         tokio::select! {
             () = &mut serve => {}

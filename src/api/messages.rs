@@ -279,10 +279,13 @@ impl MessagesService for MessagesApi {
                 })
                 .map_err(to_status)
         });
-        let (stop, tail) = super::at_shutdown(
+        let cut = super::Cut::default();
+        let stop = cut.at_shutdown(
             self.stopping.clone(),
             "watch again after the cursor of the last event received (after_cursor, or Last-Event-ID over Server-Sent Events)",
         );
-        Ok(Response::new(events.take_until(stop).chain(tail).boxed()))
+        Ok(Response::new(
+            events.take_until(stop).chain(cut.tail()).boxed(),
+        ))
     }
 }

@@ -100,41 +100,46 @@ fn unbuffered_grpc_web<B>(mut response: http::Response<B>) -> http::Response<B> 
     response
 }
 
-/// Ends a long-lived stream when shutdown begins, so that it neither holds
-/// the shutdown for its whole grace period nor is cut off without a word.
-/// `stop` completes then (the stream is cut with `take_until(stop)`, or its
-/// requests are); `tail`, chained after the stream, yields UNAVAILABLE
-/// (reason SHUTTING_DOWN, retry soon) with `advice` when it was cut, and
-/// nothing when the stream ended by itself. A closed channel (the server
-/// gone) counts as shutdown.
-pub(crate) fn at_shutdown<T: Send + 'static>(
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-    advice: &'static str,
-) -> (
-    impl Future<Output = ()> + Send + 'static,
-    impl futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static,
-) {
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+/// Why a long-lived stream was cut short, told to its client after what
+/// the stream had already sent. The first reason recorded is the one told.
+#[derive(Clone, Default)]
+pub(crate) struct Cut(Arc<std::sync::Mutex<Option<tonic::Status>>>);
 
-    use futures::StreamExt as _;
+impl Cut {
+    /// Records why the stream was cut, unless a reason already was.
+    pub(crate) fn record(&self, status: tonic::Status) {
+        self.0.lock().expect("not poisoned").get_or_insert(status);
+    }
 
-    let cut = Arc::new(AtomicBool::new(false));
-    let stop = {
-        let cut = cut.clone();
+    /// Completes when shutdown begins (or the server is gone), recording
+    /// UNAVAILABLE, reason SHUTTING_DOWN, retry soon, with `advice`: cut the
+    /// stream, or its requests, with `take_until` on it, so that it neither
+    /// holds the shutdown for its whole grace period nor is cut off
+    /// without a word.
+    pub(crate) fn at_shutdown(
+        &self,
+        mut stopping: tokio::sync::watch::Receiver<bool>,
+        advice: &'static str,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let cut = self.clone();
         async move {
             let _ = stopping.wait_for(|stopping| *stopping).await;
-            cut.store(true, Relaxed);
-        }
-    };
-    let tail = futures::stream::once(async move {
-        cut.load(Relaxed).then(|| {
-            Err(status::to_status(crate::domain::Error::ShuttingDown(
+            cut.record(status::to_status(crate::domain::Error::ShuttingDown(
                 advice,
-            )))
-        })
-    })
-    .filter_map(std::future::ready);
-    (stop, tail)
+            )));
+        }
+    }
+
+    /// Chained after the stream: yields the recorded reason as its last
+    /// item, or nothing when the stream ended by itself.
+    pub(crate) fn tail<T: Send + 'static>(
+        self,
+    ) -> impl futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static {
+        use futures::StreamExt as _;
+
+        futures::stream::once(async move { self.0.lock().expect("not poisoned").take().map(Err) })
+            .filter_map(std::future::ready)
+    }
 }
 
 /// The routers this door serves, sharing one authenticator and one set of

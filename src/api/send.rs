@@ -254,33 +254,24 @@ impl SendService for SendApi {
         // read are committed and answered, then the stream ends with
         // SHUTTING_DOWN, so the client resends the rest elsewhere (with
         // their idempotency keys) instead of holding the shutdown.
-        let (stop, shut_down) = super::at_shutdown(
+        let cut = super::Cut::default();
+        let stop = cut.at_shutdown(
             self.stopping.clone(),
             "requests not answered on this stream were not read; send them again (with their idempotency keys)",
         );
         // A request that does not decode has no correlation id to answer
-        // under and leaves the stream unreadable: reading stops there, the
-        // requests read before it are committed and answered, and then the
-        // stream ends with its INVALID_ARGUMENT.
-        let undecodable = Arc::new(std::sync::Mutex::new(None));
+        // under and leaves the stream unreadable: reading stops there too,
+        // the requests read before it are committed and answered, and then
+        // the stream ends with its INVALID_ARGUMENT.
         let requests = {
-            let undecodable = undecodable.clone();
+            let cut = cut.clone();
             request
                 .into_inner()
                 .take_until(stop)
                 .scan((), move |(), item| {
-                    std::future::ready(
-                        item.map_err(|status| {
-                            *undecodable.lock().expect("not poisoned") = Some(status);
-                        })
-                        .ok(),
-                    )
+                    std::future::ready(item.map_err(|status| cut.record(status)).ok())
                 })
         };
-        let undecodable = futures::stream::once(async move {
-            undecodable.lock().expect("not poisoned").take().map(Err)
-        })
-        .filter_map(std::future::ready);
         let responses = requests
             .map(move |item| {
                 let sender = sender.clone();
@@ -323,8 +314,7 @@ impl SendService for SendApi {
                 }
             })
             .buffer_unordered(STREAM_CONCURRENCY)
-            .chain(shut_down)
-            .chain(undecodable);
+            .chain(cut.tail());
         Ok(Response::new(responses.boxed()))
     }
 }

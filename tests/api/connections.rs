@@ -1,7 +1,9 @@
 //! The time limits of both listeners (`src/serve.rs`): a connection that
 //! sends no request, half a request head or half the HTTP/2 preface is
 //! closed after `client_timeout_seconds`, and so is an HTTP/1.1
-//! connection left idle that long; a quiet watch stream is not.
+//! connection left idle that long; a request body that stops that long
+//! fails; a quiet watch stream or gRPC request stream does not. And every
+//! connection runs TCP keep-alive.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use crate::delivery::{next_sse, sse_event};
 use crate::helpers::{Backend, KeyHeader, TestApp, try_spawn_app_with, with_key};
 use crate::send::{inline_json, post};
 
-/// The header timeout of these tests.
+/// The client timeout of these tests.
 const TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Longer than any of these tests waits for a close; a failing limit
@@ -111,13 +113,8 @@ async fn connections_that_send_no_whole_request_are_closed_after_the_client_time
         );
     }
     // The server still answers whole requests.
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.base_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
+    let (status, _) = crate::send::get(&app, &app.account_a.key, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,32 +207,23 @@ async fn quiet_watch_streams_outlive_the_client_timeout_over_sse_and_grpc() {
 const HALF_JSON: &[u8] = br#"{"from_email": "hello@acme.example", "to": ["jane@example.com"]"#;
 
 /// Sends a request whose body stops half way, and reads what comes back
-/// until the server closes the connection; returns it and how long after
-/// the half body that took.
+/// until the server closes the connection; returns it and how long that
+/// took.
 async fn answer_to_half_a_body(
     app: &TestApp,
     path: &str,
     content_type: &str,
     body: &[u8],
 ) -> (String, Duration) {
-    let head = format!(
+    let mut request = format!(
         "POST {path} HTTP/1.1\r\nhost: posthorn\r\nx-api-key: {key}\r\ncontent-type: {content_type}\r\naccept: application/json, text/event-stream\r\ncontent-length: {length}\r\n\r\n",
         key = app.account_a.key,
         length = body.len() * 2,
-    );
-    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp.write_all(body).await.unwrap();
-    let stopped = Instant::now();
-    let mut answer = Vec::new();
-    tokio::time::timeout(BOUND, tcp.read_to_end(&mut answer))
-        .await
-        .unwrap_or_else(|_| panic!("{path} still waits for the rest of the body"))
-        .ok();
-    (
-        String::from_utf8_lossy(&answer).into_owned(),
-        stopped.elapsed(),
     )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let (answer, after) = closed_after_sending(app.addr, &request).await;
+    (String::from_utf8_lossy(&answer).into_owned(), after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,4 +315,36 @@ async fn a_grpc_send_stream_may_be_quiet_for_longer_than_the_client_timeout() {
             );
         }
     }
+}
+
+/// A watcher that vanished without closing its connection (its machine
+/// gone, a NAT entry dropped) leaves nothing to read; the kernel's
+/// keep-alive probes on every API connection find it. Read from the
+/// kernel's table of TCP sockets: the server's end of a fresh connection
+/// runs the keep-alive timer.
+#[tokio::test]
+async fn every_api_connection_is_probed_by_tcp_keep_alive() {
+    let app = crate::helpers::spawn_app().await;
+    let mut client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let ours = client.local_addr().unwrap().port();
+    // An answered request: the server has taken the connection and set it
+    // up.
+    client
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: posthorn\r\n\r\n")
+        .await
+        .unwrap();
+    read_answer(&mut client).await;
+    // The timer of the server's end: `tr` is 2 for keep-alive.
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("Linux's table of TCP sockets");
+    let timer = table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
+        (port(fields[1])? == app.addr.port() && port(fields[2])? == ours)
+            .then(|| fields[5].split(':').next().unwrap_or_default().to_owned())
+    });
+    assert_eq!(
+        timer.as_deref(),
+        Some("02"),
+        "the server's end runs no keep-alive timer"
+    );
 }

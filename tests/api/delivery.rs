@@ -11,9 +11,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tonic::Streaming;
 
-use crate::helpers::{
-    Backend, KeyHeader, TestApp, reason, spawn_app, try_spawn_app_with, with_key,
-};
+use crate::helpers::{Backend, KeyHeader, TestApp, reason, try_spawn_app_with, with_key};
 
 use crate::on_both_databases;
 use crate::send::{client, get, inline, post};
@@ -466,44 +464,4 @@ async fn a_bad_relay_url_is_refused_at_start_without_showing_the_password() {
         "{text}"
     );
     assert!(!text.contains("secret"), "credentials never appear: {text}");
-}
-
-/// A watcher that vanished without closing its connection (its machine
-/// gone, a NAT entry dropped) leaves nothing to read; the kernel's
-/// keep-alive probes on every API connection find it. Read from the
-/// kernel's table of TCP sockets: the server's end of a fresh connection
-/// runs the keep-alive timer.
-#[tokio::test]
-async fn every_api_connection_is_probed_by_tcp_keep_alive() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let app = spawn_app().await;
-    let mut client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let ours = client.local_addr().unwrap().port();
-    // An answered request: the server has taken the connection and set it
-    // up.
-    client
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: posthorn\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    while !answer.ends_with(b"}") {
-        let mut buffer = [0; 1024];
-        let n = client.read(&mut buffer).await.unwrap();
-        assert!(n > 0, "closed before the answer: {answer:?}");
-        answer.extend_from_slice(&buffer[..n]);
-    }
-    // The timer of the server's end: `tr` is 2 for keep-alive.
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("Linux's table of TCP sockets");
-    let timer = table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let port = |field: &str| u16::from_str_radix(field.rsplit(':').next()?, 16).ok();
-        (port(fields[1])? == app.addr.port() && port(fields[2])? == ours)
-            .then(|| fields[5].split(':').next().unwrap_or_default().to_owned())
-    });
-    assert_eq!(
-        timer.as_deref(),
-        Some("02"),
-        "the server's end runs no keep-alive timer"
-    );
 }
